@@ -1,0 +1,141 @@
+"""The whole exception tree, and the warnings, in one place.
+
+```
+InfobipError
+├── ApiError                  the provider answered with an error status
+│   ├── AuthenticationError   401 or 403
+│   ├── RateLimitError        429 after the last attempt
+│   └── ServerError           5xx after the last attempt
+├── TransportError            the network failed after the last attempt
+├── DecodeError               a body that is not what it claims to be
+└── InvalidQueryError         a request that cannot be sent (also a ValueError)
+```
+
+No message or repr built here ever contains a credential: the classes carry
+only the status, the provider's message id and text, and short body excerpts.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "DecodeError",
+    "IncompleteWindowWarning",
+    "InfobipError",
+    "InvalidQueryError",
+    "RateLimitError",
+    "RetentionWarning",
+    "ServerError",
+    "TransportError",
+    "VoiceLogsWarning",
+]
+
+
+class InfobipError(Exception):
+    """Base class of every error this library raises."""
+
+
+# Errors the provider told us about...
+
+
+class ApiError(InfobipError):
+    """The provider answered with an HTTP error status.
+
+    Attributes:
+        status_code: The HTTP status of the response.
+        message_id: The provider's error id (`TOO_MANY_REQUESTS`, `E429`, ...), if the body had one.
+        text: The provider's human-readable text, if the body had one.
+        retry_after: Seconds the provider asked us to wait (`Retry-After`), if it did.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        message_id: str | None = None,
+        text: str | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.message_id = message_id
+        self.text = text
+        self.retry_after = retry_after
+        super().__init__(status_code, message_id, text)
+
+    def __str__(self) -> str:
+        parts = [f"HTTP {self.status_code}"]
+        if self.message_id:
+            parts.append(self.message_id)
+        if self.text:
+            parts.append(self.text)
+        return ": ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status_code={self.status_code!r}, "
+            f"message_id={self.message_id!r}, text={self.text!r})"
+        )
+
+
+class AuthenticationError(ApiError):
+    """The credentials were refused (401) or lack the right (403); never retried."""
+
+
+class RateLimitError(ApiError):
+    """The account is over its request limit (429) and retrying did not help."""
+
+
+class ServerError(ApiError):
+    """The provider failed (5xx) and retrying did not help."""
+
+
+# Errors on our side of the wire...
+
+
+class TransportError(InfobipError):
+    """The request never got a complete answer (connect, read, timeout, reset, truncation)."""
+
+
+class DecodeError(InfobipError):
+    """A response body is not what its content type claims: malformed, truncated or misshapen.
+
+    Attributes:
+        path: Where in the body the problem is (`results[3].sentAt`), or `""` for the whole body.
+        excerpt: A short excerpt of the body, for the log.
+    """
+
+    def __init__(self, message: str, *, path: str = "", excerpt: str = "") -> None:
+        self.path = path
+        self.excerpt = excerpt
+        full = f"{path}: {message}" if path else message
+        if excerpt:
+            full = f"{full} (body starts {excerpt!r})"
+        super().__init__(full)
+
+
+class InvalidQueryError(InfobipError, ValueError):
+    """A query that cannot be sent: the message names the field and what is wrong with it.
+
+    Attributes:
+        field: The name of the offending `LogsQuery` field.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+# Warnings...
+
+
+class VoiceLogsWarning(UserWarning):
+    """Base class of the warnings this library emits."""
+
+
+class IncompleteWindowWarning(VoiceLogsWarning):
+    """A time-window walk could not get past a millisecond holding more logs than a page."""
+
+
+class RetentionWarning(VoiceLogsWarning):
+    """A window reaches further back than the provider's 48-hour retention of logs."""

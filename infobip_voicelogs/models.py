@@ -1,0 +1,306 @@
+"""The data: a voice log as the provider reports it, and the query that asks for logs.
+
+Everything here is a frozen, slotted attrs class: immutable, hashable, comparable,
+with a readable repr. Conversion from and to the wire lives in `codec`; this module
+knows nothing of JSON or XML. Datetimes are always timezone-aware.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from .errors import InvalidQueryError
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "ErrorInfo",
+    "GeneralStatus",
+    "LogsQuery",
+    "Price",
+    "Status",
+    "VoiceLog",
+    "format_query_timestamp",
+]
+
+#: The largest `limit` the provider accepts (the sibling SMS endpoint documents 1000).
+MAX_PAGE_SIZE = 1000
+
+
+class GeneralStatus(enum.StrEnum):
+    """The status group of a voice message: the provider's `generalStatus`.
+
+    The value is the wire name, so `GeneralStatus("DELIVERED") is GeneralStatus.DELIVERED`.
+    """
+
+    ACCEPTED = "ACCEPTED"
+    PENDING = "PENDING"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    DELIVERED = "DELIVERED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether a log in this group can still change (`ACCEPTED` and `PENDING` can)."""
+        return self not in (GeneralStatus.ACCEPTED, GeneralStatus.PENDING)
+
+
+# The provider's status group ids, for a status whose group name is unusual.
+_GROUP_BY_ID = {
+    0: GeneralStatus.ACCEPTED,
+    1: GeneralStatus.PENDING,
+    2: GeneralStatus.UNDELIVERABLE,
+    3: GeneralStatus.DELIVERED,
+    4: GeneralStatus.EXPIRED,
+    5: GeneralStatus.REJECTED,
+}
+
+
+@attrs.frozen
+class Price:
+    """What a voice message costs: a money amount per second of call, never a float.
+
+    >>> Price(Decimal("0.01"), "EUR")
+    Price(per_second=Decimal('0.01'), currency='EUR')
+    """
+
+    per_second: Decimal
+    currency: str
+
+
+@attrs.frozen
+class Status:
+    """Where a message stands: its status group and the detailed status within it."""
+
+    group_id: int
+    group_name: str
+    id: int
+    name: str
+    description: str | None = None
+    action: str | None = None
+
+    @property
+    def group(self) -> GeneralStatus | None:
+        """The status group as a `GeneralStatus`, or `None` for a group this library does not know.
+
+        >>> Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET").group
+        <GeneralStatus.DELIVERED: 'DELIVERED'>
+        """
+        try:
+            return GeneralStatus(self.group_name.upper())
+        except ValueError:
+            return _GROUP_BY_ID.get(self.group_id)
+
+
+@attrs.frozen
+class ErrorInfo:
+    """The provider's error for a message; group `OK` (or `Ok`) means no error."""
+
+    group_id: int
+    group_name: str
+    id: int
+    name: str
+    description: str | None = None
+    permanent: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether this is the provider's "no error" (group `OK`, whatever its case)."""
+        return self.group_name.upper() == "OK"
+
+
+@attrs.frozen
+class VoiceLog:
+    """One sent voice message, as `GET /tts/3/logs` reports it.
+
+    A log is not final when first seen: a `PENDING` log later becomes `DELIVERED`,
+    `UNDELIVERABLE`, `EXPIRED` or `REJECTED`, and its `done_at`, `duration`, `price`
+    and `error` change with it. `message_id` is its identity. Fields the provider left
+    out are `None`.
+    """
+
+    bulk_id: str | None = None
+    message_id: str | None = None
+    to: str | None = None
+    from_: str | None = None
+    text: str | None = None
+    sent_at: datetime | None = None
+    done_at: datetime | None = None
+    duration: int | None = None
+    mccmnc: str | None = None
+    price: Price | None = None
+    status: Status | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def general_status(self) -> GeneralStatus | None:
+        """The log's status group, if the provider gave a status this library knows."""
+        return self.status.group if self.status is not None else None
+
+
+def format_query_timestamp(value: datetime) -> str:
+    """Write an aware datetime the way the provider's query parameters want it.
+
+    The form is `yyyy-MM-dd'T'HH:mm:ss.SSS±hh:mm`, milliseconds truncated:
+
+    >>> from datetime import timezone, timedelta
+    >>> format_query_timestamp(datetime(2015, 2, 22, 17, 42, 5, 390123,
+    ...                                 tzinfo=timezone(timedelta(hours=1))))
+    '2015-02-22T17:42:05.390+01:00'
+    """
+    offset = value.utcoffset()
+    if offset is None:
+        raise InvalidQueryError("timestamp", f"{value!r} is naive; give it a timezone")
+    # isoformat would write microseconds (the incumbent client's bug); the provider wants ms.
+    base = value.strftime("%Y-%m-%dT%H:%M:%S")
+    millis = value.microsecond // 1000
+    return f"{base}.{millis:03d}{_format_offset(offset)}"
+
+
+def _format_offset(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
+
+
+# LogsQuery: validation at the edge...
+
+
+def _ids(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _status(value: GeneralStatus | str | None) -> GeneralStatus | None:
+    if value is None or isinstance(value, GeneralStatus):
+        return value
+    try:
+        return GeneralStatus(str(value).upper())
+    except ValueError:
+        names = ", ".join(s.value for s in GeneralStatus)
+        raise InvalidQueryError(
+            "general_status", f"{value!r} is not a status group (one of {names})"
+        ) from None
+
+
+def _check_ids(
+    instance: LogsQuery, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+) -> None:
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise InvalidQueryError(attribute.name, f"{item!r} is not a non-empty id")
+        if "," in item:
+            raise InvalidQueryError(attribute.name, f"{item!r} contains a comma; pass ids apart")
+
+
+def _check_aware(instance: LogsQuery, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, datetime):
+        raise InvalidQueryError(attribute.name, f"{value!r} is not a datetime")
+    if value.utcoffset() is None:
+        raise InvalidQueryError(attribute.name, f"{value!r} is naive; give it a timezone")
+
+
+def _check_text(instance: LogsQuery, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidQueryError(attribute.name, f"{value!r} is not a non-empty string")
+
+
+def _check_digits(instance: LogsQuery, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        raise InvalidQueryError(attribute.name, f"{value!r} must be digits only")
+
+
+def _check_limit(instance: LogsQuery, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidQueryError("limit", f"{value!r} is not an integer")
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise InvalidQueryError("limit", f"{value} is outside 1..{MAX_PAGE_SIZE}")
+
+
+@attrs.frozen(kw_only=True)
+class LogsQuery:
+    """A validated request for logs: the query parameters of `GET /tts/3/logs`.
+
+    Every field is optional; without any the provider returns the newest 50 logs of the
+    last 48 hours. Construction validates and raises `InvalidQueryError` (a `ValueError`)
+    naming the bad field.
+
+    >>> from datetime import datetime, timezone
+    >>> q = LogsQuery(general_status="delivered", limit=100,
+    ...               sent_since=datetime(2026, 11, 26, tzinfo=timezone.utc))
+    >>> q.to_params()
+    {'generalStatus': 'DELIVERED', 'sentSince': '2026-11-26T00:00:00.000+00:00', 'limit': '100'}
+    """
+
+    from_: str | None = attrs.field(default=None, validator=_check_text)
+    to: str | None = attrs.field(default=None, validator=_check_text)
+    bulk_ids: tuple[str, ...] = attrs.field(default=(), converter=_ids, validator=_check_ids)
+    message_ids: tuple[str, ...] = attrs.field(default=(), converter=_ids, validator=_check_ids)
+    general_status: GeneralStatus | None = attrs.field(default=None, converter=_status)
+    sent_since: datetime | None = attrs.field(default=None, validator=_check_aware)
+    sent_until: datetime | None = attrs.field(default=None, validator=_check_aware)
+    limit: int | None = attrs.field(default=None, validator=_check_limit)
+    mcc: str | None = attrs.field(default=None, validator=_check_digits)
+    mnc: str | None = attrs.field(default=None, validator=_check_digits)
+
+    def __attrs_post_init__(self) -> None:
+        if (
+            self.sent_since is not None
+            and self.sent_until is not None
+            and self.sent_since > self.sent_until
+        ):
+            raise InvalidQueryError(
+                "sent_since",
+                f"{self.sent_since.isoformat()} is after sent_until {self.sent_until.isoformat()}",
+            )
+
+    def replace(self, **changes: Any) -> LogsQuery:
+        """A copy with some fields changed, validated again."""
+        return attrs.evolve(self, **changes)
+
+    def to_params(self) -> dict[str, str]:
+        """The query string parameters, in the provider's wire form.
+
+        Id lists are joined with commas, the status group is written by name and
+        timestamps as `yyyy-MM-dd'T'HH:mm:ss.SSS±hh:mm` (httpx percent-encodes `+`).
+        """
+        params: dict[str, str] = {}
+        if self.from_ is not None:
+            params["from"] = self.from_
+        if self.to is not None:
+            params["to"] = self.to
+        if self.bulk_ids:
+            params["bulkId"] = ",".join(self.bulk_ids)
+        if self.message_ids:
+            params["messageId"] = ",".join(self.message_ids)
+        if self.general_status is not None:
+            params["generalStatus"] = self.general_status.value
+        if self.sent_since is not None:
+            params["sentSince"] = format_query_timestamp(self.sent_since)
+        if self.sent_until is not None:
+            params["sentUntil"] = format_query_timestamp(self.sent_until)
+        if self.limit is not None:
+            params["limit"] = str(self.limit)
+        if self.mcc is not None:
+            params["mcc"] = self.mcc
+        if self.mnc is not None:
+            params["mnc"] = self.mnc
+        return params
