@@ -1,0 +1,56 @@
+"""Read Infobip voice message logs (`GET /tts/3/logs`) reliably and fast, from asyncio.
+
+```python
+from infobip_voicelogs import LogsFetcher, LogsQuery, GeneralStatus
+
+async with LogsFetcher("https://xyz.api.infobip.com", auth="API-KEY") as fetcher:
+    logs = await fetcher.fetch(LogsQuery(general_status=GeneralStatus.DELIVERED))
+```
+
+Every public name is importable from here; the modules behind them are the layers
+described in the design (`models`, `codec`, `throttle`, `retry`, `fetcher`, ...).
+"""
+
+from .__about__ import __version__
+from .codec import Format, decode_logs, encode_logs
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    DecodeError,
+    IncompleteWindowWarning,
+    InfobipError,
+    InvalidQueryError,
+    RateLimitError,
+    RetentionWarning,
+    ServerError,
+    TransportError,
+    VoiceLogsWarning,
+)
+from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
+
+# (new layers add their imports above this line, one import statement each)
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "DecodeError",
+    "ErrorInfo",
+    "Format",
+    "GeneralStatus",
+    "IncompleteWindowWarning",
+    "InfobipError",
+    "InvalidQueryError",
+    "LogsQuery",
+    "Price",
+    "RateLimitError",
+    "RetentionWarning",
+    "ServerError",
+    "Status",
+    "TransportError",
+    "VoiceLog",
+    "VoiceLogsWarning",
+    "__version__",
+    "decode_logs",
+    "encode_logs",
+    # (new layers add their names here)
+]

@@ -1,0 +1,567 @@
+"""The codec: the reference page's bodies, every variant the provider sends, every way a
+body can be wrong, hardened XML, error bodies, and round-trip properties."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infobip_voicelogs import (
+    DecodeError,
+    ErrorInfo,
+    GeneralStatus,
+    Price,
+    Status,
+    VoiceLog,
+    decode_logs,
+    encode_logs,
+)
+from infobip_voicelogs.codec import (
+    ErrorBody,
+    decode_error,
+    encode_error,
+    format_of,
+    format_wire_timestamp,
+    media_type,
+    parse_wire_timestamp,
+)
+
+DATA = Path(__file__).parent / "data"
+CET = timezone(timedelta(hours=1))
+
+
+def reference(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+# The reference page's own examples...
+
+
+def test_reference_json_example_decodes_to_the_documented_log() -> None:
+    [log] = decode_logs(reference("reference-1.json"), "application/json")
+
+    assert log == VoiceLog(
+        bulk_id="06479ba3-5977-47f6-9346-fee0369bc76b",
+        message_id="1f21d8d7-f306-4f53-9f6e-eddfce9849ea",
+        to="41793026727",
+        from_="41793026700",
+        text="Test voice message.",
+        sent_at=datetime(2015, 2, 23, 17, 40, 31, 773000, tzinfo=CET),
+        done_at=datetime(2015, 2, 23, 17, 40, 31, 787000, tzinfo=CET),
+        duration=10,
+        mccmnc="22801",
+        price=Price(Decimal("0.01"), "EUR"),
+        status=Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET", "Message delivered to handset"),
+        error=ErrorInfo(
+            0, "OK", 5003, "EC_VOICE_NO_ANSWER", "User was notified, but did not answer call", True
+        ),
+    )
+    assert log.general_status is GeneralStatus.DELIVERED
+
+
+def test_reference_xml_example_reads_price_per_message_exactly() -> None:
+    logs = decode_logs(reference("reference-1.xml"), "application/xml")
+
+    assert [log.message_id for log in logs] == [
+        "f97d3b99-fab2-468e-8acf-c8c8792b8ce6",
+        "07e03aae-fabc-44ad-b1ce-222e14094d70",
+    ]
+    assert logs[0].price == Price(Decimal("0.0100"), "EUR")
+    assert str(logs[0].price.per_second) == "0.0100"  # as written, trailing zeros and all
+    assert logs[0].error is not None
+    assert logs[0].error.group_name == "Ok"
+    assert logs[0].error.ok
+
+
+def test_reference_xml_example_keeps_status_action() -> None:
+    [log] = decode_logs(reference("reference-2.xml"), "application/xml")
+
+    assert log.status == Status(
+        5, "REJECTED", 6, "REJECTED_NETWORK", "Network is forbidden", "Contact account manager"
+    )
+    assert log.general_status is GeneralStatus.REJECTED
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("reference-*")), ids=lambda p: p.name)
+def test_every_reference_body_decodes_and_round_trips(path: Path) -> None:
+    fmt = "json" if path.suffix == ".json" else "xml"
+    logs = decode_logs(path.read_bytes(), media_type(fmt))
+
+    assert logs
+    assert all(log.sent_at is not None and log.sent_at.utcoffset() for log in logs)
+    assert decode_logs(encode_logs(logs, fmt), media_type(fmt)) == logs
+
+
+def test_encoded_json_has_the_reference_shape() -> None:
+    logs = decode_logs(reference("reference-1.json"), "application/json")
+
+    assert json.loads(encode_logs(logs, "json")) == json.loads(reference("reference-1.json"))
+    assert b'"pricePerSecond":0.01,' in encode_logs(logs, "json")  # a number, not a string
+
+
+def test_encoded_xml_has_the_reference_shape() -> None:
+    body = encode_logs(decode_logs(reference("reference-1.xml"), "application/xml"), "xml")
+
+    assert body.startswith(b"<smsLogsResponse><results><result><bulkId>")
+    assert b"<sentAt>2015-02-23T17:41:18.020+0100</sentAt>" in body
+
+
+# Variants the provider has been seen to send...
+
+
+def one_log(**fields: object) -> bytes:
+    return json.dumps({"results": [{"messageId": "m1", **fields}]}).encode()
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        "2015-02-23T17:40:31.773+0100",
+        "2015-02-23T17:40:31.773+01:00",
+        "2015-02-23T16:40:31.773Z",
+        "2015-02-23T17:40:31.773000+01:00",
+        "2015-02-23T17:40:31.773000999+0100",
+    ],
+)
+def test_timestamps_in_every_offset_form_mean_the_same_instant(wire: str) -> None:
+    [log] = decode_logs(one_log(sentAt=wire), "application/json")
+
+    assert log.sent_at == datetime(2015, 2, 23, 17, 40, 31, 773000, tzinfo=CET)
+
+
+def test_timestamp_without_milliseconds() -> None:
+    assert parse_wire_timestamp("2015-02-23T17:40:31+0100") == datetime(
+        2015, 2, 23, 17, 40, 31, tzinfo=CET
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["2015-02-23", "2015-02-23T17:40:31", "20150223T174031+0100", "yesterday", ""]
+)
+def test_parse_wire_timestamp_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ValueError, match="not a timestamp"):
+        parse_wire_timestamp(text)
+
+
+def test_format_wire_timestamp_writes_ms_and_offset_without_colon() -> None:
+    moment = datetime(
+        2026, 1, 2, 3, 4, 5, 678999, tzinfo=timezone(timedelta(hours=-5, minutes=-30))
+    )
+
+    assert format_wire_timestamp(moment) == "2026-01-02T03:04:05.678-0530"
+    with pytest.raises(ValueError, match="naive"):
+        format_wire_timestamp(datetime(2026, 1, 2))
+
+
+def test_price_per_message_and_per_second_are_the_same_field() -> None:
+    by_second = one_log(price={"pricePerSecond": 0.01, "currency": "EUR"})
+    by_message = one_log(price={"pricePerMessage": 0.01, "currency": "EUR"})
+
+    assert decode_logs(by_second, "application/json") == decode_logs(by_message, "application/json")
+
+
+@pytest.mark.parametrize(
+    "amount", ["0.1", "0.0100", "12345678901234567890.123456789", "1E-7", "-0"]
+)
+def test_json_money_is_exactly_as_written(amount: str) -> None:
+    body = b'{"results":[{"price":{"pricePerSecond": %s ,"currency":"EUR"}}]}' % amount.encode()
+
+    [log] = decode_logs(body, "application/json")
+
+    assert log.price is not None
+    assert str(log.price.per_second) == str(Decimal(amount))
+
+
+def test_a_price_key_inside_text_is_left_alone() -> None:
+    body = one_log(text='say "pricePerSecond": 5', price={"pricePerSecond": 0.5, "currency": "EUR"})
+
+    [log] = decode_logs(body, "application/json")
+
+    assert log.text == 'say "pricePerSecond": 5'
+    assert log.price == Price(Decimal("0.5"), "EUR")
+
+
+def test_mccmnc_in_either_spelling() -> None:
+    [old] = decode_logs(one_log(mccmnc="22801"), "application/json")
+    [new] = decode_logs(one_log(mccMnc="22801"), "application/json")
+
+    assert old.mccmnc == new.mccmnc == "22801"
+
+
+def test_absent_null_and_unknown_fields() -> None:
+    [log] = decode_logs(
+        one_log(bulkId=None, doneAt=None, price=None, brandNew={"x": 1}), "application/json"
+    )
+
+    assert log == VoiceLog(message_id="m1")
+
+
+def test_null_results_is_an_empty_page() -> None:
+    assert decode_logs(b'{"results":null}', "application/json") == []
+    assert decode_logs(b'{"results":[]}', "application/json") == []
+
+
+def test_xml_with_any_root_namespaces_indentation_and_empty_elements() -> None:
+    body = b"""<?xml version="1.0" encoding="UTF-8"?>
+    <logs xmlns="urn:example">
+      <!-- a comment -->
+      <results>
+        <result>
+          <messageId>m1</messageId>
+          <doneAt/>
+          <text></text>
+          <mccMnc>22801</mccMnc>
+          <price><pricePerSecond> 0.10 </pricePerSecond><currency>EUR</currency></price>
+        </result>
+      </results>
+    </logs>"""
+
+    [log] = decode_logs(body, "text/xml; charset=utf-8")
+
+    assert log == VoiceLog(
+        message_id="m1", text="", mccmnc="22801", price=Price(Decimal("0.10"), "EUR")
+    )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("application/json", "json"),
+        ("application/json;charset=UTF-8", "json"),
+        ("Application/JSON ; charset=utf-8", "json"),
+        ("application/problem+json", "json"),
+        ("application/xml", "xml"),
+        ("text/xml", "xml"),
+        ("application/soap+xml; charset=utf-8", "xml"),
+    ],
+)
+def test_format_of_content_types(content_type: str, expected: str) -> None:
+    assert format_of(content_type) == expected
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "", "application/octet-stream", "json"])
+def test_format_of_refuses_other_content_types(content_type: str) -> None:
+    with pytest.raises(DecodeError, match="neither JSON nor XML"):
+        format_of(content_type)
+
+
+# Every malformed shape: a DecodeError that says what and where...
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"results":[{}, {}, {}, {"sentAt":"yesterday"}]}',
+            "results[3].sentAt: 'yesterday' is not a timestamp",
+        ),
+        (b'{"results":[{"to":41793026727}]}', "results[0].to: 41793026727 is not a string"),
+        (b'{"results":[{"duration":"10"}]}', "results[0].duration: '10' is not an integer"),
+        (b'{"results":[{"duration":true}]}', "results[0].duration: True is not an integer"),
+        (b'{"results":[{"status":{"groupId":3}}]}', "results[0].status: missing field 'groupName'"),
+        (
+            b'{"results":[{"price":{"pricePerSecond":"x","currency":"EUR"}}]}',
+            "results[0].price.pricePerSecond: 'x' is not an amount",
+        ),
+        (
+            b'{"results":[{"price":{"pricePerSecond":"NaN","currency":"EUR"}}]}',
+            "results[0].price.pricePerSecond: 'NaN' is not a finite amount",
+        ),
+        (
+            b'{"results":[{"error":{"groupId":0,"groupName":"OK","id":1,"name":"n","permanent":"yes"}}]}',
+            "results[0].error.permanent: 'yes' is not true or false",
+        ),
+        (b'{"results":["log"]}', "results[0]: 'log' is not an object"),
+        (b'{"results":{"a":1}}', "results: is not a list"),
+        (b'{"logs":[]}', "no 'results' in the body"),
+        (b"[1,2]", "expected an object with 'results'"),
+        (b'{"results":[{"messageId":"m1"', "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"<html>oops</html>", "not valid JSON"),
+    ],
+)
+def test_malformed_json_says_what_and_where(body: bytes, message: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_logs(body, "application/json")
+
+    assert message in str(caught.value)
+    assert caught.value.__cause__ is None or not isinstance(caught.value.__cause__, DecodeError)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b"<r><results><result><duration>ten</duration></result></results></r>",
+            "results[0].duration: 'ten' is not an integer",
+        ),
+        (
+            b"<r><results><result/><result><sentAt>soon</sentAt></result></results></r>",
+            "results[1].sentAt: 'soon' is not a timestamp",
+        ),
+        (b"<r><results><result><to><a/></to></result></results></r>", "results[0].to:"),
+        (
+            b"<r><results><result><status><groupId/></status></result></results></r>",
+            "results[0].status.groupId: '' is not an integer",
+        ),
+        (b"<r><logs/></r>", "no <results> under <r>"),
+        (b"<r><results><result>", "not well-formed XML"),
+        (b'{"results":[]}', "not well-formed XML"),
+    ],
+)
+def test_malformed_xml_says_what_and_where(body: bytes, message: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_logs(body, "application/xml")
+
+    assert message in str(caught.value)
+
+
+def test_decode_error_carries_path_and_excerpt_and_chains_the_cause() -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_logs(b'{"results":[{"sentAt":"yesterday"}]}', "application/json")
+
+    assert caught.value.path == "results[0].sentAt"
+    assert caught.value.excerpt.startswith('{"results"')
+    assert caught.value.__cause__ is not None
+
+
+# Hardened XML...
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<r><results><result><text>&lol9;</text></result></results></r>"""
+
+
+def test_billion_laughs_is_refused_without_expanding() -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match="DOCTYPE"):
+            decode_logs(BILLION_LAUGHS, "application/xml")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 5_000_000  # an expansion would be ~3 GB
+
+
+def test_external_entity_does_not_leak_a_local_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    body = (
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY xxe SYSTEM "file://%s">]>'
+        b"<r><results><result><text>&xxe;</text></result></results></r>" % str(secret).encode()
+    )
+
+    with pytest.raises(DecodeError) as caught:
+        decode_logs(body, "application/xml")
+
+    assert "TOP-SECRET-CONTENT" not in str(caught.value)
+
+
+def test_undeclared_entity_is_malformed_not_resolved() -> None:
+    body = b"<r><results><result><text>&xxe;</text></result></results></r>"
+
+    with pytest.raises(DecodeError, match="not well-formed"):
+        decode_logs(body, "application/xml")
+
+
+# Error bodies...
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+@pytest.mark.parametrize("shape", ["old", "new"])
+def test_error_bodies_round_trip(fmt: str, shape: str) -> None:
+    body = encode_error("TOO_MANY_REQUESTS", "Too many requests", fmt, shape=shape)  # type: ignore[arg-type]
+
+    assert decode_error(body, media_type(fmt)) == ErrorBody(  # type: ignore[arg-type]
+        "TOO_MANY_REQUESTS", "Too many requests", {}
+    )
+
+
+def test_old_xml_error_shape_from_the_notes() -> None:
+    body = (
+        b"<ApiException><requestError><serviceException><messageId>UNAUTHORIZED</messageId>"
+        b"<text>Invalid login details</text></serviceException></requestError></ApiException>"
+    )
+
+    assert decode_error(body, "application/xml") == ErrorBody(
+        "UNAUTHORIZED", "Invalid login details", {}
+    )
+
+
+def test_validation_errors_in_both_shapes() -> None:
+    old = {
+        "requestError": {
+            "serviceException": {
+                "messageId": "BAD_REQUEST",
+                "text": "Bad request",
+                "validationErrors": {"limit": ["must be at most 1000"]},
+            }
+        }
+    }
+    new = {
+        "errorCode": "E400",
+        "description": "Request cannot be processed.",
+        "action": "Check the syntax, violations and adjust the request.",
+        "violations": [{"property": "limit", "violation": "must be at most 1000"}],
+        "resources": [],
+    }
+
+    old_error = decode_error(json.dumps(old).encode(), "application/json")
+    new_error = decode_error(json.dumps(new).encode(), "application/json;charset=UTF-8")
+
+    assert old_error.validation_errors == {"limit": ("must be at most 1000",)}
+    assert new_error == ErrorBody(
+        "E400", "Request cannot be processed.", {"limit": ("must be at most 1000",)}
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "text"),
+    [
+        (b"", "application/json", None),
+        (b"<html><body>502 Bad Gateway</body></html>", "text/html", "<html><body>502 Bad Gateway"),
+        (b'{"results":[]}', "application/json", '{"results":[]}'),
+        (b"\xff\xfe garbage", "application/xml", "\ufffd\ufffd garbage"),
+        (BILLION_LAUGHS, "application/xml", '<?xml version="1.0"?>'),
+    ],
+)
+def test_unreadable_error_bodies_never_raise(
+    body: bytes, content_type: str, text: str | None
+) -> None:
+    error = decode_error(body, content_type)
+
+    assert error.message_id is None
+    assert error.validation_errors == {}
+    assert (error.text is None) if text is None else (error.text or "").startswith(text)
+
+
+# Properties...
+
+# XML 1.0 cannot carry most control characters, surrogates or U+FFFE/U+FFFF, so the
+# strategy keeps to what both formats can hold (documented in docs/codec.md).
+xml_text = st.text(
+    st.characters(
+        blacklist_categories=("Cs",),
+        blacklist_characters="\ufffe\uffff",
+        min_codepoint=0x20,
+    )
+    | st.sampled_from("\t\n"),
+    max_size=30,
+)
+maybe = lambda strategy: st.none() | strategy  # noqa: E731
+
+
+@st.composite
+def aware_datetimes(draw: st.DrawFn) -> datetime:
+    naive = draw(st.datetimes(datetime(1971, 1, 1), datetime(2100, 1, 1)))
+    minutes = draw(st.integers(-23 * 60 - 59, 23 * 60 + 59))
+    moment = naive.replace(microsecond=naive.microsecond // 1000 * 1000)  # the wire has ms
+    return moment.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+
+
+amounts = st.decimals(allow_nan=False, allow_infinity=False, places=None)
+ints = st.integers(-(2**31), 2**31)
+
+logs = st.builds(
+    VoiceLog,
+    bulk_id=maybe(xml_text),
+    message_id=maybe(xml_text),
+    to=maybe(xml_text),
+    from_=maybe(xml_text),
+    text=maybe(xml_text),
+    sent_at=maybe(aware_datetimes()),
+    done_at=maybe(aware_datetimes()),
+    duration=maybe(ints),
+    mccmnc=maybe(xml_text),
+    price=maybe(st.builds(Price, amounts, xml_text)),
+    status=maybe(
+        st.builds(Status, ints, xml_text, ints, xml_text, maybe(xml_text), maybe(xml_text))
+    ),
+    error=maybe(
+        st.builds(ErrorInfo, ints, xml_text, ints, xml_text, maybe(xml_text), maybe(st.booleans()))
+    ),
+)
+
+
+@given(st.lists(logs, max_size=4), st.sampled_from(["json", "xml"]))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_round_trip_of_any_valid_logs(original: list[VoiceLog], fmt: str) -> None:
+    body = encode_logs(original, fmt)  # type: ignore[arg-type]
+
+    assert decode_logs(body, media_type(fmt)) == original  # type: ignore[arg-type]
+
+
+@given(st.binary(max_size=300), st.sampled_from(["application/json", "application/xml"]))
+@settings(max_examples=500)
+def test_arbitrary_bytes_raise_nothing_but_decode_error(body: bytes, content_type: str) -> None:
+    with contextlib.suppress(DecodeError):  # and any other exception fails the test
+        decode_logs(body, content_type)
+
+
+VALID_JSON = (DATA / "reference-2.json").read_bytes()
+VALID_XML = (DATA / "reference-1.xml").read_bytes()
+
+
+@given(
+    st.sampled_from([(VALID_JSON, "application/json"), (VALID_XML, "application/xml")]),
+    st.data(),
+)
+@settings(max_examples=500)
+def test_mutated_valid_bodies_raise_nothing_but_decode_error(
+    sample: tuple[bytes, str], data: st.DataObject
+) -> None:
+    body, content_type = sample
+    start = data.draw(st.integers(0, len(body)))
+    end = data.draw(st.integers(start, min(len(body), start + 20)))
+    insert = data.draw(
+        st.binary(max_size=10)
+        | st.sampled_from(
+            [
+                b'"',
+                b"{",
+                b"}",
+                b"[",
+                b"]",
+                b",",
+                b":",
+                b"null",
+                b"<",
+                b"/>",
+                b"</a>",
+                b"&amp;",
+                b"-1e999",
+                b"true",
+                b"\\u0000",
+                b"<![CDATA[x]]>",
+            ]
+        )
+    )
+    with contextlib.suppress(DecodeError):
+        decode_logs(body[:start] + insert + body[end:], content_type)
+
+
+@given(
+    st.binary(max_size=200), st.sampled_from(["application/json", "application/xml", "text/plain"])
+)
+def test_decode_error_never_raises(body: bytes, content_type: str) -> None:
+    assert isinstance(decode_error(body, content_type), ErrorBody)
