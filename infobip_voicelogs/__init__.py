@@ -27,13 +27,16 @@ from .errors import (
     VoiceLogsWarning,
 )
 from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
+from .store import CheckpointStore, Delivered, SqliteStore, StoreError
 
 # (new layers add their imports above this line, one import statement each)
 
 __all__ = [
     "ApiError",
     "AuthenticationError",
+    "CheckpointStore",
     "DecodeError",
+    "Delivered",
     "ErrorInfo",
     "Format",
     "GeneralStatus",
@@ -45,7 +48,9 @@ __all__ = [
     "RateLimitError",
     "RetentionWarning",
     "ServerError",
+    "SqliteStore",
     "Status",
+    "StoreError",
     "TransportError",
     "VoiceLog",
     "VoiceLogsWarning",

@@ -8,7 +8,8 @@ InfobipError
 │   └── ServerError           5xx after the last attempt
 ├── TransportError            the network failed after the last attempt
 ├── DecodeError               a body that is not what it claims to be
-└── InvalidQueryError         a request that cannot be sent (also a ValueError)
+├── InvalidQueryError         a request that cannot be sent (also a ValueError)
+└── StoreError                the checkpoint store is closed, cannot open, or is too new
 ```
 
 No message or repr built here ever contains a credential: the classes carry
@@ -27,6 +28,7 @@ __all__ = [
     "RateLimitError",
     "RetentionWarning",
     "ServerError",
+    "StoreError",
     "TransportError",
     "VoiceLogsWarning",
 ]
@@ -124,6 +126,13 @@ class InvalidQueryError(InfobipError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+# Errors of the checkpoint store...
+
+
+class StoreError(InfobipError):
+    """The checkpoint store cannot serve: it is closed, cannot be opened, or is of a newer version."""
 
 
 # Warnings...

@@ -1,0 +1,262 @@
+"""The file's layout and the mapping between `VoiceLog`s and rows, for `SqliteStore`.
+
+The tables are documented for users in `docs/archive.md`; keep the two in step. A change
+of layout is a new entry in `_MIGRATIONS` and a new `SCHEMA_VERSION`, never an edit of an
+old entry: files written by earlier versions are migrated forward, step by step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from ..errors import StoreError
+from ..models import ErrorInfo, Price, Status, VoiceLog
+from .base import Delivered
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "UPSERT_ARCHIVE",
+    "UPSERT_CHECKPOINT",
+    "UPSERT_FINGERPRINT",
+    "archive_row",
+    "fingerprint_row",
+    "from_utc_text",
+    "log_from_row",
+    "migrate",
+    "transaction",
+    "utc_text",
+]
+
+#: The layout of the tables this version writes (`PRAGMA user_version`).
+SCHEMA_VERSION = 1
+
+# Each migration takes a file from the version before it to its own number (index + 1).
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE checkpoints (
+            account     TEXT PRIMARY KEY,
+            checkpoint  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE fingerprints (
+            account     TEXT NOT NULL,
+            message_id  TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            sent_at     TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            PRIMARY KEY (account, message_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX fingerprints_by_sent_at ON fingerprints (sent_at)",
+        """CREATE TABLE voice_logs (
+            account            TEXT NOT NULL,
+            message_id         TEXT NOT NULL,
+            bulk_id            TEXT,
+            to_number          TEXT,
+            from_sender        TEXT,
+            text               TEXT,
+            sent_at            TEXT,
+            done_at            TEXT,
+            duration           INTEGER,
+            mccmnc             TEXT,
+            price_per_second   TEXT,
+            currency           TEXT,
+            status_group       TEXT,
+            status_group_name  TEXT,
+            status_group_id    INTEGER,
+            status_id          INTEGER,
+            status_name        TEXT,
+            status_description TEXT,
+            status_action      TEXT,
+            error_group_id     INTEGER,
+            error_group_name   TEXT,
+            error_id           INTEGER,
+            error_name         TEXT,
+            error_description  TEXT,
+            error_permanent    INTEGER,
+            first_seen_at      TEXT NOT NULL,
+            updated_at         TEXT NOT NULL,
+            PRIMARY KEY (account, message_id)
+        )""",
+        "CREATE INDEX voice_logs_by_account_sent_at ON voice_logs (account, sent_at)",
+    ),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+_ARCHIVE_COLUMNS = (
+    "account", "message_id", "bulk_id", "to_number", "from_sender", "text", "sent_at", "done_at",
+    "duration", "mccmnc", "price_per_second", "currency", "status_group", "status_group_name",
+    "status_group_id", "status_id", "status_name", "status_description", "status_action",
+    "error_group_id", "error_group_name", "error_id", "error_name", "error_description",
+    "error_permanent", "first_seen_at", "updated_at",
+)  # fmt: skip
+# On a conflict every column takes the new value except the key and the first sighting.
+_KEEP_ON_UPDATE = {"account", "message_id", "first_seen_at"}
+UPSERT_ARCHIVE = (
+    f"INSERT INTO voice_logs ({', '.join(_ARCHIVE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_ARCHIVE_COLUMNS))}) "
+    "ON CONFLICT (account, message_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _ARCHIVE_COLUMNS if c not in _KEEP_ON_UPDATE)
+)
+UPSERT_FINGERPRINT = (
+    "INSERT INTO fingerprints (account, message_id, fingerprint, sent_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, message_id) DO UPDATE SET "
+    "fingerprint = excluded.fingerprint, sent_at = excluded.sent_at, "
+    "updated_at = excluded.updated_at"
+)
+UPSERT_CHECKPOINT = (
+    "INSERT INTO checkpoints (account, checkpoint, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (account) DO UPDATE SET "
+    "checkpoint = excluded.checkpoint, updated_at = excluded.updated_at"
+)
+
+
+@contextlib.contextmanager
+def transaction(connection: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[None]:
+    """Run the block as one transaction: committed if it returns, rolled back if it raises."""
+    # IMMEDIATE takes the write lock up front, so a busy file fails before any work is done.
+    connection.execute(f"BEGIN {mode}")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def migrate(connection: sqlite3.Connection, path: str) -> None:
+    """Bring the file to `SCHEMA_VERSION`; refuse a file of a newer one with `StoreError`."""
+    with transaction(connection):  # read and upgrade under one lock: one process migrates
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {path!r} has schema version {version}, but this version of "
+                f"infobip-voicelogs knows versions up to {SCHEMA_VERSION}: upgrade the library"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target - 1]:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {target}")
+
+
+# Between VoiceLog and rows...
+
+
+def utc_text(value: datetime, *, timespec: str = "milliseconds") -> str:
+    """ISO-8601 in UTC with a `Z`, fixed width, so text order is time order."""
+    if value.utcoffset() is None:
+        raise ValueError(f"{value!r} is naive; the store takes aware datetimes only")
+    return value.astimezone(UTC).isoformat(timespec=timespec).removesuffix("+00:00") + "Z"
+
+
+def from_utc_text(text: str) -> datetime:
+    """Read back a stored timestamp as an aware UTC datetime."""
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _optional_utc_text(value: datetime | None) -> str | None:
+    return None if value is None else utc_text(value)
+
+
+def fingerprint_row(account: str, item: Delivered, now: str) -> tuple[str, ...]:
+    """The `fingerprints` row of a delivered log."""
+    log = item.log
+    assert log.message_id is not None  # Delivered checks it on construction
+    # A log without sent_at ages from when it was written, so prune still forgets it.
+    sent_at = now if log.sent_at is None else utc_text(log.sent_at)
+    return (account, log.message_id, item.fingerprint, sent_at, now)
+
+
+def archive_row(account: str, log: VoiceLog, now: str) -> tuple[Any, ...]:
+    """The `voice_logs` row of a log, in `_ARCHIVE_COLUMNS` order."""
+    price, status, error = log.price, log.status, log.error
+    group = status.group if status is not None else None
+    return (
+        account,
+        log.message_id,
+        log.bulk_id,
+        log.to,
+        log.from_,
+        log.text,
+        _optional_utc_text(log.sent_at),
+        _optional_utc_text(log.done_at),
+        log.duration,
+        log.mccmnc,
+        None if price is None else str(price.per_second),  # the exact decimal, as text
+        None if price is None else price.currency,
+        None if group is None else group.value,
+        None if status is None else status.group_name,
+        None if status is None else status.group_id,
+        None if status is None else status.id,
+        None if status is None else status.name,
+        None if status is None else status.description,
+        None if status is None else status.action,
+        None if error is None else error.group_id,
+        None if error is None else error.group_name,
+        None if error is None else error.id,
+        None if error is None else error.name,
+        None if error is None else error.description,
+        None if error is None or error.permanent is None else int(error.permanent),
+        now,  # first_seen_at: kept by the upsert when the row exists
+        now,
+    )
+
+
+def log_from_row(row: sqlite3.Row) -> VoiceLog:
+    """The `VoiceLog` a `voice_logs` row was written from."""
+    return VoiceLog(
+        bulk_id=row["bulk_id"],
+        message_id=row["message_id"],
+        to=row["to_number"],
+        from_=row["from_sender"],
+        text=row["text"],
+        sent_at=_optional_datetime(row["sent_at"]),
+        done_at=_optional_datetime(row["done_at"]),
+        duration=row["duration"],
+        mccmnc=row["mccmnc"],
+        price=_price_from_row(row),
+        status=_status_from_row(row),
+        error=_error_from_row(row),
+    )
+
+
+def _optional_datetime(text: str | None) -> datetime | None:
+    return None if text is None else from_utc_text(text)
+
+
+def _price_from_row(row: sqlite3.Row) -> Price | None:
+    if row["price_per_second"] is None:
+        return None
+    return Price(per_second=Decimal(row["price_per_second"]), currency=row["currency"])
+
+
+def _status_from_row(row: sqlite3.Row) -> Status | None:
+    if row["status_id"] is None:
+        return None
+    return Status(
+        group_id=row["status_group_id"],
+        group_name=row["status_group_name"],
+        id=row["status_id"],
+        name=row["status_name"],
+        description=row["status_description"],
+        action=row["status_action"],
+    )
+
+
+def _error_from_row(row: sqlite3.Row) -> ErrorInfo | None:
+    if row["error_id"] is None:
+        return None
+    permanent = row["error_permanent"]
+    return ErrorInfo(
+        group_id=row["error_group_id"],
+        group_name=row["error_group_name"],
+        id=row["error_id"],
+        name=row["error_name"],
+        description=row["error_description"],
+        permanent=None if permanent is None else bool(permanent),
+    )

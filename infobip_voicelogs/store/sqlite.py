@@ -1,0 +1,286 @@
+"""`SqliteStore`: checkpoints, fingerprints and an optional archive in one SQLite file.
+
+sqlite3 connections belong to the thread that made them, and their calls block. So each
+store owns one worker thread (a single-thread executor) holding its one connection: every
+call hops there through `loop.run_in_executor`, the event loop never waits on the disk, and
+the store's writes are serialized without a lock. The layout of the file and the mapping
+of logs to rows live in `_schema`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self, TypeVar
+
+from ..errors import StoreError
+from ..models import VoiceLog
+from ._schema import (
+    SCHEMA_VERSION,
+    UPSERT_ARCHIVE,
+    UPSERT_CHECKPOINT,
+    UPSERT_FINGERPRINT,
+    archive_row,
+    fingerprint_row,
+    from_utc_text,
+    log_from_row,
+    migrate,
+    transaction,
+    utc_text,
+)
+from .base import Delivered
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SqliteStore"]
+
+#: Seconds a write waits for another process's write lock before failing.
+DEFAULT_BUSY_TIMEOUT = 5.0
+# Ids per `IN (...)` list: far under SQLite's variable limit (999 before 3.32).
+_IN_CHUNK = 500
+
+T = TypeVar("T")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqliteStore:
+    """The default `CheckpointStore`: one SQLite file (WAL mode), for one process.
+
+    ```python
+    async with SqliteStore("voicelogs.db", archive=True) as store:
+        async with LogsPoller(accounts, store=store, handler=handler) as poller:
+            await poller.run()
+        logs = await store.archived("eu-1")   # kept beyond the provider's 48 hours
+    ```
+
+    Nothing needs opening: the file and its tables are created on first use. With
+    `archive=True` every delivered log is also kept in the `voice_logs` table, one row per
+    log, its last state winning; query it with plain SQL (see the archive docs). `":memory:"`
+    gives a store that lives as long as the object. Many coroutines may call one store at
+    once; their calls run one at a time on the store's worker thread. A closed store, a file
+    that cannot be opened, or one written by a newer version raise `StoreError`.
+
+    Args:
+        path: The database file (created if missing), or `":memory:"`.
+        archive: Whether `commit` also writes the delivered logs to the archive.
+        busy_timeout: Seconds to wait for another process holding the write lock.
+        clock: Gives the current time for `first_seen_at` and `updated_at` (tests move it).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        archive: bool = False,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._archive = archive
+        self._busy_timeout = busy_timeout
+        self._clock = clock
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None  # touched on the worker thread only
+        self._closing: concurrent.futures.Future[None] | None = None
+
+    @property
+    def path(self) -> str:
+        """The database file, as given."""
+        return self._path
+
+    @property
+    def archive(self) -> bool:
+        """Whether commits also write the archive."""
+        return self._archive
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing is not None else "open"
+        return f"SqliteStore({self._path!r}, archive={self._archive!r}) <{state}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # The CheckpointStore protocol...
+
+    async def checkpoint(self, account: str) -> datetime | None:
+        """The account's checkpoint as an aware UTC datetime, or `None` before its first commit."""
+
+        def read(connection: sqlite3.Connection) -> str | None:
+            row = connection.execute(
+                "SELECT checkpoint FROM checkpoints WHERE account = ?", (account,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        text = await self._run(read)
+        return None if text is None else from_utc_text(text)
+
+    async def fingerprints(self, account: str, message_ids: Collection[str]) -> dict[str, str]:
+        """The stored fingerprints of `message_ids` in `account`; ids never committed are absent.
+
+        Any number of ids may be asked at once: they are looked up in chunks.
+        """
+        ids = list(dict.fromkeys(message_ids))
+
+        def read(connection: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            with transaction(connection, "DEFERRED"):  # one snapshot across the chunks
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = ids[start : start + _IN_CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    found.update(
+                        connection.execute(
+                            "SELECT message_id, fingerprint FROM fingerprints "
+                            f"WHERE account = ? AND message_id IN ({marks})",
+                            (account, *chunk),
+                        )
+                    )
+            return found
+
+        return await self._run(read) if ids else {}
+
+    async def commit(
+        self, account: str, *, checkpoint: datetime, delivered: Sequence[Delivered]
+    ) -> None:
+        """Record a delivered batch in one transaction: all of it or, on any error, nothing.
+
+        Upserts each log's fingerprint, its archive row when the store archives (the last
+        state wins; `first_seen_at` stays, `updated_at` moves), and sets the checkpoint to
+        exactly `checkpoint`. Datetimes must be aware (`ValueError` otherwise). Archive
+        timestamps keep milliseconds, the provider's precision; the checkpoint keeps
+        microseconds, so `checkpoint()` returns exactly what was committed.
+        """
+        now = utc_text(self._clock())
+        checkpoint_text = utc_text(checkpoint, timespec="microseconds")
+        fingerprint_rows = [fingerprint_row(account, item, now) for item in delivered]
+        archive_rows = (
+            [archive_row(account, d.log, now) for d in delivered] if self._archive else []
+        )
+
+        def write(connection: sqlite3.Connection) -> None:
+            with transaction(connection):
+                connection.executemany(UPSERT_FINGERPRINT, fingerprint_rows)
+                if archive_rows:
+                    connection.executemany(UPSERT_ARCHIVE, archive_rows)
+                connection.execute(UPSERT_CHECKPOINT, (account, checkpoint_text, now))
+
+        await self._run(write)
+
+    async def prune(self, *, before: datetime) -> int:
+        """Forget the fingerprints of logs sent before `before`; return how many were dropped.
+
+        The archive is never pruned: keeping logs is what it is for. A log without `sent_at`
+        counts as sent when its fingerprint was last written.
+        """
+        cutoff = utc_text(before)
+
+        def delete(connection: sqlite3.Connection) -> int:
+            with transaction(connection):
+                cursor = connection.execute("DELETE FROM fingerprints WHERE sent_at < ?", (cutoff,))
+            return cursor.rowcount
+
+        return await self._run(delete)
+
+    async def aclose(self) -> None:
+        """Let the calls already made finish, then close the file. Calling it again does nothing.
+
+        Any call after `aclose` raises `StoreError`.
+        """
+        if self._closing is None:
+            if self._executor is None:
+                self._closing = concurrent.futures.Future()
+                self._closing.set_result(None)
+            else:
+                # Queued behind every call already made: the executor runs them in order.
+                self._closing = self._executor.submit(self._close_connection)
+                self._executor.shutdown(wait=False)
+        # Shielded: a cancelled aclose must not cancel the close itself.
+        await asyncio.shield(asyncio.wrap_future(self._closing))
+
+    # Beyond the protocol...
+
+    async def archived(self, account: str | None = None) -> list[VoiceLog]:
+        """The archived logs, newest first (logs without `sent_at` last), as `VoiceLog`s.
+
+        Each comes back equal to the log last committed (datetimes in UTC, prices exact).
+        `account=None` means every account. For large archives, query the table with SQL.
+        """
+        where, params = ("WHERE account = ?", (account,)) if account is not None else ("", ())
+
+        def read(connection: sqlite3.Connection) -> list[VoiceLog]:
+            cursor = connection.execute(
+                f"SELECT * FROM voice_logs {where} "
+                "ORDER BY sent_at IS NULL, sent_at DESC, account, message_id",
+                params,
+            )
+            cursor.row_factory = sqlite3.Row
+            return [log_from_row(row) for row in cursor]
+
+        return await self._run(read)
+
+    async def accounts(self) -> dict[str, datetime]:
+        """Every account with a checkpoint, mapped to it (aware UTC), in account order."""
+
+        def read(connection: sqlite3.Connection) -> list[tuple[str, str]]:
+            return connection.execute(
+                "SELECT account, checkpoint FROM checkpoints ORDER BY account"
+            ).fetchall()
+
+        return {account: from_utc_text(text) for account, text in await self._run(read)}
+
+    # The worker thread...
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closing is not None:
+            raise StoreError(f"the store at {self._path!r} is closed")
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="infobip-voicelogs-sqlite"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._on_worker, work)
+
+    def _on_worker(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._connection is None:
+            self._connection = self._open()
+        return work(self._connection)
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, sqlite3 adds none.
+            connection = sqlite3.connect(
+                self._path, timeout=self._busy_timeout, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store at {self._path!r}: {exc}") from exc
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a process crash loses nothing; a power cut may undo the last
+            # commits, checkpoint and fingerprints together, so the poller only repeats.
+            connection.execute("PRAGMA synchronous = NORMAL")
+            migrate(connection, self._path)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise StoreError(f"cannot open the store at {self._path!r}: {exc}") from exc
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
