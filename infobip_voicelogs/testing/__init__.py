@@ -1,0 +1,48 @@
+"""A faithful fake of the provider, for your tests: `FakeInfobip` and its parts.
+
+```python
+from datetime import timedelta
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, Fault
+
+fake = FakeInfobip(clock=FakeClock())
+account = fake.add_account("acme")
+account.generate(500, within=timedelta(hours=6))
+account.script(Fault.status(429), Fault.reset())
+async with fake.in_process_client(account) as client:
+    ...
+```
+
+Nothing here imports uvicorn until `serve` or `running` is called, so the pytest
+plugin (`infobip_voicelogs.testing.plugin`) loads without it.
+"""
+
+from .account import FakeAccount
+from .clock import Clock, FakeClock, SystemClock
+from .fake import IN_PROCESS_URL, FakeInfobip, JournalEntry
+from .faults import Fault
+from .server import FakeServer, running, serve
+from .traffic import Traffic
+from .transport import FakeTransport
+
+__all__ = [
+    "IN_PROCESS_URL",
+    "Clock",
+    "FakeAccount",
+    "FakeClock",
+    "FakeInfobip",
+    "FakeServer",
+    "FakeTransport",
+    "Fault",
+    "JournalEntry",
+    "SystemClock",
+    "Traffic",
+    "running",
+    "serve",
+]
+
+# Reprs and docs say `infobip_voicelogs.testing.FakeInfobip`, not the private path.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj is not Clock:
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,44 @@
+"""The pytest plugin shipped with the package: fixtures that give a test a ready fake.
+
+Registered as the `pytest11` entry point `infobip_voicelogs`, so installing the
+package makes the fixtures available everywhere; or load it by hand with
+`pytest -p infobip_voicelogs.testing.plugin`. It imports the fake only when a test
+asks for a fixture, and never needs uvicorn.
+
+- `fake_clock`: a standing `FakeClock` at the real time the test started.
+- `fake_infobip`: a `FakeInfobip` on that clock, seed 0, default limits.
+- `fake_account`: an account named `"test"` with API key `"test-api-key"`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from . import FakeAccount, FakeClock, FakeInfobip
+
+__all__ = ["fake_account", "fake_clock", "fake_infobip"]
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A `FakeClock` standing at the test's start; move it with `advance` or `set`."""
+    from .clock import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+def fake_infobip(fake_clock: FakeClock) -> FakeInfobip:
+    """A `FakeInfobip` on `fake_clock`, seeded 0, with no accounts yet."""
+    from .fake import FakeInfobip
+
+    return FakeInfobip(clock=fake_clock, seed=0)
+
+
+@pytest.fixture
+def fake_account(fake_infobip: FakeInfobip) -> FakeAccount:
+    """An account `"test"` of `fake_infobip`, API key `"test-api-key"`, with no logs yet."""
+    return fake_infobip.add_account("test", api_key="test-api-key")
