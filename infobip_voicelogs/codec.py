@@ -304,7 +304,7 @@ def _split_optional(tp: Any) -> tuple[Any, bool]:
 
 
 # Classes whose instances the fast hooks share between logs, and how many of each to keep.
-_SHARED = (Status, ErrorInfo)
+_SHARED = (Price, Status, ErrorInfo)
 _SHARED_CACHE_SIZE = 1024
 
 
@@ -327,13 +327,25 @@ def _fast_hook(
         lines.append(f"    if {alias!r} in o and o.get({wire!r}) is None:")
         lines.append(f"        o = {{**o, {wire!r}: o[{alias!r}]}}")
     lines.append("    get = o.get")
-    values = []
-    for i, field in enumerate(attrs.fields(cls)):  # type: ignore[arg-type]
+    fields = attrs.fields(cls)  # type: ignore[arg-type]
+    values = [f"v{i}" for i in range(len(fields))]
+    for i, field in enumerate(fields):
+        lines.append(f"    v{i} = get({_WIRE_NAMES[cls].get(field.name, field.name)!r})")
+    shared = cls in _SHARED
+    if shared:
+        # A page repeats a handful of prices, statuses and errors: look the raw wire values
+        # up first and share the (frozen) object built from them before. The key holds the
+        # raw values' types too, so `true` is never taken for a cached `1`.
+        cache: dict[tuple[Any, ...], Any] = {}
+        names.update(cache=cache, cache_get=cache.get, cache_size=_SHARED_CACHE_SIZE, len=len)
+        key = ", ".join(f"{v}, type({v})" for v in values)
+        lines.append(f"    key = ({key},)")
+        lines.append("    known = cache_get(key)")
+        lines.append("    if known is not None: return known")
+    for i, field in enumerate(fields):
         base, optional = _split_optional(field.type)
         wire = _WIRE_NAMES[cls].get(field.name, field.name)
         v = f"v{i}"
-        values.append(v)
-        lines.append(f"    {v} = get({wire!r})")
         if not optional:
             lines.append(f"    if {v} is None: raise KeyError({wire!r})")
         guard = f"{v} is not None and " if optional else ""
@@ -344,11 +356,13 @@ def _fast_hook(
             names[f"t{i}"] = base
             lines.append(f"    if {guard}type({v}) is not t{i}: raise bad({v}, {base.__name__!r})")
         elif base is datetime and not xml:  # two per log: worth inlining the reader
-            names["timestamp_form"], names["fromisoformat"] = _TIMESTAMP.fullmatch, _fromisoformat
-            lines.append(
-                f"    if {guard}timestamp_form({v}) is None: raise bad({v}, 'a timestamp')"
-            )
-            lines.append(f"    if {v} is not None: {v} = fromisoformat({v})")
+            # The extended form only (`T` at 10: no bare dates, no `20150223T1740`), and an
+            # offset; any other oddity fails fromisoformat, and the precise path says why.
+            names["fromisoformat"] = _fromisoformat
+            lines.append(f"    if {guard}{v}[10:11] != 'T': raise bad({v}, 'a timestamp')")
+            lines.append(f"    if {v} is not None:")
+            lines.append(f"        {v} = fromisoformat({v})")
+            lines.append(f"        if {v}.tzinfo is None: raise bad({v}, 'a timestamp')")
         elif optional and not xml:
             names[f"f{i}"] = readers[base]
             lines.append(f"    if {v} is not None: {v} = f{i}({v})")
@@ -356,19 +370,10 @@ def _fast_hook(
             read = readers[base]
             names[f"f{i}"] = _optional_reader(read, xml=xml) if optional else read
             lines.append(f"    {v} = f{i}({v})")
-    if cls in _SHARED:
-        # Every field was only type-checked, so equal values give an equal (frozen) object:
-        # share it. A page repeats a handful of statuses; this saves time and memory.
-        cache: dict[tuple[Any, ...], Any] = {}
-        names.update(cache=cache, cache_get=cache.get, cache_size=_SHARED_CACHE_SIZE, len=len)
-        lines.append(f"    key = ({', '.join(values)},)")
-        lines.append("    shared = cache_get(key)")
-        lines.append("    if shared is None:")
-        lines.append(f"        shared = cls({', '.join(values)})")
-        lines.append("        if len(cache) < cache_size: cache[key] = shared")
-        lines.append("    return shared")
-    else:
-        lines.append(f"    return cls({', '.join(values)})")
+    lines.append(f"    built = cls({', '.join(values)})")
+    if shared:
+        lines.append("    if len(cache) < cache_size: cache[key] = built")
+    lines.append("    return built")
     # Everything the function uses is bound as a keyword default: a local, not a global.
     lines[0] = lines[0].format(locals=", ".join(f"{name}={name}" for name in names))
     namespace = dict(names)

@@ -180,6 +180,34 @@ def test_json_money_is_exactly_as_written(amount: str) -> None:
     assert str(log.price.per_second) == str(Decimal(amount))
 
 
+def test_equal_amounts_keep_their_own_spelling_on_one_page() -> None:
+    body = (
+        b'{"results":[{"price":{"pricePerSecond":0.01,"currency":"EUR"}},'
+        b'{"price":{"pricePerSecond":0.0100,"currency":"EUR"}}]}'
+    )
+
+    first, second = decode_logs(body, "application/json")
+
+    assert first.price is not None
+    assert second.price is not None
+    assert (str(first.price.per_second), str(second.price.per_second)) == ("0.01", "0.0100")
+
+
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [('"id":1', '"id":true'), ('"permanent":false', '"permanent":0')],
+)
+def test_a_shared_status_never_stands_in_for_a_wrongly_typed_one(good: str, bad: str) -> None:
+    error = '{"groupId":0,"groupName":"OK","id":1,"name":"NO_ERROR","permanent":false}'
+    page = b'{"results":[{"error":%s},{"error":%s}]}' % (
+        error.encode(),
+        error.replace(good, bad).encode(),
+    )
+
+    with pytest.raises(DecodeError, match=r"results\[1\]\.error"):
+        decode_logs(page, "application/json")
+
+
 def test_a_price_key_inside_text_is_left_alone() -> None:
     body = one_log(text='say "pricePerSecond": 5', price={"pricePerSecond": 0.5, "currency": "EUR"})
 
