@@ -28,6 +28,7 @@ from .errors import (
 )
 from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
 from .store import CheckpointStore, Delivered, SqliteStore, StoreError
+from .throttle import TokenBucket
 
 # (new layers add their imports above this line, one import statement each)
 
@@ -51,6 +52,7 @@ __all__ = [
     "SqliteStore",
     "Status",
     "StoreError",
+    "TokenBucket",
     "TransportError",
     "VoiceLog",
     "VoiceLogsWarning",
