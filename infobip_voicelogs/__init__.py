@@ -12,6 +12,7 @@ described in the design (`models`, `codec`, `throttle`, `retry`, `fetcher`, ...)
 """
 
 from .__about__ import __version__
+from .auth import ApiKeyAuth, BasicAuth, BearerAuth, IbssoAuth
 from .codec import Format, decode_logs, encode_logs
 from .errors import (
     ApiError,
@@ -26,7 +27,9 @@ from .errors import (
     TransportError,
     VoiceLogsWarning,
 )
+from .fetcher import FetcherStats, LogsFetcher
 from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
+from .retry import RetryEvent
 from .store import CheckpointStore, Delivered, SqliteStore, StoreError
 from .throttle import TokenBucket
 
@@ -34,20 +37,27 @@ from .throttle import TokenBucket
 
 __all__ = [
     "ApiError",
+    "ApiKeyAuth",
     "AuthenticationError",
+    "BasicAuth",
+    "BearerAuth",
     "CheckpointStore",
     "DecodeError",
     "Delivered",
     "ErrorInfo",
+    "FetcherStats",
     "Format",
     "GeneralStatus",
+    "IbssoAuth",
     "IncompleteWindowWarning",
     "InfobipError",
     "InvalidQueryError",
+    "LogsFetcher",
     "LogsQuery",
     "Price",
     "RateLimitError",
     "RetentionWarning",
+    "RetryEvent",
     "ServerError",
     "SqliteStore",
     "Status",

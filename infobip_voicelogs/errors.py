@@ -132,7 +132,7 @@ class InvalidQueryError(InfobipError, ValueError):
 
 
 class StoreError(InfobipError):
-    """The checkpoint store cannot serve: it is closed, cannot be opened, or is of a newer version."""
+    """The checkpoint store cannot serve: closed, cannot be opened, or of a newer version."""
 
 
 # Warnings...

@@ -1,0 +1,450 @@
+"""`LogsFetcher`: one account's requests to `GET /tts/3/logs`, its pages and time-window walks.
+
+```python
+async with LogsFetcher("https://xyz.api.infobip.com", auth="API-KEY") as fetcher:
+    latest = await fetcher.fetch()                                   # one request
+    async for log in fetcher.iter_logs(sent_since=since):            # a whole window
+        ...
+```
+
+Each request waits for the account's throttle, goes out with the account's credentials,
+`Accept` for the chosen format and a `User-Agent` naming this library, and is retried by
+the `retry` policy. Failures are translated at one boundary (`_send`) into the library's
+error tree; nothing from httpx escapes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol, Self
+from urllib.parse import quote
+
+import attrs
+import httpx
+
+from .__about__ import __version__
+from .auth import auth_from
+from .codec import Format, decode_error, decode_logs, media_type
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    IncompleteWindowWarning,
+    RateLimitError,
+    RetentionWarning,
+    ServerError,
+    TransportError,
+)
+from .models import MAX_PAGE_SIZE, LogsQuery, VoiceLog
+from .retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_AFTER,
+    RateLimitListener,
+    RetryEvent,
+    RetryPolicy,
+    parse_retry_after,
+)
+from .throttle import TokenBucket
+
+__all__ = ["DEFAULT_RATE", "DEFAULT_TIMEOUT", "FetcherStats", "LogsFetcher", "Throttle"]
+
+#: The provider's documented limit for this endpoint: 120 requests per minute per account.
+DEFAULT_RATE = 2.0
+#: Seconds for each read, write and pool wait; connecting gets at most `CONNECT_TIMEOUT`.
+DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+#: The provider keeps logs this long; a walk reaching further back warns.
+RETENTION = timedelta(hours=48)
+
+LOGS_PATH = "/tts/3/logs"
+USER_AGENT = f"infobip-voicelogs/{__version__} httpx/{httpx.__version__}"
+
+_MS = timedelta(milliseconds=1)
+
+
+class Throttle(RateLimitListener, Protocol):
+    """What a fetcher needs of its throttle (`TokenBucket` is one; tests may pass a fake)."""
+
+    async def acquire(self) -> float:
+        """Wait for the next slot; return the seconds waited."""
+        ...
+
+    def on_success(self) -> None:
+        """A request got through: the rate may grow back."""
+
+
+@attrs.frozen
+class FetcherStats:
+    """A snapshot of what a fetcher has done so far (`LogsFetcher.stats`).
+
+    Attributes:
+        requests: HTTP requests sent, retries included.
+        retries: Tries that failed and were tried again.
+        rate_limited: 429 responses seen, retried or not.
+        throttle_wait: Seconds spent waiting for the throttle, summed over requests.
+    """
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    throttle_wait: float = 0.0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _logs_url(base_url: str, *, allow_insecure: bool) -> str:
+    """The endpoint's URL; `ValueError` for a base URL that must not receive credentials."""
+    url = httpx.URL(base_url)
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ValueError(f"base_url must be an https:// URL with a host, not {base_url!r}")
+    if url.query or url.fragment:
+        raise ValueError(f"base_url must not carry a query or fragment: {base_url!r}")
+    if url.scheme == "http" and not (allow_insecure or _is_loopback(url.host)):
+        raise ValueError(
+            f"refusing to send credentials over plain http:// to {url.host!r}; "
+            "use https://, or pass allow_insecure=True if you really mean it"
+        )
+    return str(url).rstrip("/") + LOGS_PATH
+
+
+def _query_string(params: Mapping[str, str]) -> str:
+    # httpx would write ':' and ',' as %3A and %2C; the provider's reference shows them bare
+    # (`sentSince=2015-02-22T17:42:05.390%2B01:00`, `bulkId=a,b`), and '+' must be %2B.
+    return "&".join(f"{key}={quote(value, safe=':,')}" for key, value in params.items())
+
+
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """Translate httpx's request failures (connect, read, timeout, reset, truncation)."""
+    try:
+        yield
+    except httpx.RequestError as exc:
+        # The message names the failure, never the request's headers (the credential).
+        raise TransportError(
+            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        ) from exc
+
+
+def _error_for(response: httpx.Response) -> ApiError:
+    """The typed error for an error response: class by status, details from either body shape."""
+    status = response.status_code
+    body = decode_error(response.content, response.headers.get("content-type", ""))
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    cls: type[ApiError]
+    if status in (401, 403):
+        cls = AuthenticationError
+    elif status == 429:
+        cls = RateLimitError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = ApiError
+    return cls(status, body.message_id, body.text, retry_after=retry_after)
+
+
+class LogsFetcher:
+    """Fetches one account's voice logs: throttled, retried, and typed when it fails.
+
+    ```python
+    async with LogsFetcher("https://xyz.api.infobip.com", auth="API-KEY") as fetcher:
+        logs = await fetcher.fetch(LogsQuery(general_status="DELIVERED"))
+    ```
+
+    Args:
+        base_url: The account's base URL (`https://<subdomain>.api.infobip.com`).
+            `http://` is refused (`ValueError`, before any connection) unless the host is
+            loopback (`localhost`, `127.0.0.0/8`, `::1`) or ``allow_insecure`` is true.
+        auth: An `httpx.Auth` (`ApiKeyAuth`, `BasicAuth`, `IbssoAuth`, `BearerAuth`) or a
+            string API key (sent as `App <key>`).
+        format: `"json"` or `"xml"`: the body format asked for with `Accept`.
+        throttle: The account's rate limiter; `None` makes a fresh
+            `TokenBucket(2.0, burst=1, adaptive=True)`, the documented 120 requests/min.
+            Share one bucket among every fetcher of one account.
+        max_attempts: Tries per request in all, the first one included.
+        timeout: Seconds for each read, write and pool wait (connect: at most 10 s).
+            It applies to every request, on a shared ``client`` too.
+        client: An `httpx.AsyncClient` to share (and its connection pool); the fetcher then
+            never closes it. `None` makes one, closed by `aclose`.
+        allow_insecure: Permit `http://` to a non-loopback host.
+        max_retry_after: The longest `Retry-After` worth waiting for; longer raises at once.
+        on_retry: Called with a `RetryEvent` before each retry's wait.
+        sleep: The coroutine function that waits between tries (for tests).
+
+    A fetcher is safe to share among many tasks of one event loop: a web backend keeps one
+    per account for the life of the process.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: httpx.Auth | str,
+        *,
+        format: Format = "json",
+        throttle: Throttle | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float = DEFAULT_TIMEOUT,
+        client: httpx.AsyncClient | None = None,
+        allow_insecure: bool = False,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        on_retry: Callable[[RetryEvent], object] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        if format not in ("json", "xml"):
+            raise ValueError(f"format must be 'json' or 'xml', not {format!r}")
+        if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, not {timeout!r}")
+        self._url = _logs_url(base_url, allow_insecure=allow_insecure)
+        self._base_url = base_url
+        self._auth = auth_from(auth)
+        self._format: Format = format
+        self._throttle: Throttle = (
+            throttle if throttle is not None else TokenBucket(DEFAULT_RATE, burst=1, adaptive=True)
+        )
+        self._timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+        self._headers = {"Accept": media_type(format), "User-Agent": USER_AGENT}
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
+        self._on_retry = on_retry
+        policy_args: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
+        self._policy = RetryPolicy(
+            max_attempts=max_attempts,
+            max_retry_after=max_retry_after,
+            throttle=self._throttle,
+            on_retry=self._count_retry,
+            **policy_args,
+        )
+        # Plain counters, bumped only from the event loop's thread: no lock needed.
+        self._requests = 0
+        self._retries = 0
+        self._rate_limited = 0
+        self._throttle_wait = 0.0
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless the caller gave the client (then it is theirs)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"LogsFetcher(base_url={self._base_url!r}, auth={self._auth!r}, "
+            f"format={self._format!r})"
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def throttle(self) -> Throttle:
+        """The account's throttle (pass it to another fetcher of the same account to share it)."""
+        return self._throttle
+
+    @property
+    def stats(self) -> FetcherStats:
+        """What this fetcher has done so far, as a frozen snapshot."""
+        return FetcherStats(self._requests, self._retries, self._rate_limited, self._throttle_wait)
+
+    # -- one request -----------------------------------------------------------------------
+
+    async def fetch(self, query: LogsQuery | None = None) -> list[VoiceLog]:
+        """One request for logs, newest first; retried per the policy.
+
+        Without a query the provider returns the newest 50 logs of the last 48 hours.
+        Raises `AuthenticationError`, `RateLimitError`, `ServerError` or another `ApiError`
+        for an error status, `TransportError` when no complete answer came, and
+        `DecodeError` when a 200's body is not a logs body (not retried).
+        """
+        params = query.to_params() if query is not None else {}
+        url = f"{self._url}?{_query_string(params)}" if params else self._url
+        return await self._policy.call(self._send, url)
+
+    async def _send(self, url: str) -> list[VoiceLog]:
+        """One try: wait for the throttle, send, and translate the outcome."""
+        self._throttle_wait += await self._throttle.acquire()
+        self._requests += 1
+        with _transport_errors():
+            # `get` reads the whole body, so a truncated one fails here as a transport error.
+            response = await self._client.get(
+                url, headers=self._headers, auth=self._auth, timeout=self._timeout
+            )
+        if response.is_success:
+            self._throttle.on_success()
+            return decode_logs(response.content, response.headers.get("content-type", ""))
+        if response.status_code == 429:
+            self._rate_limited += 1
+        raise _error_for(response)
+
+    def _count_retry(self, event: RetryEvent) -> None:
+        self._retries += 1
+        if self._on_retry is not None:
+            self._on_retry(event)
+
+    # -- a time window ---------------------------------------------------------------------
+
+    def iter_logs(
+        self,
+        *,
+        sent_since: datetime,
+        sent_until: datetime | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        **filters: Any,
+    ) -> AsyncIterator[VoiceLog]:
+        """Every log sent in ``[sent_since, sent_until]``, newest first, each exactly once.
+
+        ```python
+        async for log in fetcher.iter_logs(sent_since=since, general_status="DELIVERED"):
+            ...
+        ```
+
+        ``sent_until`` defaults to now; ``filters`` are other `LogsQuery` fields. The
+        arguments are validated here, at the call (`InvalidQueryError`). The walk moves
+        `sentUntil` backwards a page at a time and is lossless whether the provider's
+        bounds are inclusive or exclusive, including logs that share a millisecond across
+        a page boundary. If more than ``page_size`` logs share one millisecond, paging
+        cannot get past them: the walk warns `IncompleteWindowWarning` and goes on. A
+        ``sent_since`` older than the provider's 48-hour retention warns `RetentionWarning`.
+        """
+        until = sent_until if sent_until is not None else datetime.now(UTC)
+        base = LogsQuery(sent_since=sent_since, sent_until=until, limit=page_size, **filters)
+        if sent_since < datetime.now(UTC) - RETENTION:
+            warnings.warn(
+                f"sent_since {sent_since.isoformat()} is older than the provider's 48-hour "
+                "retention: older logs are gone and will not be returned",
+                RetentionWarning,
+                stacklevel=2,
+            )
+        return _WindowWalk(self, base).run()
+
+
+def _floor_ms(value: datetime) -> datetime:
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+class _WindowWalk:
+    """The state of one `iter_logs` walk; see docs/fetching.md for why each rule is there.
+
+    The cursor ``until`` is the newest millisecond not yet finished: every log newer than
+    it has been yielded, and of the logs at it, those in ``seen``. A page is asked for with
+    ``sentSince = since - 1 ms`` and ``sentUntil = until + 1 ms`` (so both an inclusive and
+    an exclusive server return everything in ``[since, until]``), or ``sentUntil = until``
+    once the server has shown its bounds are inclusive. Termination: each page either ends
+    the walk, moves ``until`` strictly back, grows ``seen``, or (once) learns that the
+    server is inclusive; all are bounded.
+    """
+
+    def __init__(self, fetcher: LogsFetcher, base: LogsQuery) -> None:
+        assert base.sent_since is not None
+        assert base.sent_until is not None
+        assert base.limit is not None
+        self.fetcher = fetcher
+        self.base = base
+        self.since = base.sent_since
+        self.page_size = base.limit
+        self.until = _floor_ms(base.sent_until)
+        self.seen: set[object] = set()
+        self.inclusive = False  # proven only by a log at exactly the sent sentUntil
+        self.undated: set[object] = set()
+
+    async def run(self) -> AsyncIterator[VoiceLog]:
+        while self.until >= self.since:
+            bound = self.until if self.inclusive else self.until + _MS
+            page = await self.fetcher.fetch(
+                self.base.replace(sent_since=self.since - _MS, sent_until=bound)
+            )
+            fresh = [log for log in page if self._is_new(log)]
+            for log in fresh:
+                yield log
+            if len(page) < self.page_size:
+                return  # the server had no more in the bounds: the window is done
+            if not self._advance(page, fresh, bound):
+                return
+
+    def _is_new(self, log: VoiceLog) -> bool:
+        """Whether ``log`` belongs to the window and has not been yielded; records it if so."""
+        sent_at = log.sent_at
+        if sent_at is None:
+            undated = _identity(log)
+            if undated in self.undated:
+                return False
+            self.undated.add(undated)
+            return True
+        if sent_at < self.since or sent_at > self.until:
+            return False
+        if sent_at == self.until:
+            key = _identity(log)
+            if key in self.seen:
+                return False
+            self.seen.add(key)
+        return True
+
+    def _advance(self, page: list[VoiceLog], fresh: list[VoiceLog], bound: datetime) -> bool:
+        """Move the cursor after a full page; `False` when the walk cannot go on."""
+        dated = [log.sent_at for log in page if log.sent_at is not None]
+        if not dated:
+            if fresh:
+                return True  # ask again: the same page brings nothing new next time
+            _warn_incomplete(f"a full page of {len(page)} logs without sentAt", len(fresh))
+            return False
+        # A log at exactly the sentUntil we sent proves the server's bounds inclusive: from
+        # now on ask for `until` itself, so the millisecond above stops crowding the pages.
+        learned = not self.inclusive and bound in dated
+        self.inclusive = self.inclusive or learned
+        oldest = min(dated)
+        if oldest < self.until:
+            # Everything in (oldest, until] was on this page; the logs at `oldest` were too,
+            # but more may share that millisecond: remember which we have.
+            self.until = oldest
+            self.seen = {_identity(log) for log in page if log.sent_at == oldest}
+            return True
+        if fresh or learned:
+            return True  # ask again: a larger `seen`, or the tighter inclusive bound
+        if max(dated) > self.until:
+            _warn_incomplete("the provider ignores sentUntil", len(self.seen))
+            return False
+        # A full page, all at `until`, nothing new: more logs share this millisecond than a
+        # page holds. Give up on it and step one millisecond down, which the next bound
+        # (until + 1 ms if exclusive, until if inclusive) reaches without skipping any.
+        _warn_incomplete(
+            f"more than {self.page_size} logs were sent at {self.until.isoformat()}",
+            len(self.seen),
+        )
+        self.until -= _MS
+        self.seen = set()
+        return True
+
+
+def _identity(log: VoiceLog) -> object:
+    """What tells two copies of one log apart from two logs: its message id, else itself."""
+    return log.message_id if log.message_id is not None else log
+
+
+def _warn_incomplete(what: str, yielded: int) -> None:
+    warnings.warn(
+        f"{what}: paging cannot get past them; {yielded} of them were yielded and any "
+        "others of that millisecond may be missing (narrow the walk with a filter, e.g. "
+        "general_status, to reach them)",
+        IncompleteWindowWarning,
+        stacklevel=4,  # _warn_incomplete, _advance, the walk, the caller's `async for`
+    )
