@@ -29,6 +29,7 @@ from .errors import (
 )
 from .fetcher import FetcherStats, LogsFetcher
 from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
+from .poller import Account, AccountResult, AccountStatus, LogsPoller
 from .retry import RetryEvent
 from .store import CheckpointStore, Delivered, SqliteStore, StoreError
 from .throttle import TokenBucket
@@ -36,6 +37,9 @@ from .throttle import TokenBucket
 # (new layers add their imports above this line, one import statement each)
 
 __all__ = [
+    "Account",
+    "AccountResult",
+    "AccountStatus",
     "ApiError",
     "ApiKeyAuth",
     "AuthenticationError",
@@ -53,6 +57,7 @@ __all__ = [
     "InfobipError",
     "InvalidQueryError",
     "LogsFetcher",
+    "LogsPoller",
     "LogsQuery",
     "Price",
     "RateLimitError",

@@ -1,0 +1,396 @@
+"""LogsPoller against the fake provider: every new log once, every change once, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infobip_voicelogs import (
+    Account,
+    AuthenticationError,
+    GeneralStatus,
+    LogsPoller,
+    SqliteStore,
+    TokenBucket,
+    VoiceLog,
+)
+from infobip_voicelogs.poller import fingerprint
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, Fault
+from infobip_voicelogs.testing.fake import IN_PROCESS_URL
+
+SETTLE = timedelta(minutes=2)
+
+
+async def no_sleep(seconds: float) -> None:
+    """Retries wait for nothing in these tests: they count, they do not time."""
+
+
+class Recorder:
+    """A handler that remembers every (account, message id, state) it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[VoiceLog]]] = []
+        self.fail_next = 0
+
+    async def __call__(self, account: str, logs: list[VoiceLog]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("the handler's database is down")
+        self.calls.append((account, logs))
+
+    def states(self) -> Counter[tuple[str, str, str]]:
+        return Counter(
+            (account, log.message_id or "", fingerprint(log))
+            for account, logs in self.calls
+            for log in logs
+        )
+
+    def ids(self, account: str) -> set[str]:
+        return {
+            log.message_id or "" for name, logs in self.calls if name == account for log in logs
+        }
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake(clock: FakeClock) -> FakeInfobip:
+    return FakeInfobip(clock=clock, rate_limit_per_minute=10_000, seed=3)
+
+
+@pytest.fixture
+async def client(fake: FakeInfobip) -> AsyncIterator[httpx.AsyncClient]:
+    async with fake.in_process_client() as client:
+        yield client
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "voicelogs.db"
+
+
+@pytest.fixture
+async def store(store_path: Path) -> AsyncIterator[SqliteStore]:
+    async with SqliteStore(store_path, archive=True) as store:
+        yield store
+
+
+def account_for(fake: FakeInfobip, name: str, key: str | None = None) -> Account:
+    fake_account = fake.accounts[name]
+    # A generous bucket: these tests count requests, they do not wait for slots.
+    return Account(
+        name, IN_PROCESS_URL, auth=key or fake_account.api_key, throttle=TokenBucket(1e6, 1000)
+    )
+
+
+@pytest.fixture
+def make_poller(
+    fake: FakeInfobip, client: httpx.AsyncClient, clock: FakeClock
+) -> Callable[..., LogsPoller]:
+    def make(store: SqliteStore, handler: Recorder, **overrides: object) -> LogsPoller:
+        accounts = overrides.pop("accounts", None) or [
+            account_for(fake, name) for name in fake.accounts
+        ]
+        options: dict[str, object] = {
+            "store": store,
+            "handler": handler,
+            "client": client,
+            "clock": clock.now,
+            "page_size": 100,
+            "fetcher_options": {"sleep": no_sleep},
+        }
+        options.update(overrides)
+        return LogsPoller(accounts, **options)  # type: ignore[arg-type]
+
+    return make
+
+
+async def test_first_cycle_delivers_the_backfill_once(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(250, within=timedelta(hours=5), settle_after=timedelta(0))
+    handler = Recorder()
+    async with make_poller(store, handler) as poller:
+        first = await poller.run_once()
+        second = await poller.run_once()
+
+    assert first["acme"].ok
+    assert first["acme"].new == first["acme"].delivered == 250
+    assert second["acme"].delivered == 0
+    assert handler.ids("acme") == {log.message_id for log in acme.logs}
+    assert max(handler.states().values()) == 1
+    # The batch comes oldest first: the order things happened in.
+    sent = [log.sent_at for _, logs in handler.calls for log in logs]
+    assert sent == sorted(sent)  # type: ignore[type-var]
+
+
+async def test_backfill_reaches_only_as_far_as_asked(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(100, within=timedelta(hours=10), settle_after=timedelta(0))
+    handler = Recorder()
+    async with make_poller(store, handler, backfill=timedelta(hours=2)) as poller:
+        await poller.run_once()
+    cutoff = fake.clock.now() - timedelta(hours=2)
+    expected = {log.message_id for log in acme.logs if log.sent_at and log.sent_at >= cutoff}
+    assert handler.ids("acme") == expected
+    assert 0 < len(expected) < 100
+
+
+async def test_a_status_change_is_delivered_once(
+    fake: FakeInfobip,
+    clock: FakeClock,
+    store: SqliteStore,
+    make_poller: Callable[..., LogsPoller],
+) -> None:
+    acme = fake.add_account("acme", settle_after=SETTLE)
+    acme.generate(60, within=timedelta(seconds=30), settle_after=SETTLE)
+    handler = Recorder()
+    async with make_poller(store, handler) as poller:
+        first = await poller.run_once()
+        pending = sum(1 for log in acme.logs if log.general_status is GeneralStatus.PENDING)
+        clock.advance(SETTLE + timedelta(seconds=1))
+        second = await poller.run_once()
+        third = await poller.run_once()
+
+    assert first["acme"].new == 60
+    assert pending > 0
+    assert second["acme"].new == 0
+    assert second["acme"].changed == pending
+    assert third["acme"].delivered == 0
+    assert max(handler.states().values()) == 1
+    final = {log.message_id: log for log in acme.logs}
+    last_seen = {log.message_id: log for _, logs in handler.calls for log in logs}
+    assert last_seen == final
+
+
+async def test_new_traffic_between_cycles(
+    fake: FakeInfobip,
+    clock: FakeClock,
+    store: SqliteStore,
+    make_poller: Callable[..., LogsPoller],
+) -> None:
+    acme = fake.add_account("acme", settle_after=timedelta(seconds=5))
+    acme.traffic(2.0, settle_after=timedelta(seconds=5))
+    handler = Recorder()
+    async with make_poller(store, handler) as poller:
+        for _ in range(6):
+            clock.advance(timedelta(seconds=10))
+            await poller.run_once()
+        clock.advance(timedelta(seconds=6))
+        acme.stop_traffic()
+        await poller.run_once()
+    assert len(acme.logs) >= 100
+    assert set(await store.archived("acme")) == set(acme.logs)
+    assert max(handler.states().values()) == 1
+
+
+async def test_restart_on_the_same_store_repeats_nothing(
+    fake: FakeInfobip,
+    clock: FakeClock,
+    store_path: Path,
+    make_poller: Callable[..., LogsPoller],
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(120, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = Recorder()
+    async with SqliteStore(store_path) as store, make_poller(store, handler) as poller:
+        await poller.run_once()
+    clock.advance(timedelta(minutes=5))
+    acme.generate(7, within=timedelta(minutes=1), settle_after=timedelta(0))
+
+    handler_after_restart = Recorder()
+    async with (
+        SqliteStore(store_path) as store,
+        make_poller(store, handler_after_restart) as poller,
+    ):
+        report = await poller.run_once()
+    assert report["acme"].new == 7
+    assert len(handler_after_restart.ids("acme")) == 7
+    assert not handler_after_restart.ids("acme") & handler.ids("acme")
+
+
+async def test_a_failing_handler_gets_the_same_logs_next_cycle(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(30, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = Recorder()
+    handler.fail_next = 1
+    async with make_poller(store, handler) as poller:
+        failed = await poller.run_once()
+        retried = await poller.run_once()
+    assert isinstance(failed["acme"].error, RuntimeError)
+    assert failed["acme"].delivered == 0
+    assert await store.checkpoint("acme") is not None  # the retried cycle committed
+    assert retried["acme"].new == 30
+    assert len(handler.calls) == 1
+    assert poller.status()["acme"].failures == 1
+
+
+async def test_a_refused_account_does_not_stall_the_others(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    for name in ("good-1", "bad", "good-2"):
+        fake.add_account(name).generate(20, within=timedelta(hours=1), settle_after=timedelta(0))
+    accounts = [
+        account_for(fake, "good-1"),
+        account_for(fake, "bad", key="revoked-key"),
+        account_for(fake, "good-2"),
+    ]
+    handler = Recorder()
+    async with make_poller(store, handler, accounts=accounts) as poller:
+        report = await poller.run_once()
+    assert isinstance(report["bad"].error, AuthenticationError)
+    assert report["good-1"].new == report["good-2"].new == 20
+    assert await store.checkpoint("bad") is None
+    assert "revoked-key" not in repr(report) + repr(accounts)
+    # Backed off, and ten times longer than an ordinary failure would be.
+    status = poller.status()["bad"]
+    assert status.consecutive_failures == 1
+    assert status.next_due - asyncio.get_running_loop().time() > 60 * 5
+
+
+async def test_cancellation_mid_batch_lets_the_handler_finish_and_commits(
+    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(40, within=timedelta(hours=1), settle_after=timedelta(0))
+    entered, release = asyncio.Event(), asyncio.Event()
+    taken: list[VoiceLog] = []
+
+    async def slow_handler(account: str, logs: list[VoiceLog]) -> None:
+        entered.set()
+        await release.wait()
+        taken.extend(logs)
+
+    async with SqliteStore(store_path) as store:
+        poller = make_poller(store, slow_handler)
+        cycle = asyncio.create_task(poller.run_once())
+        await entered.wait()
+        cycle.cancel()
+        await asyncio.sleep(0)
+        assert not cycle.done()  # still waiting for the handler in flight
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await cycle
+        await poller.aclose()
+    assert len(taken) == 40
+
+    after = Recorder()
+    async with SqliteStore(store_path) as store, make_poller(store, after) as poller:
+        report = await poller.run_once()
+    assert report["acme"].delivered == 0
+
+
+class StuckBucket(TokenBucket):
+    """A throttle that lets the first request through and holds the second until released."""
+
+    def __init__(self) -> None:
+        super().__init__(1e6, burst=1000)
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+        self.granted = 0
+
+    async def acquire(self) -> float:
+        self.granted += 1
+        if self.granted == 2:
+            self.holding.set()
+            await self.release.wait()
+        return await super().acquire()
+
+
+async def test_cancellation_before_the_handler_loses_nothing(
+    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(150, within=timedelta(hours=1), settle_after=timedelta(0))
+    bucket = StuckBucket()
+    account = Account("acme", IN_PROCESS_URL, auth=acme.api_key, throttle=bucket)
+    async with SqliteStore(store_path) as store:
+        poller = make_poller(store, Recorder(), accounts=[account])
+        cycle = asyncio.create_task(poller.run_once())
+        await bucket.holding.wait()  # one page fetched, the walk waits for the second
+        cycle.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cycle
+        await poller.aclose()
+
+    after = Recorder()
+    async with SqliteStore(store_path) as store, make_poller(store, after) as poller:
+        report = await poller.run_once()
+    assert report["acme"].error is None
+    assert report["acme"].new == 150
+
+
+async def test_archive_equals_ground_truth_after_a_faulty_run(
+    fake: FakeInfobip,
+    clock: FakeClock,
+    store: SqliteStore,
+    make_poller: Callable[..., LogsPoller],
+) -> None:
+    acme = fake.add_account("acme", settle_after=timedelta(seconds=20))
+    acme.generate(300, within=timedelta(hours=3), settle_after=timedelta(seconds=20))
+    acme.traffic(3.0, settle_after=timedelta(seconds=20))
+    acme.random_faults(
+        {
+            Fault.status(503): 0.15,
+            Fault.status(429): 0.1,
+            Fault.reset(): 0.1,
+            Fault.truncate(): 0.1,
+        },
+        seed=11,
+    )
+    handler = Recorder()
+    async with make_poller(store, handler) as poller:
+        for _ in range(12):
+            clock.advance(timedelta(seconds=15))
+            await poller.run_once()
+        acme.stop_traffic()
+        acme.faults.clear()
+        clock.advance(timedelta(seconds=21))
+        await poller.run_once()
+    assert poller.status()["acme"].retries > 0
+    assert set(await store.archived("acme")) == set(acme.logs)
+    assert max(handler.states().values()) == 1
+
+
+async def test_run_cycles_until_stopped(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    fake.add_account("acme").generate(5, within=timedelta(minutes=5), settle_after=timedelta(0))
+    handler = Recorder()
+    async with make_poller(store, handler, interval=0.01) as poller:
+        runner = asyncio.create_task(poller.run())
+        for _ in range(500):  # bounded: a few cycles take a few hundredths of a second
+            if poller.status()["acme"].cycles >= 3:
+                break
+            await asyncio.sleep(0.01)
+        poller.stop()
+        await asyncio.wait_for(runner, timeout=5)
+    assert poller.status()["acme"].cycles >= 3
+    assert len(handler.calls) == 1
+
+
+def test_accounts_never_show_their_key() -> None:
+    account = Account("eu-1", "https://xyz.api.infobip.com", auth="s3cret-key")
+    assert "s3cret" not in repr(account)
+
+
+async def test_bad_poller_arguments(store: SqliteStore) -> None:
+    twins = [Account("a", "https://x.test", "k"), Account("a", "https://y.test", "k")]
+    with pytest.raises(ValueError, match="two accounts"):
+        LogsPoller(twins, store=store, handler=Recorder())
+    with pytest.raises(ValueError, match="interval"):
+        LogsPoller([], store=store, handler=Recorder(), interval=0)
