@@ -1,0 +1,96 @@
+"""`infobip-voicelogs fetch`: one account's logs, one page or a whole time window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.status import Status
+
+from ..fetcher import LogsFetcher
+from ..models import MAX_PAGE_SIZE, GeneralStatus, LogsQuery, VoiceLog
+from .app import app, parse_when, run, stderr
+from .output import LogWriter, OutputFormat
+
+__all__ = ["fetch"]
+
+# A walk prints its logs in batches of this many, so memory stays flat on long windows.
+_BATCH = 500
+
+
+@app.command()
+def fetch(
+    base_url: str = typer.Option(
+        ..., "--base-url", envvar="INFOBIP_BASE_URL", help="Your account's base URL."
+    ),
+    api_key: str = typer.Option(
+        ...,
+        "--api-key",
+        envvar="INFOBIP_API_KEY",
+        help="API key (better: INFOBIP_API_KEY).",
+        show_default=False,
+    ),
+    since: str | None = typer.Option(
+        None, help="Walk every log sent since then: ISO 8601 with offset, or a span like 2h."
+    ),
+    until: str | None = typer.Option(None, help="End of the window (default now)."),
+    sender: str | None = typer.Option(None, "--from", help="Sender id."),
+    to: str | None = typer.Option(None, "--to", help="Destination number."),
+    bulk_id: list[str] = typer.Option([], "--bulk-id", help="Bulk id (repeatable)."),
+    message_id: list[str] = typer.Option([], "--message-id", help="Message id (repeatable)."),
+    status: GeneralStatus | None = typer.Option(None, "--status", case_sensitive=False),
+    limit: int | None = typer.Option(
+        None, min=1, max=MAX_PAGE_SIZE, help="Without --since: logs in the one page (default 50)."
+    ),
+    page_size: int = typer.Option(MAX_PAGE_SIZE, min=1, max=MAX_PAGE_SIZE, help="With --since."),
+    mcc: str | None = typer.Option(None, help="Mobile country code."),
+    mnc: str | None = typer.Option(None, help="Mobile network code."),
+    output: OutputFormat = typer.Option(
+        OutputFormat.auto, "--format", help="auto: a table on a terminal, NDJSON when piped."
+    ),
+    xml: bool = typer.Option(False, "--xml", help="Ask the provider for XML instead of JSON."),
+    allow_insecure: bool = typer.Option(
+        False, help="Allow http:// to a non-loopback host (sends your key in clear)."
+    ),
+) -> None:
+    """Fetch one account's voice logs: one page, or with --since every log of a window."""
+    now = datetime.now(UTC)
+    window_start = parse_when(since, option="--since", now=now) if since else None
+    window_end = parse_when(until, option="--until", now=now) if until else None
+    filters: dict[str, Any] = {
+        "from_": sender,
+        "to": to,
+        "bulk_ids": tuple(bulk_id),
+        "message_ids": tuple(message_id),
+        "general_status": status,
+        "mcc": mcc,
+        "mnc": mnc,
+    }
+    writer = LogWriter(output)
+
+    async def main() -> None:
+        async with LogsFetcher(
+            base_url, api_key, format="xml" if xml else "json", allow_insecure=allow_insecure
+        ) as fetcher:
+            if window_start is None:
+                query = LogsQuery(sent_until=window_end, limit=limit, **filters)
+                writer.write(await fetcher.fetch(query))
+                return
+            batch: list[VoiceLog] = []
+            with Status("fetching…", console=stderr) as progress:
+                async for log in fetcher.iter_logs(
+                    sent_since=window_start,
+                    sent_until=window_end or now,
+                    page_size=page_size,
+                    **filters,
+                ):
+                    batch.append(log)
+                    if len(batch) >= _BATCH:
+                        writer.write(batch)
+                        batch = []
+                        progress.update(f"fetching… {writer.written} logs")
+            writer.write(batch)
+
+    run(main())
+    stderr.print(f"{writer.written} logs", highlight=False)

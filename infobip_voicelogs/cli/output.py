@@ -1,0 +1,126 @@
+"""Writing logs out: NDJSON (the wire's JSON, a log a line), CSV, or a table for people."""
+
+from __future__ import annotations
+
+import csv
+import enum
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..codec import encode_ndjson
+from ..models import VoiceLog
+
+__all__ = ["CSV_COLUMNS", "LogWriter", "OutputFormat", "resolve_format"]
+
+
+class OutputFormat(enum.StrEnum):
+    """How `fetch` and `poll` print logs."""
+
+    auto = "auto"
+    ndjson = "ndjson"
+    csv = "csv"
+    table = "table"
+
+
+def resolve_format(chosen: OutputFormat, stream: IO[Any] | None = None) -> OutputFormat:
+    """`auto` is a table on a terminal and NDJSON when piped."""
+    if chosen is not OutputFormat.auto:
+        return chosen
+    stream = stream or sys.stdout
+    return OutputFormat.table if stream.isatty() else OutputFormat.ndjson
+
+
+CSV_COLUMNS = (
+    "message_id",
+    "bulk_id",
+    "sent_at",
+    "done_at",
+    "from",
+    "to",
+    "status_group",
+    "status_name",
+    "duration",
+    "price_per_second",
+    "currency",
+    "error_name",
+    "error_permanent",
+    "mccmnc",
+    "text",
+)
+
+
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat(timespec="milliseconds")
+
+
+def csv_row(log: VoiceLog) -> list[str]:
+    """A log as one CSV row, in the order of `CSV_COLUMNS`."""
+    status, price, error = log.status, log.price, log.error
+    values: list[Any] = [
+        log.message_id,
+        log.bulk_id,
+        _iso(log.sent_at),
+        _iso(log.done_at),
+        log.from_,
+        log.to,
+        status.group_name if status else None,
+        status.name if status else None,
+        log.duration,
+        price.per_second if price else None,
+        price.currency if price else None,
+        error.name if error else None,
+        error.permanent if error else None,
+        log.mccmnc,
+        log.text,
+    ]
+    return ["" if value is None else str(value) for value in values]
+
+
+class LogWriter:
+    """Writes batches of logs to a stream in one format; a table is printed per batch."""
+
+    def __init__(self, fmt: OutputFormat, stream: IO[str] | None = None) -> None:
+        self._stream = stream or sys.stdout
+        self._format = resolve_format(fmt, self._stream)
+        self._csv: Any = None
+        self.written = 0
+
+    def write(self, logs: Iterable[VoiceLog], *, title: str | None = None) -> None:
+        """Write a batch of logs (NDJSON and CSV stream; a table is drawn per batch)."""
+        logs = list(logs)
+        self.written += len(logs)
+        if self._format is OutputFormat.ndjson:
+            if logs:
+                self._stream.write(encode_ndjson(logs).decode())
+        elif self._format is OutputFormat.csv:
+            if self._csv is None:
+                self._csv = csv.writer(self._stream, lineterminator="\n")
+                self._csv.writerow(CSV_COLUMNS)
+            self._csv.writerows(csv_row(log) for log in logs)
+        else:
+            Console(file=self._stream).print(_table(logs, title))
+        self._stream.flush()
+
+
+def _table(logs: list[VoiceLog], title: str | None) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column in ("sent at", "message id", "from", "to", "status", "sec", "price", "error"):
+        table.add_column(column, overflow="fold")
+    for log in logs:
+        status, price, error = log.status, log.price, log.error
+        table.add_row(
+            _iso(log.sent_at),
+            log.message_id or "",
+            log.from_ or "",
+            log.to or "",
+            f"{status.group_name}/{status.name}" if status else "",
+            "" if log.duration is None else str(log.duration),
+            f"{price.per_second} {price.currency}" if price else "",
+            "" if error is None or error.ok else error.name,
+        )
+    return table

@@ -1,0 +1,122 @@
+"""`infobip-voicelogs poll`: many accounts from a TOML file into a store, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from contextlib import suppress
+from pathlib import Path
+
+import typer
+from rich.live import Live
+
+from ..models import VoiceLog
+from ..poller import LogsPoller
+from ..store import SqliteStore
+from .app import app, fail, run, stderr
+from .config import ConfigError, load_accounts
+from .live import status_table
+from .output import LogWriter, OutputFormat
+
+__all__ = ["poll"]
+
+
+def _duration(value: str, option: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a duration like 90s, 30m, 2h", param_hint=option
+        ) from None
+
+
+@app.command()
+def poll(
+    accounts_file: Path = typer.Option(
+        ..., "--accounts", "-a", help="TOML file with one [[account]] table per account."
+    ),
+    store_path: Path = typer.Option(Path("voicelogs.db"), "--store", help="SQLite store file."),
+    archive: bool = typer.Option(
+        True, "--archive/--no-archive", help="Keep every log's last state."
+    ),
+    interval: str = typer.Option("60s", help="Time between an account's cycles."),
+    backfill: str = typer.Option("48h", help="How far back the first cycle reaches."),
+    revisit: str = typer.Option("1h", help="How far back each cycle looks again for changes."),
+    once: bool = typer.Option(False, "--once", help="One cycle, then exit."),
+    output: OutputFormat = typer.Option(
+        OutputFormat.auto,
+        "--format",
+        help="Also print delivered logs: auto = NDJSON when piped, nothing on a terminal.",
+    ),
+    live: bool = typer.Option(True, "--live/--no-live", help="Draw the live table on stderr."),
+) -> None:
+    """Poll many accounts: every new log and every change, once, into the store."""
+    try:
+        accounts = load_accounts(accounts_file)
+    except ConfigError as exc:
+        fail(str(exc))
+    seconds = {
+        "interval": _duration(interval, "--interval"),
+        "backfill": _duration(backfill, "--backfill"),
+        "revisit": _duration(revisit, "--revisit"),
+    }
+    if min(seconds["interval"], seconds["backfill"]) <= 0 or seconds["revisit"] < 0:
+        fail("--interval and --backfill must be positive, --revisit not negative")
+    printing = output is not OutputFormat.auto or not sys.stdout.isatty()
+    writer = LogWriter(OutputFormat.ndjson if output is OutputFormat.auto else output)
+
+    delivered = 0
+
+    async def handler(account: str, logs: list[VoiceLog]) -> None:
+        nonlocal delivered
+        if printing:
+            writer.write(logs)
+        delivered += len(logs)
+
+    async def main() -> None:
+        from datetime import timedelta
+
+        async with (
+            SqliteStore(store_path, archive=archive) as store,
+            LogsPoller(
+                accounts,
+                store=store,
+                handler=handler,
+                interval=seconds["interval"],
+                backfill=timedelta(seconds=seconds["backfill"]),
+                revisit=timedelta(seconds=seconds["revisit"]),
+            ) as poller,
+        ):
+            loop = asyncio.get_running_loop()
+            with suppress(NotImplementedError):  # first Ctrl-C: finish the cycles in flight
+                loop.add_signal_handler(signal.SIGINT, poller.stop)
+                loop.add_signal_handler(signal.SIGTERM, poller.stop)
+            with Live(status_table(poller), console=stderr, auto_refresh=False) as screen:
+                if not live:
+                    screen.stop()
+                refresher = asyncio.create_task(_refresh(screen, poller, live))
+                try:
+                    if once:
+                        await poller.run_once()
+                    else:
+                        await poller.run()
+                finally:
+                    refresher.cancel()
+                    screen.update(status_table(poller), refresh=live)
+        failing = [name for name, s in poller.status().items() if s.consecutive_failures]
+        stderr.print(f"stopped; {delivered} logs delivered; store {store_path}")
+        if once and failing:
+            fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
+
+    run(main())
+
+
+async def _refresh(screen: Live, poller: LogsPoller, live: bool) -> None:
+    while live:
+        screen.update(status_table(poller), refresh=True)
+        await asyncio.sleep(1.0)

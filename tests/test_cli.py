@@ -1,0 +1,317 @@
+"""The `infobip-voicelogs` command, through typer's runner, against the fake over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from infobip_voicelogs import SqliteStore, VoiceLog, decode_logs
+from infobip_voicelogs.cli.app import app
+from infobip_voicelogs.cli.config import ConfigError, load_accounts
+from infobip_voicelogs.cli.demo import run_demo
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, FakeServer, running
+
+KEY = "cli-test-key"
+
+
+@pytest.fixture(scope="module")
+def fake() -> FakeInfobip:
+    fake = FakeInfobip(clock=FakeClock(), rate_limit_per_minute=10_000, seed=5)
+    fake.add_account("acme", api_key=KEY).generate(
+        320, within=timedelta(hours=6), settle_after=timedelta(0)
+    )
+    fake.add_account("globex", api_key="globex-key").generate(
+        40, within=timedelta(hours=1), settle_after=timedelta(0)
+    )
+    return fake
+
+
+@pytest.fixture(scope="module")
+def server(fake: FakeInfobip) -> Iterator[FakeServer]:
+    """The fake served by uvicorn on 127.0.0.1 from a thread, as a real provider would be."""
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        box["loop"], box["stop"] = asyncio.get_running_loop(), stop
+        async with running(fake) as server:
+            box["server"] = server
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the fake did not start"
+    yield box["server"]  # type: ignore[misc]
+    box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
+    thread.join(10)
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    # Wide enough that rich never folds an error message across lines.
+    return CliRunner(env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+
+
+def parse_ndjson(text: str) -> list[VoiceLog]:
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    return decode_logs(b'{"results":[' + ",".join(lines).encode() + b"]}", "application/json")
+
+
+def test_fetch_prints_the_newest_page_as_ndjson(
+    runner: CliRunner, server: FakeServer, fake: FakeInfobip
+) -> None:
+    result = runner.invoke(
+        app, ["fetch", "--base-url", server.base_url, "--api-key", KEY, "--format", "ndjson"]
+    )
+    assert result.exit_code == 0, result.output
+    assert parse_ndjson(result.stdout) == fake.accounts["acme"].logs[:50]
+
+
+def test_fetch_walks_a_window_from_the_environment(
+    runner: CliRunner, server: FakeServer, fake: FakeInfobip
+) -> None:
+    now = fake.clock.now()
+    since = now - timedelta(hours=4)
+    result = runner.invoke(
+        app,
+        [
+            "fetch",
+            "--since",
+            since.isoformat(),
+            "--until",
+            now.isoformat(),
+            "--page-size",
+            "50",
+            "--format",
+            "ndjson",
+        ],
+        env={"INFOBIP_BASE_URL": server.base_url, "INFOBIP_API_KEY": KEY},
+    )
+    assert result.exit_code == 0, result.output
+    expected = [log for log in fake.accounts["acme"].logs if log.sent_at and log.sent_at >= since]
+    assert parse_ndjson(result.stdout) == expected
+    assert len(expected) > 100  # several pages
+
+
+def test_fetch_as_csv_with_filters(runner: CliRunner, server: FakeServer) -> None:
+    result = runner.invoke(
+        app,
+        [
+            *("fetch", "--base-url", server.base_url, "--api-key", KEY),
+            *("--status", "delivered", "--limit", "5", "--format", "csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.strip().splitlines()
+    assert rows[0].startswith("message_id,bulk_id,sent_at")
+    assert 1 <= len(rows) - 1 <= 5
+    assert all(",DELIVERED," in row for row in rows[1:])
+
+
+def test_fetch_with_a_refused_key_exits_3_without_showing_it(
+    runner: CliRunner, server: FakeServer
+) -> None:
+    result = runner.invoke(
+        app, ["fetch", "--base-url", server.base_url, "--api-key", "wrong-secret"]
+    )
+    assert result.exit_code == 3
+    assert "AuthenticationError" in result.output
+    assert "wrong-secret" not in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "not a time"),
+        (["--since", "2026-01-01T00:00:00"], "no timezone"),
+        (["--limit", "0"], "greater than or equal to 1"),
+        (["--mcc", "12a"], "mcc"),
+        (["--status", "sent"], "sent"),
+    ],
+)
+def test_fetch_refuses_bad_options_with_exit_2(
+    runner: CliRunner, server: FakeServer, args: list[str], message: str
+) -> None:
+    result = runner.invoke(app, ["fetch", "--base-url", server.base_url, "--api-key", KEY, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_fetch_needs_an_account(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["fetch"], env={"INFOBIP_BASE_URL": "", "INFOBIP_API_KEY": ""})
+    assert result.exit_code == 2
+
+
+def test_fetch_refuses_plain_http_to_a_remote_host(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["fetch", "--base-url", "http://api.infobip.com", "--api-key", KEY])
+    assert result.exit_code != 0
+    assert KEY not in result.output
+
+
+def write_accounts(path: Path, server: FakeServer, *, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+[[account]]
+name = "acme"
+base_url = "{server.base_url}"
+api_key_env = "ACME_KEY"
+
+[[account]]
+name = "globex"
+base_url = "{server.base_url}"
+api_key = "globex-key"
+format = "xml"
+rate = 5.0
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_poll_once_archives_every_account(
+    runner: CliRunner, server: FakeServer, fake: FakeInfobip, tmp_path: Path
+) -> None:
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    store_path = tmp_path / "logs.db"
+    args = ["poll", "-a", str(accounts), "--store", str(store_path), "--once", "--no-live"]
+    result = runner.invoke(app, [*args, "--format", "ndjson"], env={"ACME_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    delivered = parse_ndjson(result.stdout)
+    truth = fake.accounts["acme"].logs + fake.accounts["globex"].logs
+    assert sorted(log.message_id or "" for log in delivered) == sorted(
+        log.message_id or "" for log in truth
+    )
+
+    async def archived() -> list[VoiceLog]:
+        async with SqliteStore(store_path) as store:
+            return await store.archived()
+
+    assert set(asyncio.run(archived())) == set(truth)
+    again = runner.invoke(app, [*args, "--format", "ndjson"], env={"ACME_KEY": KEY})
+    assert again.exit_code == 0, again.output
+    assert parse_ndjson(again.stdout) == []  # nothing repeats on the same store
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("[[account]\nname=", "not valid TOML"),
+        ("title = 'no accounts'", "no [[account]] tables"),
+        ("[[account]]\nname = 'a'\nbase_url = 'https://x.test'", "exactly one of api_key"),
+        ("[[account]]\nname = 'a'\nbase_url = 'ftp://x'\napi_key = 'k'", "base_url"),
+        ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key_env = 'NOPE_KEY'", "NOPE_KEY"),
+        ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\ncolour = 1", "colour"),
+        ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nrate = -1", "rate"),
+        (
+            "[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nformat = 'csv'",
+            "format",
+        ),
+        (
+            "[[account]]\nname='a'\nbase_url='https://x'\napi_key='k'\n" * 2,
+            "unique, repeated: a",
+        ),
+    ],
+)
+def test_poll_with_a_bad_accounts_file_exits_2(
+    runner: CliRunner, tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "accounts.toml"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = runner.invoke(app, ["poll", "-a", str(path), "--once", "--no-live"], env={})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_accounts_file_keeps_keys_out_of_errors(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text(
+        "[[account]]\nname='a'\nbase_url='https://x'\napi_key='top-secret'\nformat='csv'"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_accounts(path, environ={})
+    assert "top-secret" not in str(caught.value)
+
+
+def test_poll_once_reports_a_failing_account_with_exit_4(
+    runner: CliRunner, server: FakeServer, tmp_path: Path
+) -> None:
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    result = runner.invoke(
+        app,
+        ["poll", "-a", str(accounts), "--store", str(tmp_path / "s.db"), "--once", "--no-live"],
+        env={"ACME_KEY": "revoked"},
+    )
+    assert result.exit_code == 4
+    assert "acme" in result.output
+    assert "revoked" not in result.output
+
+
+async def test_demo_checks_the_archive_against_the_ground_truth() -> None:
+    report = await run_demo(3.0, interval=0.5)
+    assert report.ok, report
+    assert report.logs > 400  # the backfill of three accounts, plus traffic
+    assert report.archived == report.logs
+    assert report.deliveries >= report.logs
+
+
+def test_demo_command(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["demo", "--seconds", "2", "--interval", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "check passed" in result.output
+
+
+def test_simulate_serves_the_fake_over_http() -> None:
+    command = [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
+    process = subprocess.Popen(
+        [*command, "simulate", "--port", "0", "--accounts", "2", "--backlog", "30", "--rate", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        names, base_urls, keys = zip(
+            *(line.rstrip("\n").split("\t") for line in lines), strict=True
+        )
+        assert names == ("account-1", "account-2")
+        assert base_urls[0].startswith("http://127.0.0.1:")
+        response = httpx.get(
+            f"{base_urls[0]}/tts/3/logs",
+            headers={"Authorization": f"App {keys[1]}"},
+            params={"limit": 100},
+        )
+        assert response.status_code == 200
+        assert len(decode_logs(response.content, response.headers["content-type"])) == 30
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_when_parsing_accepts_spans_and_refuses_naive_times() -> None:
+    from infobip_voicelogs.cli.app import parse_when
+
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    assert parse_when("2h", option="--since", now=now) == now - timedelta(hours=2)
+    assert parse_when("now", option="--since", now=now) == now
+    assert parse_when("2026-11-27T10:00:00Z", option="--since", now=now).utcoffset() == timedelta(0)
+    with pytest.raises(Exception, match="no timezone"):
+        parse_when("2026-11-27T10:00:00", option="--since", now=now)
