@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -57,18 +58,27 @@ PROOF_OF_NO_UVICORN = textwrap.dedent(
 )
 
 
+def plugin_installed() -> bool:
+    return any(
+        entry.value == "infobip_voicelogs.testing.plugin"
+        for entry in importlib.metadata.entry_points(group="pytest11")
+    )
+
+
 def run_pytest(tmp_path: Path, *, hide_uvicorn: bool) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_user.py").write_text(USER_TESTS)
     (tmp_path / "sitecustomize.py").write_text(WITHOUT_UVICORN if hide_uvicorn else "")
     if hide_uvicorn:
         (tmp_path / "test_proof.py").write_text(PROOF_OF_NO_UVICORN)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    # Installed, the package registers the plugin itself (the pytest11 entry point);
+    # from a bare checkout the user would name it with -p.
+    load = [] if plugin_installed() else ["-p", "infobip_voicelogs.testing.plugin"]
     command = [
         sys.executable,
         "-m",
         "pytest",
-        "-p",
-        "infobip_voicelogs.testing.plugin",
+        *load,
         "-p",
         "no:cacheprovider",
         "-q",
