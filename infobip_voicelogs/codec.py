@@ -334,11 +334,13 @@ def _fast_hook(
     shared = cls in _SHARED
     if shared:
         # A page repeats a handful of prices, statuses and errors: look the raw wire values
-        # up first and share the (frozen) object built from them before. The key holds the
-        # raw values' types too, so `true` is never taken for a cached `1`.
+        # up first and share the (frozen) object built from them before. For JSON numbers
+        # and booleans the key holds the raw type too, so `true` never passes for a cached
+        # `1` (strings equal only strings; XML leaves are all strings).
         cache: dict[tuple[Any, ...], Any] = {}
         names.update(cache=cache, cache_get=cache.get, cache_size=_SHARED_CACHE_SIZE, len=len)
-        key = ", ".join(f"{v}, type({v})" for v in values)
+        typed = [not xml and _split_optional(field.type)[0] in (int, bool) for field in fields]
+        key = ", ".join(f"{v}, type({v})" if t else v for v, t in zip(values, typed, strict=True))
         lines.append(f"    key = ({key},)")
         lines.append("    known = cache_get(key)")
         lines.append("    if known is not None: return known")
