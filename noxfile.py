@@ -58,5 +58,5 @@ def bench(session: nox.Session) -> None:
     """Run every benchmark under bench/ (pass --quick for a smoke run)."""
     session.install("-e", ".[cli]")
     install_groups(session, "bench")
-    for script in sorted(Path("bench").glob("*.py")):
+    for script in sorted(Path("bench").glob("[!_]*.py")):
         session.run("python", str(script), *session.posargs)

@@ -19,49 +19,22 @@ import argparse
 import asyncio
 import sys
 import time
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _pages import page
+
 from infobip_voicelogs import (
-    ErrorInfo,
     LogsFetcher,
     LogsQuery,
-    Price,
-    Status,
     TokenBucket,
-    VoiceLog,
-    encode_logs,
 )
 
 RATE = 2.0  # per account, the documented limit
 WARMUP = 1.0
-
-
-def page(n: int) -> bytes:
-    start = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    logs = [
-        VoiceLog(
-            bulk_id="06df139a-7eb5-4a6e-902e-40e892210455",
-            message_id=f"1f21d8d7-f306-4f53-9f6e-{i:012d}",
-            to="41793026727",
-            from_="41793026700",
-            text="Test voice message.",
-            sent_at=start - timedelta(seconds=i),
-            done_at=start - timedelta(seconds=i) + timedelta(seconds=30),
-            duration=10,
-            mccmnc="22801",
-            price=Price(Decimal("0.01"), "EUR"),
-            status=Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET", "Message delivered"),
-            error=ErrorInfo(0, "OK", 0, "NO_ERROR", "No Error", False),
-        )
-        for i in range(n)
-    ]
-    return encode_logs(logs, "json")
 
 
 async def run(accounts: int, seconds: float, logs_per_page: int) -> dict[str, float]:
