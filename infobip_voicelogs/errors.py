@@ -18,6 +18,8 @@ only the status, the provider's message id and text, and short body excerpts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = [
     "ApiError",
     "AuthenticationError",
@@ -49,6 +51,8 @@ class ApiError(InfobipError):
         message_id: The provider's error id (`TOO_MANY_REQUESTS`, `E429`, ...), if the body had one.
         text: The provider's human-readable text, if the body had one.
         retry_after: Seconds the provider asked us to wait (`Retry-After`), if it did.
+        validation_errors: The provider's complaints per request field
+            (`{"limit": ("must be at most 1000",)}`), when the body carried any.
     """
 
     def __init__(
@@ -58,11 +62,13 @@ class ApiError(InfobipError):
         text: str | None = None,
         *,
         retry_after: float | None = None,
+        validation_errors: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.status_code = status_code
         self.message_id = message_id
         self.text = text
         self.retry_after = retry_after
+        self.validation_errors: Mapping[str, tuple[str, ...]] = dict(validation_errors or {})
         super().__init__(status_code, message_id, text)
 
     def __str__(self) -> str:
@@ -71,6 +77,11 @@ class ApiError(InfobipError):
             parts.append(self.message_id)
         if self.text:
             parts.append(self.text)
+        fields = "; ".join(
+            f"{field}: {', '.join(problems)}" for field, problems in self.validation_errors.items()
+        )
+        if fields:
+            parts.append(f"({fields})")
         return ": ".join(parts)
 
     def __repr__(self) -> str:

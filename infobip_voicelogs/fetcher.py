@@ -150,7 +150,13 @@ def _error_for(response: httpx.Response) -> ApiError:
         cls = ServerError
     else:
         cls = ApiError
-    return cls(status, body.message_id, body.text, retry_after=retry_after)
+    return cls(
+        status,
+        body.message_id,
+        body.text,
+        retry_after=retry_after,
+        validation_errors=body.validation_errors,
+    )
 
 
 class LogsFetcher:

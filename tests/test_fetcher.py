@@ -278,6 +278,23 @@ async def test_error_statuses_map_to_the_error_tree(
     assert fetcher.stats.retries == tries - 1
 
 
+async def test_a_400_carries_the_providers_field_errors(
+    fetcher: LogsFetcher, logs_route: respx.Route
+) -> None:
+    logs_route.return_value = httpx.Response(
+        400,
+        json={
+            "errorCode": "E400",
+            "description": "Request cannot be processed.",
+            "violations": [{"property": "limit", "violation": "must be at most 1000"}],
+        },
+    )
+    with pytest.raises(ApiError) as caught:
+        await fetcher.fetch()
+    assert caught.value.validation_errors == {"limit": ("must be at most 1000",)}
+    assert "limit: must be at most 1000" in str(caught.value)
+
+
 async def test_an_unreadable_error_body_still_gives_the_status(
     fetcher: LogsFetcher, logs_route: respx.Route
 ) -> None:
