@@ -266,8 +266,12 @@ class LogsPoller:
     async def _prune_loop(self) -> None:
         while not self._stopping.is_set():
             await self._sleep_unless_stopped(max(self._interval, 300.0))
-            if not self._stopping.is_set():
+            if self._stopping.is_set():
+                return
+            try:
                 await self._store.prune(before=self._clock() - RETENTION - PRUNE_MARGIN)
+            except Exception:  # pruning is housekeeping: a failure must not stop the polling
+                logger.exception("pruning old fingerprints failed; trying again later")
 
     async def _sleep_unless_stopped(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
