@@ -109,7 +109,7 @@ def poll(
                     refresher.cancel()
                     screen.update(status_table(poller), refresh=live)
         failing = [name for name, s in poller.status().items() if s.consecutive_failures]
-        stderr.print(f"stopped; {delivered} logs delivered; store {store_path}")
+        stderr.print(f"\nstopped; {delivered} logs delivered; store {store_path}")
         if once and failing:
             fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
 
