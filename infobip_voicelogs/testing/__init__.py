@@ -39,10 +39,3 @@ __all__ = [
     "running",
     "serve",
 ]
-
-# Reprs and docs say `infobip_voicelogs.testing.FakeInfobip`, not the private path.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj is not Clock:
-        _obj.__module__ = __name__
-del _name, _obj
