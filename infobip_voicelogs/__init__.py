@@ -34,8 +34,6 @@ from .retry import RetryEvent
 from .store import CheckpointStore, Delivered, SqliteStore, StoreError
 from .throttle import TokenBucket
 
-# (new layers add their imports above this line, one import statement each)
-
 __all__ = [
     "Account",
     "AccountResult",
@@ -74,5 +72,4 @@ __all__ = [
     "__version__",
     "decode_logs",
     "encode_logs",
-    # (new layers add their names here)
 ]
