@@ -109,9 +109,10 @@ async def run_demo(
                 runner = asyncio.create_task(poller.run())
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + seconds
-                while loop.time() < deadline:
-                    await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
-                    screen.update(status_table(poller, "polling the fake provider"), refresh=True)
+                while (left := deadline - loop.time()) > 0:
+                    title = f"polling the fake provider: {left:.0f} s left"
+                    screen.update(status_table(poller, title), refresh=True)
+                    await asyncio.sleep(min(0.5, left))
                 poller.stop()
                 await runner
                 # Let the last logs settle (on the fake's clock: instantly), calm the
