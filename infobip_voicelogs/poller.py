@@ -102,6 +102,14 @@ class AccountStatus:
     rate_limited: int = 0
 
 
+def _add(one: AccountResult, other: AccountResult) -> AccountResult:
+    return AccountResult(
+        delivered=one.delivered + other.delivered,
+        new=one.new + other.new,
+        changed=one.changed + other.changed,
+    )
+
+
 def fingerprint(log: VoiceLog) -> str:
     """A short digest of the parts of a log that change after it is first seen.
 
@@ -149,6 +157,10 @@ class LogsPoller:
             status changes of logs already delivered. Cover the time your logs take to
             settle: a change after that is not seen.
         page_size: Logs per request while walking a window.
+        max_batch: The most logs one handler call gets. A window holding more (a big
+            backfill) is handed over in several batches as the walk goes, newest batch
+            first, so memory stays bounded; each batch is committed once its handler
+            call returned.
         max_concurrency: Accounts polled at the same moment.
         client: An `httpx.AsyncClient` shared by every account's fetcher (not closed).
         max_attempts: Tries per request, passed to each `LogsFetcher`.
@@ -168,6 +180,7 @@ class LogsPoller:
         backfill: timedelta = RETENTION,
         revisit: timedelta = timedelta(hours=1),
         page_size: int = 1000,
+        max_batch: int = 5000,
         max_concurrency: int = 200,
         client: httpx.AsyncClient | None = None,
         max_attempts: int = 6,
@@ -189,7 +202,10 @@ class LogsPoller:
         self._interval = interval
         self._backfill = min(backfill, RETENTION)
         self._revisit = revisit
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self._page_size = page_size
+        self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_concurrency)
         self._client = client
         self._fetcher_options: dict[str, Any] = {
@@ -289,20 +305,32 @@ class LogsPoller:
     async def _poll(self, name: str) -> AccountResult:
         now = self._clock()
         since = await self._window_start(name, now)
-        fetcher = self._fetcher(name)
-        seen = [
-            log
-            async for log in fetcher.iter_logs(
-                sent_since=since, sent_until=now, page_size=self._page_size
-            )
-        ]
+        walk = self._fetcher(name).iter_logs(
+            sent_since=since, sent_until=now, page_size=self._page_size
+        )
+        result = AccountResult()
+        seen: list[VoiceLog] = []
+        async for log in walk:
+            seen.append(log)
+            if len(seen) >= self._max_batch:
+                # A batch mid-walk keeps the checkpoint where it was: if a later batch
+                # fails, the next cycle walks the same window and, by the fingerprints just
+                # committed, offers only what this one did not deliver.
+                result = _add(result, await self._hand_over(name, seen, checkpoint=None))
+                seen = []
+        return _add(result, await self._hand_over(name, seen, checkpoint=now))
+
+    async def _hand_over(
+        self, name: str, seen: Sequence[VoiceLog], *, checkpoint: datetime | None
+    ) -> AccountResult:
+        """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
         batch, new, changed = await self._changes(name, seen)
         if batch:
             logs = [item.log for item in batch]
             logs.reverse()  # oldest first: the order things happened in
-            await self._deliver(name, logs, batch, now)
-        else:
-            await self._store.commit(name, checkpoint=now, delivered=())
+            await self._deliver(name, logs, batch, checkpoint)
+        elif checkpoint is not None:
+            await self._store.commit(name, checkpoint=checkpoint, delivered=())
         return AccountResult(delivered=len(batch), new=new, changed=changed)
 
     async def _window_start(self, name: str, now: datetime) -> datetime:
@@ -348,11 +376,15 @@ class LogsPoller:
         return batch, new, changed
 
     async def _deliver(
-        self, name: str, logs: list[VoiceLog], batch: list[Delivered], now: datetime
+        self,
+        name: str,
+        logs: list[VoiceLog],
+        batch: list[Delivered],
+        checkpoint: datetime | None,
     ) -> None:
         async def hand_over() -> None:
             await self._handler(name, logs)
-            await self._store.commit(name, checkpoint=now, delivered=batch)
+            await self._store.commit(name, checkpoint=checkpoint, delivered=batch)
 
         # A cancellation lets the handler finish and its batch be committed, so the store
         # never lags behind what the handler has taken by more than this one batch.

@@ -147,6 +147,16 @@ async def test_the_store_sets_the_checkpoint_it_is_given_even_backwards(
     assert await store.checkpoint("eu-1") == NOON - timedelta(hours=1)
 
 
+async def test_a_batch_without_a_checkpoint_leaves_it_where_it_was(store: SqliteStore) -> None:
+    await store.commit("eu-1", checkpoint=NOON, delivered=())
+    await store.commit("eu-1", checkpoint=None, delivered=delivered(voice_log("m-1")))
+    await store.commit("us-1", checkpoint=None, delivered=delivered(voice_log("m-2")))
+
+    assert await store.checkpoint("eu-1") == NOON
+    assert await store.checkpoint("us-1") is None
+    assert set(await store.fingerprints("us-1", ["m-2"])) == {"m-2"}
+
+
 async def test_naive_datetimes_are_refused_and_nothing_is_written(store: SqliteStore) -> None:
     with pytest.raises(ValueError, match="naive"):
         await store.commit("eu-1", checkpoint=datetime(2026, 11, 26), delivered=[])

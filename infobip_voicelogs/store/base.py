@@ -66,13 +66,14 @@ class CheckpointStore(Protocol):
         ...
 
     async def commit(
-        self, account: str, *, checkpoint: datetime, delivered: Sequence[Delivered]
+        self, account: str, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
     ) -> None:
         """Record a delivered batch in one transaction: all of it or, on any error, none.
 
         Upserts the fingerprints (keyed by account and message id), upserts the archive rows
         if the store archives (the last state wins), and sets the account's checkpoint to
         exactly `checkpoint`: whether it may move backwards is the poller's decision.
+        `checkpoint=None` leaves the checkpoint as it is (a batch in the middle of a walk).
         """
         ...
 

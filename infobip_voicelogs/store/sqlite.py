@@ -153,18 +153,21 @@ class SqliteStore:
         return await self._run(read) if ids else {}
 
     async def commit(
-        self, account: str, *, checkpoint: datetime, delivered: Sequence[Delivered]
+        self, account: str, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
     ) -> None:
         """Record a delivered batch in one transaction: all of it or, on any error, nothing.
 
         Upserts each log's fingerprint, its archive row when the store archives (the last
         state wins; `first_seen_at` stays, `updated_at` moves), and sets the checkpoint to
-        exactly `checkpoint`. Datetimes must be aware (`ValueError` otherwise). Archive
-        timestamps keep milliseconds, the provider's precision; the checkpoint keeps
-        microseconds, so `checkpoint()` returns exactly what was committed.
+        exactly `checkpoint` (`None` leaves it as it is). Datetimes must be aware
+        (`ValueError` otherwise). Archive timestamps keep milliseconds, the provider's
+        precision; the checkpoint keeps microseconds, so `checkpoint()` returns exactly
+        what was committed.
         """
         now = utc_text(self._clock())
-        checkpoint_text = utc_text(checkpoint, timespec="microseconds")
+        checkpoint_text = (
+            None if checkpoint is None else utc_text(checkpoint, timespec="microseconds")
+        )
         fingerprint_rows = [fingerprint_row(account, item, now) for item in delivered]
         archive_rows = (
             [archive_row(account, d.log, now) for d in delivered] if self._archive else []
@@ -175,7 +178,8 @@ class SqliteStore:
                 connection.executemany(UPSERT_FINGERPRINT, fingerprint_rows)
                 if archive_rows:
                     connection.executemany(UPSERT_ARCHIVE, archive_rows)
-                connection.execute(UPSERT_CHECKPOINT, (account, checkpoint_text, now))
+                if checkpoint_text is not None:
+                    connection.execute(UPSERT_CHECKPOINT, (account, checkpoint_text, now))
 
         await self._run(write)
 
