@@ -68,9 +68,12 @@ class JournalEntry:
 class FakeInfobip:
     """The provider, faked: an ASGI app for `GET /tts/3/logs`, with accounts and faults.
 
+    >>> from datetime import timedelta
+    >>> from infobip_voicelogs.testing import FakeClock, FakeInfobip
     >>> fake = FakeInfobip(clock=FakeClock())
     >>> account = fake.add_account("acme")
-    >>> logs = account.generate(120, within=timedelta(hours=3))
+    >>> len(account.generate(120, within=timedelta(hours=3)))
+    120
     >>> # async with fake.in_process_client(account) as client:
     >>> #     response = await client.get("/tts/3/logs", params={"limit": 10})
 
