@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -316,7 +316,7 @@ class LogsFetcher:
         sent_until: datetime | None = None,
         page_size: int = MAX_PAGE_SIZE,
         **filters: Any,
-    ) -> AsyncIterator[VoiceLog]:
+    ) -> AsyncGenerator[VoiceLog, None]:
         """Every log sent in ``[sent_since, sent_until]``, newest first, each exactly once.
 
         ```python
@@ -373,7 +373,7 @@ class _WindowWalk:
         self.inclusive = False  # proven only by a log at exactly the sent sentUntil
         self.undated: set[object] = set()
 
-    async def run(self) -> AsyncIterator[VoiceLog]:
+    async def run(self) -> AsyncGenerator[VoiceLog, None]:
         while self.until >= self.since:
             bound = self.until if self.inclusive else self.until + _MS
             page = await self.fetcher.fetch(

@@ -256,7 +256,7 @@ class LogsPoller:
         """
         names = list(self._accounts)
         results = await asyncio.gather(*(self._cycle(name) for name in names))
-        await self._store.prune(before=self._clock() - RETENTION - PRUNE_MARGIN)
+        await self._prune()
         return dict(zip(names, results, strict=True))
 
     async def run(self) -> None:
@@ -282,12 +282,14 @@ class LogsPoller:
     async def _prune_loop(self) -> None:
         while not self._stopping.is_set():
             await self._sleep_unless_stopped(max(self._interval, 300.0))
-            if self._stopping.is_set():
-                return
-            try:
-                await self._store.prune(before=self._clock() - RETENTION - PRUNE_MARGIN)
-            except Exception:  # pruning is housekeeping: a failure must not stop the polling
-                logger.exception("pruning old fingerprints failed; trying again later")
+            if not self._stopping.is_set():
+                await self._prune()
+
+    async def _prune(self) -> None:
+        try:
+            await self._store.prune(before=self._clock() - RETENTION - PRUNE_MARGIN)
+        except Exception:  # pruning is housekeeping: a failure must not stop the polling
+            logger.exception("pruning old fingerprints failed; trying again later")
 
     async def _sleep_unless_stopped(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -310,14 +312,15 @@ class LogsPoller:
         )
         result = AccountResult()
         seen: list[VoiceLog] = []
-        async for log in walk:
-            seen.append(log)
-            if len(seen) >= self._max_batch:
-                # A batch mid-walk keeps the checkpoint where it was: if a later batch
-                # fails, the next cycle walks the same window and, by the fingerprints just
-                # committed, offers only what this one did not deliver.
-                result = _add(result, await self._hand_over(name, seen, checkpoint=None))
-                seen = []
+        async with contextlib.aclosing(walk):
+            async for log in walk:
+                seen.append(log)
+                if len(seen) >= self._max_batch:
+                    # A batch mid-walk keeps the checkpoint where it was: if a later batch
+                    # fails, the next cycle walks the same window and, by the fingerprints
+                    # just committed, offers only what this one did not deliver.
+                    result = _add(result, await self._hand_over(name, seen, checkpoint=None))
+                    seen = []
         return _add(result, await self._hand_over(name, seen, checkpoint=now))
 
     async def _hand_over(
