@@ -315,3 +315,22 @@ def test_when_parsing_accepts_spans_and_refuses_naive_times() -> None:
     assert parse_when("2026-11-27T10:00:00Z", option="--since", now=now).utcoffset() == timedelta(0)
     with pytest.raises(Exception, match="no timezone"):
         parse_when("2026-11-27T10:00:00", option="--since", now=now)
+
+
+def test_spans_for_interval_backfill_and_revisit() -> None:
+    from infobip_voicelogs.cli.app import parse_span
+
+    assert parse_span("90", option="--interval") == timedelta(seconds=90)
+    assert parse_span("30m", option="--revisit") == timedelta(minutes=30)
+    assert parse_span("1.5h", option="--backfill") == timedelta(hours=1.5)
+    for bad in ("-5s", "inf", "soon", ""):
+        with pytest.raises(Exception, match="not a duration"):
+            parse_span(bad, option="--interval")
+
+
+def test_poll_refuses_a_bad_interval_with_exit_2(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text("[[account]]\nname='a'\nbase_url='https://x.test'\napi_key='k'\n")
+    result = runner.invoke(app, ["poll", "-a", str(path), "--interval", "soon", "--no-live"])
+    assert result.exit_code == 2
+    assert "not a duration" in result.output

@@ -16,7 +16,17 @@ from rich.markup import escape
 
 from ..errors import AuthenticationError, InfobipError, InvalidQueryError
 
-__all__ = ["EXIT_API", "EXIT_AUTH", "EXIT_USAGE", "app", "fail", "parse_when", "run", "stderr"]
+__all__ = [
+    "EXIT_API",
+    "EXIT_AUTH",
+    "EXIT_USAGE",
+    "app",
+    "fail",
+    "parse_span",
+    "parse_when",
+    "run",
+    "stderr",
+]
 
 #: Exit codes: 0 success, 2 usage, 3 authentication, 4 any other API or network failure.
 EXIT_USAGE = 2
@@ -70,8 +80,19 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(f"{type(exc).__name__}: {exc}", code)
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_span(value: str, *, option: str) -> timedelta:
+    """A span of time: `90s`, `30m`, `2h`, `1d`, or a bare number of seconds."""
+    span = _SPAN.match(value.strip().lower())
+    if span is None:
+        raise typer.BadParameter(
+            f"{value!r} is not a duration like 90s, 30m, 2h", param_hint=option
+        )
+    amount, unit = span.groups()
+    return timedelta(**{_UNITS[unit or "s"]: float(amount)})
 
 
 def parse_when(value: str, *, option: str, now: datetime | None = None) -> datetime:
@@ -83,10 +104,9 @@ def parse_when(value: str, *, option: str, now: datetime | None = None) -> datet
     text = value.strip()
     if text.lower() == "now":
         return now
-    relative = _RELATIVE.match(text.lower())
-    if relative:
-        amount, unit = relative.groups()
-        return now - timedelta(**{_UNITS[unit]: float(amount)})
+    span = _SPAN.match(text.lower())
+    if span and span[2]:  # a span back from now (with its unit: a bare number is no time)
+        return now - parse_span(text, option=option)
     try:
         when = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 from contextlib import suppress
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -14,25 +15,12 @@ from rich.live import Live
 from ..models import VoiceLog
 from ..poller import LogsPoller
 from ..store import SqliteStore
-from .app import app, fail, run, stderr
+from .app import app, fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
 from .output import LogWriter, OutputFormat
 
 __all__ = ["poll"]
-
-
-def _duration(value: str, option: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = value.strip().lower()
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a duration like 90s, 30m, 2h", param_hint=option
-        ) from None
 
 
 @app.command()
@@ -61,9 +49,9 @@ def poll(
     except ConfigError as exc:
         fail(str(exc))
     seconds = {
-        "interval": _duration(interval, "--interval"),
-        "backfill": _duration(backfill, "--backfill"),
-        "revisit": _duration(revisit, "--revisit"),
+        "interval": parse_span(interval, option="--interval").total_seconds(),
+        "backfill": parse_span(backfill, option="--backfill").total_seconds(),
+        "revisit": parse_span(revisit, option="--revisit").total_seconds(),
     }
     if min(seconds["interval"], seconds["backfill"]) <= 0 or seconds["revisit"] < 0:
         fail("--interval and --backfill must be positive, --revisit not negative")
@@ -79,8 +67,6 @@ def poll(
         delivered += len(logs)
 
     async def main() -> None:
-        from datetime import timedelta
-
         async with (
             SqliteStore(store_path, archive=archive) as store,
             LogsPoller(
