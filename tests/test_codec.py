@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import tracemalloc
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,6 +119,22 @@ def test_encoded_xml_has_the_reference_shape() -> None:
 # Variants the provider has been seen to send...
 
 
+FULL = VoiceLog(
+    bulk_id="b1",
+    message_id="m1",
+    to="41793026727",
+    from_="41793026700",
+    text="Test voice message.",
+    sent_at=datetime(2015, 2, 23, 17, 40, 31, 773000, CET),
+    done_at=datetime(2015, 2, 23, 17, 41, 2, 0, CET),
+    duration=10,
+    mccmnc="22801",
+    price=Price(Decimal("0.0100"), "EUR"),
+    status=Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET", "Message delivered", "none"),
+    error=ErrorInfo(0, "OK", 0, "NO_ERROR", "No Error", False),
+)
+
+
 def one_log(**fields: object) -> bytes:
     return json.dumps({"results": [{"messageId": "m1", **fields}]}).encode()
 
@@ -195,7 +213,7 @@ def test_equal_amounts_keep_their_own_spelling_on_one_page() -> None:
 
 @pytest.mark.parametrize(
     ("good", "bad"),
-    [('"id":1', '"id":true'), ('"permanent":false', '"permanent":0')],
+    [('"id":1', '"id":true'), ('"id":1', '"id":1.0'), ('"permanent":false', '"permanent":0')],
 )
 def test_a_shared_status_never_stands_in_for_a_wrongly_typed_one(good: str, bad: str) -> None:
     error = '{"groupId":0,"groupName":"OK","id":1,"name":"NO_ERROR","permanent":false}'
@@ -232,6 +250,62 @@ def test_absent_null_and_unknown_fields() -> None:
     assert log == VoiceLog(message_id="m1")
 
 
+def test_a_full_log_with_an_unknown_field_in_place_of_a_known_one() -> None:
+    # As many keys as a whole log, but one of them unknown: read field by field.
+    full = json.loads(encode_logs([FULL], "json"))["results"][0]
+    del full["to"]
+    full["brandNew"] = 1
+
+    logs = decode_logs(json.dumps({"results": [full, full]}).encode(), "application/json")
+
+    assert logs == [attrs.evolve(FULL, to=None)] * 2
+
+
+def test_decoded_logs_behave_like_constructed_ones() -> None:
+    [log] = decode_logs(encode_logs([FULL], "json"), "application/json")
+
+    assert log == FULL
+    assert hash(log) == hash(FULL)
+    assert repr(log) == repr(FULL)
+    assert pickle.loads(pickle.dumps(log)) == FULL
+    assert attrs.evolve(log, to="1") == attrs.evolve(FULL, to="1")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        log.to = "1"  # type: ignore[misc]
+
+
+def test_only_classes_whose_init_just_stores_are_built_without_it() -> None:
+    from infobip_voicelogs.codec import _direct_setters
+
+    @attrs.frozen
+    class Plain:
+        x: int
+
+    @attrs.frozen
+    class Validated:
+        x: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+    @attrs.frozen
+    class Converted:
+        x: int = attrs.field(converter=int)
+
+    @attrs.frozen
+    class PostInit:
+        x: int
+
+        def __attrs_post_init__(self) -> None:
+            pass
+
+    @attrs.frozen(cache_hash=True)
+    class CachedHash:
+        x: int
+
+    assert _direct_setters(Plain) is not None
+    for model in (VoiceLog, Price, Status, ErrorInfo):
+        assert _direct_setters(model) is not None, model
+    for cls in (Validated, Converted, PostInit, CachedHash):
+        assert _direct_setters(cls) is None, cls
+
+
 def test_null_results_is_an_empty_page() -> None:
     assert decode_logs(b'{"results":null}', "application/json") == []
     assert decode_logs(b'{"results":[]}', "application/json") == []
@@ -257,6 +331,66 @@ def test_xml_with_any_root_namespaces_indentation_and_empty_elements() -> None:
     assert log == VoiceLog(
         message_id="m1", text="", mccmnc="22801", price=Price(Decimal("0.10"), "EUR")
     )
+
+
+XML_SHAPES = [
+    # indentation, empty and blank leaves, whitespace around values
+    b"""<r><results>
+      <result>
+        <messageId> m1 </messageId>
+        <doneAt/>
+        <sentAt>
+          2015-02-23T17:40:31.773+0100
+        </sentAt>
+        <duration>  </duration>
+        <text></text>
+      </result>
+    </results></r>""",
+    # a repeated field: the last one wins, whichever its shape
+    b"<r><results><result><to>1</to><to>2</to>"
+    b"<status>x</status><status><groupId>3</groupId><groupName>D</groupName>"
+    b"<id>5</id><name>N</name></status></result></results></r>",
+    b"<r><results><result><status><groupId>3</groupId><groupName>D</groupName>"
+    b"<id>5</id><name>N</name></status><status>x</status></result></results></r>",
+    # mixed content and deeper nesting where a value belongs
+    b"<r><results><result><to>41<b>7</b></to></result></results></r>",
+    b"<r><results><result><price><currency><x>EUR</x></currency>"
+    b"<pricePerSecond>1</pricePerSecond></price></result></results></r>",
+    b"<r><results><result><error><groupId>0</groupId><groupName>OK</groupName><id>0</id>"
+    b"<name>NO_ERROR</name><permanent> false </permanent></error></result></results></r>",
+    # unknown fields, nested or not, are ignored
+    b"<r><results><result><messageId>m1</messageId><extra><a><b>1</b></a></extra>"
+    b"</result><result/></results></r>",
+]
+
+
+def _decoded(body: bytes) -> list[VoiceLog] | str:
+    try:
+        return decode_logs(body, "application/xml")
+    except DecodeError as exc:  # what and where, without the excerpt of this very body
+        return f"DecodeError: {str(exc).removesuffix(f' (body starts {exc.excerpt!r})')}"
+
+
+@pytest.mark.parametrize("body", XML_SHAPES)
+def test_xml_fast_walk_reads_what_the_general_walk_reads(body: bytes) -> None:
+    # A namespace declaration sends a body down the general walk; without one it takes the
+    # unrolled walk. Both must read every shape alike, errors included.
+    namespaced = body.replace(b"<r>", b'<r xmlns="urn:x">', 1)
+
+    fast, general = _decoded(body), _decoded(namespaced)
+
+    assert fast == general
+
+
+def test_xml_blank_values_are_absent_and_values_are_stripped() -> None:
+    [log, _, _, _, _, ok, unknown] = [_decoded(body) for body in XML_SHAPES]
+
+    assert log == [
+        VoiceLog(message_id=" m1 ", sent_at=datetime(2015, 2, 23, 17, 40, 31, 773000, CET), text="")
+    ]
+    assert isinstance(ok, list)
+    assert ok[0].error == ErrorInfo(0, "OK", 0, "NO_ERROR", None, False)
+    assert unknown == [VoiceLog(message_id="m1"), VoiceLog()]
 
 
 @pytest.mark.parametrize(
