@@ -304,6 +304,10 @@ def _split_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+# What a cached JSON value must be to be the same wire value as its key: a price is quoted
+# text (a bare number, left by an escaped key, is read afresh: `1` and `1.0` differ).
+_RAW_JSON_TYPES: dict[type, type] = {int: int, bool: bool, Decimal: str, datetime: str}
+
 # Classes whose instances the fast hooks share between logs, and how many of each to keep.
 _SHARED = (Price, Status, ErrorInfo)
 _SHARED_CACHE_SIZE = 1024
@@ -340,118 +344,133 @@ def _direct_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
 
 
 def _fast_hook(
-    cls: type[T], converter: cattrs.Converter, readers: Mapping[type, Reader], *, xml: bool
+    cls: type[T], readers: Mapping[type, Reader], *, xml: bool
 ) -> Callable[[Any, Any], T]:
     """Generate straight-line structuring code for `cls`, the way cattrs does, but tighter.
 
     cattrs's generic hooks cost a call per field and per `X | None`; on a page of logs that
     made decoding 4x slower than pydantic. Here the fields come out of the dict in one
     `itemgetter` call (one `get` each when some are missing), each is checked by an inline
-    type test or one reader call, and the instance's slots are written directly. Any
-    failure just raises: the precise cattrs hooks then say where and why.
+    type test or one reader call, nested classes are inlined, and the instance's slots are
+    written directly. Any failure just raises: the precise cattrs hooks then say where
+    and why.
     """
-    fields = attrs.fields(cls)  # type: ignore[arg-type]
+    names: dict[str, Any] = {"bad": _bad, "len": len, "KeyError": KeyError, "dict": dict}
+    lines = ["def structure(o, _=None):"]
+    _emit(cls, "o", "built", "", "    ", lines, names, readers, xml=xml)
+    lines.append("    return built")
+    # Everything the function uses is a global of its own namespace: 3.11 caches those
+    # lookups, where keyword defaults would be filled in from a dict on every call.
+    namespace = dict(names)
+    exec(compile("\n".join(lines), f"<codec: structure {cls.__name__}>", "exec"), namespace)
+    return namespace["structure"]  # type: ignore[no-any-return]
+
+
+def _emit(
+    cls: type,
+    src: str,
+    dst: str,
+    p: str,
+    ind: str,
+    lines: list[str],
+    names: dict[str, Any],
+    readers: Mapping[type, Reader],
+    *,
+    xml: bool,
+) -> None:
+    """Append the lines that structure the dict in variable `src` as a `cls` into `dst`.
+
+    Every name the lines use starts with `p`, so a nested class's lines can sit inside
+    its parent's with a longer prefix.
+    """
+    fields = attrs.fields(cls)
     wires = [_WIRE_NAMES[cls].get(field.name, field.name) for field in fields]
-    values = [f"v{i}" for i in range(len(fields))]
-    unpacked = ", ".join(values) + ","
-    names: dict[str, Any] = {
-        "cls": cls,
-        "bad": _bad,
-        "len": len,
-        "getter": itemgetter(*wires),
-        "KeyError": KeyError,
-    }
+    values = [f"{p}v{i}" for i in range(len(fields))]
+    names[f"{p}cls"] = cls
+    names[f"{p}getter"] = itemgetter(*wires)
     # Missing fields (a pending log has no price yet) cost a `get` each instead.
-    gets = ", ".join(f"get({wire!r})" for wire in wires)
-    lines = [
-        "def structure(o, _=None):",
-        "    if type(o) is not dict: raise bad(o, 'an object')",
-    ]
+    gets = ", ".join(f"{p}get({wire!r})" for wire in wires)
+    lines.append(f"{ind}if type({src}) is not dict: raise bad({src}, 'an object')")
     for alias, wire in _ALIASES.get(cls, ()):
-        lines.append(f"    if {alias!r} in o and o.get({wire!r}) is None:")
-        lines.append(f"        o = {{**o, {wire!r}: o[{alias!r}]}}")
+        lines.append(f"{ind}if {alias!r} in {src} and {src}.get({wire!r}) is None:")
+        lines.append(f"{ind}    {src} = {{**{src}, {wire!r}: {src}[{alias!r}]}}")
     lines += [
-        f"    if len(o) >= {len(fields)}:",
-        "        try:",
-        "            vals = getter(o)",
-        "        except KeyError:",
-        f"            get = o.get; vals = ({gets},)",
-        "    else:",
-        f"        get = o.get; vals = ({gets},)",
+        f"{ind}if len({src}) >= {len(fields)}:",
+        f"{ind}    try:",
+        f"{ind}        {p}vals = {p}getter({src})",
+        f"{ind}    except KeyError:",
+        f"{ind}        {p}get = {src}.get; {p}vals = ({gets},)",
+        f"{ind}else:",
+        f"{ind}    {p}get = {src}.get; {p}vals = ({gets},)",
     ]
-    shared = cls in _SHARED
-    if shared:
+    if cls in _SHARED:
         # A page repeats a handful of prices, statuses and errors: look the raw wire values
         # up first and share the (frozen) object built from them before. Equal keys can
-        # still differ in type where JSON has numbers (`true == 1 == 1.0`), so those
-        # fields are checked on a hit; strings equal only strings, and XML has only strings.
+        # still differ in type where JSON has numbers (`true == 1 == 1.0`), so a hit
+        # re-checks the raw type of every field that is not a string; strings equal only
+        # strings, and XML has only strings.
         cache: dict[tuple[Any, ...], Any] = {}
-        names.update(cache=cache, cache_get=cache.get, cache_size=_SHARED_CACHE_SIZE)
-        checks = []
+        names[f"{p}cache"] = cache
+        names[f"{p}cache_get"] = cache.get
+        checks = [f"{dst} is None"]
         for i, field in enumerate(fields):
             base, optional = _split_optional(field.type)
-            if not xml and base in (int, bool):
-                names[f"t{i}"] = base
-                test = f"type(vals[{i}]) is t{i}"
-                checks.append(f"(vals[{i}] is None or {test})" if optional else test)
-        lines.append("    known = cache_get(vals)")
-        lines.append(f"    if known is not None and {' and '.join(checks) or 'True'}: return known")
-    lines.append(f"    {unpacked} = vals")
+            if not xml and base is not str:
+                names[f"{p}r{i}"] = _RAW_JSON_TYPES[base]
+                test = f"type({p}vals[{i}]) is not {p}r{i}"
+                checks.append(f"({p}vals[{i}] is not None and {test})" if optional else test)
+        lines.append(f"{ind}{dst} = {p}cache_get({p}vals)")
+        lines.append(f"{ind}if {' or '.join(checks)}:")
+        ind += "    "
+    lines.append(f"{ind}{', '.join(values)}, = {p}vals")
     for i, field in enumerate(fields):
         base, optional = _split_optional(field.type)
-        wire = wires[i]
         v = values[i]
         if not optional:
-            lines.append(f"    if {v} is None: raise KeyError({wire!r})")
+            lines.append(f"{ind}if {v} is None: raise KeyError({wires[i]!r})")
         if attrs.has(base):
-            names[f"f{i}"] = converter.get_structure_hook(base)
-            lines.append(f"    if {v} is not None: {v} = f{i}({v})")
+            lines.append(f"{ind}if {v} is not None:")
+            _emit(base, v, v, f"{p}n{i}_", ind + "    ", lines, names, readers, xml=xml)
         elif readers[base] in _TYPE_CHECKS:
-            names[f"t{i}"] = base
+            names[f"{p}t{i}"] = base
             # The type first: it passes far more often than the value is absent.
             absent = f" and {v} is not None" if optional else ""
-            lines.append(f"    if type({v}) is not t{i}{absent}: raise bad({v}, {base.__name__!r})")
+            failed = f"raise bad({v}, {base.__name__!r})"
+            lines.append(f"{ind}if type({v}) is not {p}t{i}{absent}: {failed}")
         elif base is datetime:  # two per log: worth inlining the reader
             # The extended form only (`T` at 10: no bare dates, no `20150223T1740`), and an
             # offset; any other oddity fails fromisoformat, and the precise path says why.
             # XML text is stripped first, and a blank optional one is absent.
             names["fromisoformat"] = _fromisoformat
+            inner = ind
             if xml:
-                lines.append(f"    if {v} is not None: {v} = {v}.strip()")
+                lines.append(f"{ind}if {v} is not None: {v} = {v}.strip()")
                 if optional:
-                    lines.append(f"    if not {v}: {v} = None")
-            indent = "    "
+                    lines.append(f"{ind}if not {v}: {v} = None")
             if optional:
-                lines.append(f"    if {v} is not None:")
-                indent *= 2
-            lines.append(f"{indent}if {v}[10:11] != 'T': raise bad({v}, 'a timestamp')")
-            lines.append(f"{indent}{v} = fromisoformat({v})")
-            lines.append(f"{indent}if {v}.tzinfo is None: raise bad({v}, 'a timestamp')")
+                lines.append(f"{ind}if {v} is not None:")
+                inner += "    "
+            lines.append(f"{inner}if {v}[10:11] != 'T': raise bad({v}, 'a timestamp')")
+            lines.append(f"{inner}{v} = fromisoformat({v})")
+            lines.append(f"{inner}if {v}.tzinfo is None: raise bad({v}, 'a timestamp')")
         elif optional and not xml:
-            names[f"f{i}"] = readers[base]
-            lines.append(f"    if {v} is not None: {v} = f{i}({v})")
+            names[f"{p}f{i}"] = readers[base]
+            lines.append(f"{ind}if {v} is not None: {v} = {p}f{i}({v})")
         else:
             read = readers[base]
-            names[f"f{i}"] = _optional_reader(read, xml=xml) if optional else read
-            lines.append(f"    {v} = f{i}({v})")
+            names[f"{p}f{i}"] = _optional_reader(read, xml=xml) if optional else read
+            lines.append(f"{ind}{v} = {p}f{i}({v})")
     setters = _direct_setters(cls)
     if setters is None:
-        lines.append(f"    built = cls({', '.join(values)})")
+        lines.append(f"{ind}{dst} = {p}cls({', '.join(values)})")
     else:
         names["new"] = object.__new__
-        lines.append("    built = new(cls)")
+        lines.append(f"{ind}{dst} = new({p}cls)")
         for i, setter in enumerate(setters):
-            names[f"s{i}"] = setter
-            lines.append(f"    s{i}(built, v{i})")
-    if shared:
-        lines.append("    if len(cache) < cache_size: cache[vals] = built")
-    lines.append("    return built")
-    # Everything the function uses is a global of its own namespace: 3.11 caches those
-    # lookups, where keyword defaults would be filled in from a dict on every call.
-    namespace = dict(names)
-    source = "\n".join(lines)
-    exec(compile(source, f"<codec: structure {cls.__name__}>", "exec"), namespace)
-    return namespace["structure"]  # type: ignore[no-any-return]
+            names[f"{p}s{i}"] = setter
+            lines.append(f"{ind}{p}s{i}({dst}, {values[i]})")
+    if cls in _SHARED:
+        lines.append(f"{ind}if len({p}cache) < {_SHARED_CACHE_SIZE}: {p}cache[{p}vals] = {dst}")
 
 
 def _precise_hook(cls: type[T], converter: cattrs.Converter) -> Callable[[Any, Any], T]:
@@ -485,11 +504,7 @@ def _converter(*, xml: bool, precise: bool) -> cattrs.Converter:
         converter.register_structure_hook(tp, _as_hook(read))
         converter.register_structure_hook(tp | None, _as_hook(_optional_reader(read, xml=xml)))
     for cls in (Price, Status, ErrorInfo, VoiceLog):  # inner classes first: hooks look them up
-        hook = (
-            _precise_hook(cls, converter)
-            if precise
-            else _fast_hook(cls, converter, readers, xml=xml)
-        )
+        hook = _precise_hook(cls, converter) if precise else _fast_hook(cls, readers, xml=xml)
         converter.register_structure_hook(cls, hook)
     if not xml:
         converter.register_unstructure_hook(datetime, format_wire_timestamp)

@@ -226,6 +226,25 @@ def test_a_shared_status_never_stands_in_for_a_wrongly_typed_one(good: str, bad:
         decode_logs(page, "application/json")
 
 
+# An escaped key escapes the quoting, so its amount reaches the price cache as a number.
+ESCAPED_PRICE = b'{"price":{"pricePer\\u0053econd":%s,"currency":"EUR"}}'
+
+
+def test_a_shared_price_never_stands_in_for_a_boolean() -> None:
+    page = b'{"results":[%s,%s]}' % (ESCAPED_PRICE % b"1", ESCAPED_PRICE % b"true")
+
+    with pytest.raises(DecodeError, match=r"results\[1\]\.price"):
+        decode_logs(page, "application/json")
+
+
+def test_a_shared_price_never_stands_in_for_another_spelling() -> None:
+    page = b'{"results":[%s,%s]}' % (ESCAPED_PRICE % b"1", ESCAPED_PRICE % b"1.0")
+
+    amounts = [log.price.per_second for log in decode_logs(page, "application/json") if log.price]
+
+    assert [str(amount) for amount in amounts] == ["1", "1.0"]
+
+
 def test_a_price_key_inside_text_is_left_alone() -> None:
     body = one_log(text='say "pricePerSecond": 5', price={"pricePerSecond": 0.5, "currency": "EUR"})
 
