@@ -10,6 +10,7 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import attrs
 import pytest
@@ -23,6 +24,7 @@ from infobip_voicelogs import (
     Price,
     Status,
     VoiceLog,
+    codec,
     decode_logs,
     encode_logs,
 )
@@ -746,3 +748,96 @@ def test_mutated_valid_bodies_raise_nothing_but_decode_error(
 )
 def test_decode_error_never_raises(body: bytes, content_type: str) -> None:
     assert isinstance(decode_error(body, content_type), ErrorBody)
+
+
+# The fast path and the precise one must agree: every page the precise hooks read, the
+# fast ones read alike, and every page they refuse is a DecodeError...
+
+wire_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(-2, 2, allow_nan=False),
+    st.text(max_size=4),
+    st.sampled_from(
+        ["2015-02-23T17:40:31.773+0100", "2015-02-23T17:40:31Z", "yesterday", "0.50", "OK", " 1 "]
+    ),
+)
+
+
+def wire_objects(*keys: str) -> st.SearchStrategy[dict[str, object]]:
+    nested = st.dictionaries(st.sampled_from(["a", "id"]), wire_scalars, max_size=2)
+    return st.dictionaries(st.sampled_from([*keys, "x"]), wire_scalars | nested, max_size=len(keys))
+
+
+wire_logs = st.fixed_dictionaries(
+    {},
+    optional={
+        **dict.fromkeys(
+            ["bulkId", "messageId", "to", "from", "text", "sentAt", "doneAt", "duration"],
+            wire_scalars,
+        ),
+        **dict.fromkeys(["mccmnc", "mccMnc", "other"], wire_scalars),
+        "price": wire_scalars | wire_objects("pricePerSecond", "pricePerMessage", "currency"),
+        "status": wire_scalars
+        | wire_objects("groupId", "groupName", "id", "name", "description", "action"),
+        "error": wire_scalars
+        | wire_objects("groupId", "groupName", "id", "name", "description", "permanent"),
+    },
+)
+
+
+def _precisely(items: list[object], fmt: str) -> list[VoiceLog] | None:
+    converter = codec._JSON_PRECISE if fmt == "json" else codec._XML_PRECISE
+    structure = converter.get_structure_hook(VoiceLog)
+    try:
+        return [structure(item, VoiceLog) for item in items]
+    except Exception:
+        return None
+
+
+def _as_xml(value: object) -> str:
+    if isinstance(value, dict):
+        return "".join(f"<{key}>{_as_xml(inner)}</{key}>" for key, inner in value.items())
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return xml_escape(str(value))
+
+
+@given(st.lists(wire_logs, max_size=4))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_fast_json_path_agrees_with_the_precise_one(items: list[dict[str, object]]) -> None:
+    body = json.dumps({"results": items}).encode()
+    expected = _precisely(json.loads(codec._quote_prices(body))["results"], "json")
+
+    try:
+        got = decode_logs(body, "application/json")
+    except DecodeError:
+        assert expected is None
+    else:
+        assert got == expected
+
+
+@given(st.lists(wire_logs, max_size=4), st.booleans())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_fast_xml_path_agrees_with_the_precise_one(
+    items: list[dict[str, object]], indented: bool
+) -> None:
+    results = "".join(f"<result>{_as_xml(item)}</result>" for item in items)
+    if indented:
+        results = results.replace("><", ">\n  <")
+    body = f"<r><results>{results}</results></r>".encode()
+    try:
+        root = codec._parse_xml(body)
+    except DecodeError:
+        return  # text the XML cannot carry (a control character)
+    expected = _precisely([codec._xml_dict(result) for result in root[0]], "xml")
+
+    try:
+        got = decode_logs(body, "application/xml")
+    except DecodeError:
+        assert expected is None
+    else:
+        assert got == expected
