@@ -186,6 +186,9 @@ class LogsFetcher:
         max_retry_after: The longest `Retry-After` worth waiting for; longer raises at once.
         on_retry: Called with a `RetryEvent` before each retry's wait.
         sleep: The coroutine function that waits between tries (for tests).
+        clock: Returns "now" as an aware datetime: the default end of an `iter_logs`
+            window and what its 48-hour retention check compares with (for tests and
+            the fake provider's clock). `None` is the real time in UTC.
 
     A fetcher is safe to share among many tasks of one event loop: a web backend keeps one
     per account for the life of the process.
@@ -205,6 +208,7 @@ class LogsFetcher:
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         on_retry: Callable[[RetryEvent], object] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if format not in ("json", "xml"):
             raise ValueError(f"format must be 'json' or 'xml', not {format!r}")
@@ -222,6 +226,7 @@ class LogsFetcher:
         self._owns_client = client is None
         self._client = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
         self._on_retry = on_retry
+        self._clock = clock or _utc_now
         policy_args: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
         self._policy = RetryPolicy(
             max_attempts=max_attempts,
@@ -332,9 +337,10 @@ class LogsFetcher:
         cannot get past them: the walk warns `IncompleteWindowWarning` and goes on. A
         ``sent_since`` older than the provider's 48-hour retention warns `RetentionWarning`.
         """
-        until = sent_until if sent_until is not None else datetime.now(UTC)
+        now = self._clock()
+        until = sent_until if sent_until is not None else now
         base = LogsQuery(sent_since=sent_since, sent_until=until, limit=page_size, **filters)
-        if sent_since < datetime.now(UTC) - RETENTION:
+        if sent_since < now - RETENTION:
             warnings.warn(
                 f"sent_since {sent_since.isoformat()} is older than the provider's 48-hour "
                 "retention: older logs are gone and will not be returned",
@@ -342,6 +348,10 @@ class LogsFetcher:
                 stacklevel=2,
             )
         return _WindowWalk(self, base).run()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _floor_ms(value: datetime) -> datetime:

@@ -165,7 +165,8 @@ class LogsPoller:
         client: An `httpx.AsyncClient` shared by every account's fetcher (not closed).
         max_attempts: Tries per request, passed to each `LogsFetcher`.
         timeout: Seconds per request, passed to each `LogsFetcher`.
-        clock: Returns "now" as an aware datetime (tests and the fake provider move it).
+        clock: Returns "now" as an aware datetime (tests and the fake provider move it);
+            each `LogsFetcher` gets it too.
         fetcher_options: More keyword arguments for every `LogsFetcher`
             (`max_retry_after`, `on_retry`, ...).
     """
@@ -208,12 +209,13 @@ class LogsPoller:
         self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_concurrency)
         self._client = client
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._fetcher_options: dict[str, Any] = {
             "max_attempts": max_attempts,
             "timeout": timeout,
+            "clock": self._clock,
             **(fetcher_options or {}),
         }
-        self._clock = clock or (lambda: datetime.now(UTC))
         self._fetchers: dict[str, LogsFetcher] = {}
         self._status = {name: AccountStatus() for name in self._accounts}
         self._stopping = asyncio.Event()

@@ -678,12 +678,10 @@ def test_any_window_any_density_any_bounds(
 async def test_the_first_page_asks_a_millisecond_wider_each_side(logs_route: respx.Route) -> None:
     requests: list[httpx.Request] = []
     logs_route.side_effect = provider([], inclusive=True, requests=requests)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
     since = datetime(2026, 11, 26, 10, 0, 0, 0, tzinfo=CET)
     until = datetime(2026, 11, 26, 11, 0, 0, 250_700, tzinfo=CET)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RetentionWarning)
-        assert await walk(fetcher, sent_since=since, sent_until=until, page_size=10) == []
+    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), clock=lambda: until)
+    assert await walk(fetcher, sent_since=since, sent_until=until, page_size=10) == []
     [request] = requests
     assert request.url.query == (
         b"sentSince=2026-11-26T09:59:59.999%2B01:00&sentUntil=2026-11-26T11:00:00.251%2B01:00"
@@ -763,6 +761,24 @@ def test_a_window_beyond_the_retention_warns() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fetcher.iter_logs(sent_since=NOW - timedelta(hours=47))
+
+
+async def test_the_window_and_the_retention_follow_the_fetchers_clock(
+    logs_route: respx.Route,
+) -> None:
+    then = datetime(2020, 2, 3, 12, 0, tzinfo=UTC)
+    requests: list[httpx.Request] = []
+    logs_route.side_effect = provider([], inclusive=True, requests=requests)
+    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), clock=lambda: then)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an hour before its "now" is well inside 48 hours
+        assert await walk(fetcher, sent_since=then - timedelta(hours=1)) == []
+    with pytest.warns(RetentionWarning):
+        fetcher.iter_logs(sent_since=then - timedelta(hours=49))
+
+    [request] = requests
+    assert b"sentUntil=2020-02-03T12:00:00.001%2B00:00" in request.url.query
 
 
 # -- a real socket: truncation as the wire does it --------------------------------------------
