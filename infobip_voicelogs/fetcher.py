@@ -340,7 +340,7 @@ class LogsFetcher:
         now = self._clock()
         until = sent_until if sent_until is not None else now
         base = LogsQuery(sent_since=sent_since, sent_until=until, limit=page_size, **filters)
-        if sent_since < now - RETENTION:
+        if sent_since < now - RETENTION - _RETENTION_SLACK:
             warnings.warn(
                 f"sent_since {sent_since.isoformat()} is older than the provider's 48-hour "
                 "retention: older logs are gone and will not be returned",
@@ -348,6 +348,11 @@ class LogsFetcher:
                 stacklevel=2,
             )
         return _WindowWalk(self, base).run()
+
+
+# A window starting right at the retention line, as a poller's does, must not warn because
+# a few milliseconds passed between its "now" and this one.
+_RETENTION_SLACK = timedelta(minutes=1)
 
 
 def _utc_now() -> datetime:

@@ -24,7 +24,7 @@ import httpx
 from .codec import Format
 from .errors import AuthenticationError
 from .fetcher import LogsFetcher
-from .models import VoiceLog
+from .models import MAX_PAGE_SIZE, VoiceLog
 from .store import CheckpointStore, Delivered
 from .throttle import TokenBucket
 
@@ -68,7 +68,8 @@ class AccountResult:
     """What one cycle did for one account.
 
     Attributes:
-        delivered: Logs handed to the handler (`new + changed`).
+        delivered: Logs handed to the handler (`new + changed`); in a failed cycle, those
+            of the batches it committed before the failure.
         new: Logs never delivered before.
         changed: Logs delivered before whose state has changed.
         error: The exception that failed the cycle (fetch, handler or store), or `None`.
@@ -205,6 +206,10 @@ class LogsPoller:
         self._revisit = revisit
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
         self._page_size = page_size
         self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -219,6 +224,8 @@ class LogsPoller:
         self._fetchers: dict[str, LogsFetcher] = {}
         self._status = {name: AccountStatus() for name in self._accounts}
         self._stopping = asyncio.Event()
+        self._cycling: set[asyncio.Task[Any]] = set()  # tasks inside a cycle right now
+        self._closed = False
 
     # Life cycle...
 
@@ -229,11 +236,22 @@ class LogsPoller:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the fetchers this poller opened (not a client or store the caller gave)."""
+        """Stop, let the cycles in flight finish, and close the fetchers this poller opened.
+
+        A client or store the caller gave is not closed. A closed poller polls no more:
+        a later cycle reports a `RuntimeError` in its result.
+        """
         self.stop()
+        self._closed = True
+        others = self._cycling - {asyncio.current_task()}  # not itself, from a handler
+        if others:
+            await asyncio.wait(others)
         fetchers, self._fetchers = self._fetchers, {}
-        for fetcher in fetchers.values():
-            await fetcher.aclose()
+        for name, fetcher in fetchers.items():
+            try:
+                await fetcher.aclose()
+            except Exception:  # close the others all the same
+                logger.exception("account %s: closing its fetcher failed", name)
 
     def stop(self) -> None:
         """Ask `run()` to return once the cycles in flight have finished."""
@@ -298,32 +316,43 @@ class LogsPoller:
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
     async def _cycle(self, name: str) -> AccountResult:
-        async with self._slots:
-            try:
+        task = asyncio.current_task()
+        if task is not None:
+            self._cycling.add(task)
+        try:
+            async with self._slots:
                 result = await self._poll(name)
-            except Exception as exc:  # one account's failure is its own, reported not raised
-                result = AccountResult(error=exc)
+        finally:
+            if task is not None:
+                self._cycling.discard(task)
         self._record(name, result, asyncio.get_running_loop().time())
         return result
 
     async def _poll(self, name: str) -> AccountResult:
-        now = self._clock()
-        since = await self._window_start(name, now)
-        walk = self._fetcher(name).iter_logs(
-            sent_since=since, sent_until=now, page_size=self._page_size
-        )
         result = AccountResult()
-        seen: list[VoiceLog] = []
-        async with contextlib.aclosing(walk):
-            async for log in walk:
-                seen.append(log)
-                if len(seen) >= self._max_batch:
-                    # A batch mid-walk keeps the checkpoint where it was: if a later batch
-                    # fails, the next cycle walks the same window and, by the fingerprints
-                    # just committed, offers only what this one did not deliver.
-                    result = _add(result, await self._hand_over(name, seen, checkpoint=None))
-                    seen = []
-        return _add(result, await self._hand_over(name, seen, checkpoint=now))
+        try:
+            if self._closed:
+                raise RuntimeError("the poller is closed")
+            now = self._clock()
+            since = await self._window_start(name, now)
+            walk = self._fetcher(name).iter_logs(
+                sent_since=since, sent_until=now, page_size=self._page_size
+            )
+            seen: list[VoiceLog] = []
+            async with contextlib.aclosing(walk):
+                async for log in walk:
+                    seen.append(log)
+                    if len(seen) >= self._max_batch:
+                        # A batch mid-walk keeps the checkpoint where it was: if a later
+                        # batch fails, the next cycle walks the same window and, by the
+                        # fingerprints just committed, offers only what this one did not.
+                        batch = await self._hand_over(name, seen, checkpoint=None)
+                        result = _add(result, batch)
+                        seen = []
+            return _add(result, await self._hand_over(name, seen, checkpoint=now))
+        except Exception as exc:  # one account's failure is its own, reported not raised
+            # What earlier batches delivered (and committed) still counts.
+            return attrs.evolve(result, error=exc)
 
     async def _hand_over(
         self, name: str, seen: Sequence[VoiceLog], *, checkpoint: datetime | None
@@ -341,18 +370,18 @@ class LogsPoller:
     async def _window_start(self, name: str, now: datetime) -> datetime:
         checkpoint = await self._store.checkpoint(name)
         since = now - self._backfill if checkpoint is None else checkpoint - self._revisit
-        oldest = now - RETENTION + timedelta(minutes=1)
-        if since < oldest:
-            if checkpoint is not None:
-                logger.warning(
-                    "account %s was last polled at %s, beyond the provider's 48-hour retention:"
-                    " logs sent before %s may be lost",
-                    name,
-                    checkpoint.isoformat(),
-                    oldest.isoformat(),
-                )
-            since = oldest
-        return min(since, now)
+        oldest = now - RETENTION
+        if checkpoint is not None and checkpoint < oldest:
+            # Logs sent between the checkpoint and `oldest` were never seen, and are gone.
+            # (A revisit reaching past `oldest` loses nothing: those logs were delivered.)
+            logger.warning(
+                "account %s was last polled at %s, beyond the provider's 48-hour retention:"
+                " logs sent before %s may be lost",
+                name,
+                checkpoint.isoformat(),
+                oldest.isoformat(),
+            )
+        return min(max(since, oldest), now)
 
     async def _changes(
         self, name: str, seen: Sequence[VoiceLog]
@@ -391,15 +420,26 @@ class LogsPoller:
             await self._handler(name, logs)
             await self._store.commit(name, checkpoint=checkpoint, delivered=batch)
 
-        # A cancellation lets the handler finish and its batch be committed, so the store
-        # never lags behind what the handler has taken by more than this one batch.
+        # A cancellation (however many) lets the handler finish and its batch be committed,
+        # so the store never lags behind what the handler has taken by more than this one
+        # batch; then the cancellation goes on.
         task = asyncio.ensure_future(hand_over())
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                await asyncio.wait({task})
-            raise
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.wait({task})  # cancelling this wait leaves the task running
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            if not task.cancelled() and task.exception() is not None:
+                logger.error(
+                    "account %s: handing over a batch failed while the poller was cancelled;"
+                    " it will be offered again",
+                    name,
+                    exc_info=task.exception(),
+                )
+            raise asyncio.CancelledError
+        task.result()
 
     def _fetcher(self, name: str) -> LogsFetcher:
         fetcher = self._fetchers.get(name)

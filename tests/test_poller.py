@@ -239,6 +239,36 @@ async def test_a_failing_handler_gets_the_same_logs_next_cycle(
     assert poller.status()["acme"].failures == 1
 
 
+async def test_the_backfill_reaches_the_retention_line(
+    fake: FakeInfobip, clock: FakeClock, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    now = clock.now()
+    ages = [timedelta(hours=48) - timedelta(seconds=s) for s in (5, 30, 50)]
+    acme.add_logs(VoiceLog(message_id=f"old-{i}", sent_at=now - age) for i, age in enumerate(ages))
+    handler = Recorder()
+    async with make_poller(store, handler) as poller:
+        report = await poller.run_once()
+    assert report["acme"].new == 3  # still served by the provider, so still delivered
+
+
+async def test_only_a_checkpoint_past_the_retention_warns(
+    fake: FakeInfobip,
+    clock: FakeClock,
+    store: SqliteStore,
+    make_poller: Callable[..., LogsPoller],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake.add_account("acme")
+    async with make_poller(store, Recorder()) as poller:
+        await store.commit("acme", checkpoint=clock.now() - timedelta(hours=47.5), delivered=())
+        await poller.run_once()  # revisit reaches past the line: nothing can be lost
+        assert "retention" not in caplog.text
+        await store.commit("acme", checkpoint=clock.now() - timedelta(hours=49), delivered=())
+        await poller.run_once()
+        assert "beyond the provider's 48-hour retention" in caplog.text
+
+
 async def test_a_big_window_comes_in_bounded_batches(
     fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
 ) -> None:
@@ -272,9 +302,11 @@ async def test_a_batch_failing_mid_walk_repeats_only_what_was_not_taken(
     async with make_poller(store, flaky, max_batch=100) as poller:
         first = await poller.run_once()
         assert isinstance(first["acme"].error, RuntimeError)
+        assert first["acme"].new == first["acme"].delivered == 100  # the first batch counts
         assert await store.checkpoint("acme") is None  # the walk did not finish
         second = await poller.run_once()
     assert second["acme"].new == 150
+    assert poller.status()["acme"].new == 250
     assert sorted(log.message_id or "" for log in taken) == sorted(
         log.message_id or "" for log in acme.logs
     )
@@ -333,6 +365,63 @@ async def test_cancellation_mid_batch_lets_the_handler_finish_and_commits(
     async with SqliteStore(store_path) as store, make_poller(store, after) as poller:
         report = await poller.run_once()
     assert report["acme"].delivered == 0
+
+
+async def test_a_second_cancellation_still_lets_the_handler_finish_and_commit(
+    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(40, within=timedelta(hours=1), settle_after=timedelta(0))
+    entered, release = asyncio.Event(), asyncio.Event()
+    taken: list[VoiceLog] = []
+
+    async def slow_handler(account: str, logs: list[VoiceLog]) -> None:
+        entered.set()
+        await release.wait()
+        taken.extend(logs)
+
+    async with SqliteStore(store_path) as store:
+        poller = make_poller(store, slow_handler)
+        cycle = asyncio.create_task(poller.run_once())
+        await entered.wait()
+        for _ in range(2):  # impatient: cancelled twice
+            cycle.cancel()
+            for _ in range(10):
+                await asyncio.sleep(0)
+        assert not cycle.done()  # still waiting for the handler in flight
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await cycle
+        await poller.aclose()
+        assert len(taken) == 40
+        assert await store.checkpoint("acme") is not None  # committed before the store closed
+
+
+async def test_aclose_lets_the_cycle_in_flight_finish_and_polls_no_more(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(40, within=timedelta(hours=1), settle_after=timedelta(0))
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_handler(account: str, logs: list[VoiceLog]) -> None:
+        entered.set()
+        await release.wait()
+
+    poller = make_poller(store, slow_handler)
+    cycle = asyncio.create_task(poller.run_once())
+    await entered.wait()
+    closing = asyncio.create_task(poller.aclose())
+    await asyncio.sleep(0)
+    assert not closing.done()  # waits for the cycle in flight
+    release.set()
+    await closing
+    report = await cycle
+    assert report["acme"].error is None
+    assert report["acme"].new == 40
+    later = await poller.run_once()
+    assert isinstance(later["acme"].error, RuntimeError)
+    assert poller._fetchers == {}  # no client opened after closing
 
 
 class StuckBucket(TokenBucket):
@@ -435,3 +524,7 @@ async def test_bad_poller_arguments(store: SqliteStore) -> None:
         LogsPoller(twins, store=store, handler=Recorder())
     with pytest.raises(ValueError, match="interval"):
         LogsPoller([], store=store, handler=Recorder(), interval=0)
+    with pytest.raises(ValueError, match="page_size"):
+        LogsPoller([], store=store, handler=Recorder(), page_size=5000)
+    with pytest.raises(ValueError, match="max_concurrency"):
+        LogsPoller([], store=store, handler=Recorder(), max_concurrency=0)
