@@ -154,7 +154,7 @@ class VoiceLogsWarning(UserWarning):
 
 
 class IncompleteWindowWarning(VoiceLogsWarning):
-    """A time-window walk could not get past a millisecond holding more logs than a page."""
+    """A time-window walk could not reach every log of a millisecond holding more than a page."""
 
 
 class RetentionWarning(VoiceLogsWarning):

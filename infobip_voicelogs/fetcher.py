@@ -16,6 +16,7 @@ error tree; nothing from httpx escapes.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from .errors import (
     ServerError,
     TransportError,
 )
-from .models import MAX_PAGE_SIZE, LogsQuery, VoiceLog
+from .models import MAX_PAGE_SIZE, GeneralStatus, LogsQuery, VoiceLog
 from .retry import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_RETRY_AFTER,
@@ -64,6 +65,8 @@ LOGS_PATH = "/tts/3/logs"
 USER_AGENT = f"infobip-voicelogs/{__version__} httpx/{httpx.__version__}"
 
 _MS = timedelta(milliseconds=1)
+
+logger = logging.getLogger("infobip_voicelogs")
 
 
 class Throttle(RateLimitListener, Protocol):
@@ -399,8 +402,57 @@ class _WindowWalk:
                 yield log
             if len(page) < self.page_size:
                 return  # the server had no more in the bounds: the window is done
-            if not self._advance(page, fresh, bound):
+            step = self._advance(page, fresh, bound)
+            if step is _DENSE:
+                # A full page, all at `until`, nothing new: more logs share this millisecond
+                # than a page holds. Ask for them a status group at a time, then step one
+                # millisecond down, which the next bound (until + 1 ms if exclusive, until
+                # if inclusive) reaches without skipping any.
+                async for log in self._split_dense(bound):
+                    yield log
+                self.until -= _MS
+                self.seen = set()
+            elif not step:
                 return
+
+    async def _split_dense(self, bound: datetime) -> AsyncGenerator[VoiceLog, None]:
+        """The logs of the crowded millisecond `until`, asked for one status group at a time.
+
+        Each group gets one page: a group that alone fills it may still hide logs, and so
+        does a walk already filtered by status, or a server that ignores the filter.
+        """
+        if self.base.general_status is not None:
+            _warn_incomplete(
+                f"at least {self.page_size} logs were sent at {self.until.isoformat()}",
+                len(self.seen),
+            )
+            return
+        since = self.until if self.inclusive else self.until - _MS
+        crowded = []
+        for group in GeneralStatus:
+            query = self.base.replace(sent_since=since, sent_until=bound, general_status=group)
+            page = await self.fetcher.fetch(query)
+            here = [log for log in page if log.sent_at == self.until]
+            if any(log.general_status is not group for log in here):
+                _warn_incomplete(
+                    f"at least {self.page_size} logs were sent at {self.until.isoformat()} "
+                    "and the provider ignores generalStatus",
+                    len(self.seen),
+                )
+                return
+            for log in here:
+                key = _identity(log)
+                if key not in self.seen:
+                    self.seen.add(key)
+                    yield log
+            if len(page) >= self.page_size and len(here) == len(page):
+                crowded.append(group.value)
+        if crowded:
+            _warn_incomplete(
+                f"at least {self.page_size} logs each of {', '.join(crowded)} were sent at "
+                f"{self.until.isoformat()}",
+                len(self.seen),
+            )
 
     def _is_new(self, log: VoiceLog) -> bool:
         """Whether ``log`` belongs to the window and has not been yielded; records it if so."""
@@ -420,8 +472,11 @@ class _WindowWalk:
             self.seen.add(key)
         return True
 
-    def _advance(self, page: list[VoiceLog], fresh: list[VoiceLog], bound: datetime) -> bool:
-        """Move the cursor after a full page; `False` when the walk cannot go on."""
+    def _advance(
+        self, page: list[VoiceLog], fresh: list[VoiceLog], bound: datetime
+    ) -> bool | object:
+        """Move the cursor after a full page: `True` to go on, `False` when the walk cannot,
+        `_DENSE` when the page is one millisecond that holds more logs than a page."""
         dated = [log.sent_at for log in page if log.sent_at is not None]
         if not dated:
             if fresh:
@@ -444,16 +499,7 @@ class _WindowWalk:
         if max(dated) > self.until:
             _warn_incomplete("the provider ignores sentUntil", len(self.seen))
             return False
-        # A full page, all at `until`, nothing new: more logs share this millisecond than a
-        # page holds. Give up on it and step one millisecond down, which the next bound
-        # (until + 1 ms if exclusive, until if inclusive) reaches without skipping any.
-        _warn_incomplete(
-            f"more than {self.page_size} logs were sent at {self.until.isoformat()}",
-            len(self.seen),
-        )
-        self.until -= _MS
-        self.seen = set()
-        return True
+        return _DENSE
 
 
 def _identity(log: VoiceLog) -> object:
@@ -461,11 +507,16 @@ def _identity(log: VoiceLog) -> object:
     return log.message_id if log.message_id is not None else log
 
 
+#: What `_WindowWalk._advance` says of a page that is one crowded millisecond.
+_DENSE = object()
+
+
 def _warn_incomplete(what: str, yielded: int) -> None:
-    warnings.warn(
+    message = (
         f"{what}: paging cannot get past them; {yielded} of them were yielded and any "
         "others of that millisecond may be missing (narrow the walk with a filter, e.g. "
-        "general_status, to reach them)",
-        IncompleteWindowWarning,
-        stacklevel=4,  # _warn_incomplete, _advance, the walk, the caller's `async for`
+        "to or bulk ids, to reach them)"
     )
+    # Logged too, every time: a warning is shown once per place, and a poller walks again.
+    logger.warning("incomplete window: %s", message)
+    warnings.warn(message, IncompleteWindowWarning, stacklevel=4)

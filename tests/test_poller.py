@@ -17,6 +17,7 @@ from infobip_voicelogs import (
     GeneralStatus,
     LogsPoller,
     SqliteStore,
+    Status,
     TokenBucket,
     VoiceLog,
 )
@@ -267,6 +268,24 @@ async def test_only_a_checkpoint_past_the_retention_warns(
         await store.commit("acme", checkpoint=clock.now() - timedelta(hours=49), delivered=())
         await poller.run_once()
         assert "beyond the provider's 48-hour retention" in caplog.text
+
+
+async def test_a_millisecond_holding_more_than_a_page_is_delivered_whole(
+    fake: FakeInfobip, clock: FakeClock, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    at = clock.now() - timedelta(minutes=5)
+    groups = [("DELIVERED", 3, 60), ("PENDING", 1, 60), ("UNDELIVERABLE", 2, 30)]
+    acme.add_logs(
+        VoiceLog(message_id=f"{name}-{i}", sent_at=at, status=Status(group, name, 1, name))
+        for name, group, count in groups
+        for i in range(count)
+    )
+    handler = Recorder()
+    async with make_poller(store, handler) as poller:  # pages of 100
+        report = await poller.run_once()
+    assert report["acme"].new == 150
+    assert len(handler.ids("acme")) == 150
 
 
 async def test_a_big_window_comes_in_bounded_batches(
