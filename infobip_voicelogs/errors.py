@@ -19,6 +19,7 @@ only the status, the provider's message id and text, and short body excerpts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "ApiError",
@@ -37,7 +38,21 @@ __all__ = [
 
 
 class InfobipError(Exception):
-    """Base class of every error this library raises."""
+    """Base class of every error this library raises.
+
+    Every one pickles and copies with its attributes (across a process pool, say).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The subclasses' __init__ take different arguments: rebuild from what is stored.
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore(cls: type[InfobipError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 # Errors the provider told us about...

@@ -108,11 +108,21 @@ def _is_loopback(host: str) -> bool:
 
 def _logs_url(base_url: str, *, allow_insecure: bool) -> str:
     """The endpoint's URL; `ValueError` for a base URL that must not receive credentials."""
-    url = httpx.URL(base_url)
+    # The messages never repeat the value: an API key passed in its place, a password or
+    # a token in a query would otherwise end up in a log.
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError):
+        url = httpx.URL()
     if url.scheme not in ("https", "http") or not url.host:
-        raise ValueError(f"base_url must be an https:// URL with a host, not {base_url!r}")
+        raise ValueError(
+            "base_url must be an https:// URL with a host (like https://xyz.api.infobip.com);"
+            " check that it was not swapped with the API key"
+        )
+    if url.userinfo:
+        raise ValueError("base_url must not carry a user or password: pass credentials as auth")
     if url.query or url.fragment:
-        raise ValueError(f"base_url must not carry a query or fragment: {base_url!r}")
+        raise ValueError(f"base_url for {url.host!r} must not carry a query or fragment")
     if url.scheme == "http" and not (allow_insecure or _is_loopback(url.host)):
         raise ValueError(
             f"refusing to send credentials over plain http:// to {url.host!r}; "
@@ -125,6 +135,17 @@ def _query_string(params: Mapping[str, str]) -> str:
     # httpx would write ':' and ',' as %3A and %2C; the provider's reference shows them bare
     # (`sentSince=2015-02-22T17:42:05.390%2B01:00`, `bulkId=a,b`), and '+' must be %2B.
     return "&".join(f"{key}={quote(value, safe=':,')}" for key, value in params.items())
+
+
+def _with_client_params(url: str, extra: httpx.QueryParams) -> str:
+    """`url` with a shared client's default parameters after its own, none repeated."""
+    if not extra:
+        return url
+    own = set(httpx.URL(url).params.keys())
+    added = httpx.QueryParams([(k, v) for k, v in extra.multi_items() if k not in own])
+    if not added:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{added}"
 
 
 @contextmanager
@@ -299,10 +320,14 @@ class LogsFetcher:
         self._throttle_wait += await self._throttle.acquire()
         self._requests += 1
         with _transport_errors():
-            # `get` reads the whole body, so a truncated one fails here as a transport error.
-            response = await self._client.get(
-                url, headers=self._headers, auth=self._auth, timeout=self._timeout
+            request = self._client.build_request(
+                "GET", url, headers=self._headers, timeout=self._timeout
             )
+            # A client with default `params` would have replaced the whole query string
+            # with them: send ours exactly as written, theirs after it.
+            request.url = httpx.URL(_with_client_params(url, self._client.params))
+            # `send` reads the whole body, so a truncated one fails here as a transport error.
+            response = await self._client.send(request, auth=self._auth)
         if response.is_success:
             self._throttle.on_success()
             return decode_logs(response.content, response.headers.get("content-type", ""))

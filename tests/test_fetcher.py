@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import pickle
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -217,6 +219,55 @@ def test_plain_http_to_a_remote_host_is_refused_before_connecting(
 )
 def test_plain_http_to_loopback_is_allowed(base_url: str) -> None:
     assert LogsFetcher(base_url, API_KEY)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "secret"),
+    [
+        (API_KEY, API_KEY),  # the arguments swapped
+        ("https://user:pa55word@xyz.api.infobip.com", "pa55word"),
+        ("https://xyz.api.infobip.com/?token=t0ken", "t0ken"),
+    ],
+)
+def test_a_bad_base_url_is_refused_without_repeating_it(base_url: str, secret: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        LogsFetcher(base_url, "another-key")
+    assert secret not in str(caught.value)
+    assert secret not in repr(caught.value)
+
+
+async def test_a_shared_clients_default_params_do_not_replace_the_query() -> None:
+    seen: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return logs_body([])
+
+    transport = httpx.MockTransport(handler)
+    async with httpx.AsyncClient(transport=transport, params={"trace": "1", "limit": "7"}) as c:
+        fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), client=c)
+        since = datetime(2026, 11, 26, 10, 0, tzinfo=CET)
+        await fetcher.fetch(LogsQuery(sent_since=since, limit=10, bulk_ids=("a", "b")))
+        await fetcher.fetch()
+    ours, bare = seen
+    # Exactly as the fetcher writes it, and the client's own params after it, none repeated.
+    assert ours.query == b"bulkId=a,b&sentSince=2026-11-26T10:00:00.000%2B01:00&limit=10&trace=1"
+    assert bare.params == httpx.QueryParams({"trace": "1", "limit": "7"})
+
+
+def test_errors_pickle_and_copy_with_their_attributes() -> None:
+    errors: list[Exception] = [
+        ApiError(400, "BAD", "bad", retry_after=3.0, validation_errors={"limit": ("x",)}),
+        RateLimitError(429, "E429", "slow", retry_after=5),
+        DecodeError("oops", path="results[0]", excerpt="{"),
+        InvalidQueryError("limit", "must be at most 1000"),
+        TransportError("reset"),
+    ]
+    for error in errors:
+        for twin in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+            assert type(twin) is type(error)
+            assert str(twin) == str(error)
+            assert vars(twin) == vars(error)
 
 
 async def test_allow_insecure_permits_plain_http(respx_mock: respx.MockRouter) -> None:
