@@ -115,17 +115,25 @@ def fingerprint(log: VoiceLog) -> str:
     """A short digest of the parts of a log that change after it is first seen.
 
     Two states of one log have the same fingerprint exactly when status, `done_at`,
-    `duration`, `price` and `error` are the same.
+    `duration`, `price` and `error` are the same. The digest is built from those fields
+    one by one, never from a repr, so it stays the same across releases that add fields
+    to the models (a stored fingerprint must not turn every log into a "change").
     """
-    price = log.price
+    status, error, price = log.status, log.error, log.price
     parts = (
-        repr(log.status),
+        _parts(status, "group_id", "group_name", "id", "name", "description", "action"),
         log.done_at.isoformat() if log.done_at is not None else "",
         "" if log.duration is None else str(log.duration),
         "" if price is None else f"{price.per_second.normalize()} {price.currency}",
-        repr(log.error),
+        _parts(error, "group_id", "group_name", "id", "name", "description", "permanent"),
     )
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+
+
+def _parts(obj: object, *names: str) -> str:
+    if obj is None:
+        return "-"
+    return "\x1e".join("" if (v := getattr(obj, name)) is None else repr(v) for name in names)
 
 
 class LogsPoller:

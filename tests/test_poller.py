@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 
 from infobip_voicelogs import (
     Account,
     AuthenticationError,
+    ErrorInfo,
     GeneralStatus,
     LogsPoller,
+    Price,
     SqliteStore,
     Status,
     TokenBucket,
@@ -530,6 +534,28 @@ async def test_run_cycles_until_stopped(
         await asyncio.wait_for(runner, timeout=5)
     assert poller.status()["acme"].cycles >= 3
     assert len(handler.calls) == 1
+
+
+def test_fingerprints_stay_the_same_across_releases() -> None:
+    # Stored fingerprints outlive the process: if this digest changes, every log still
+    # within 48 hours is delivered again as "changed" after an upgrade. Change it only on
+    # purpose, with a note in the changelog.
+    cet = timezone(timedelta(hours=1))
+    log = VoiceLog(
+        message_id="m1",
+        sent_at=datetime(2015, 2, 23, 17, 40, 31, 773000, cet),
+        done_at=datetime(2015, 2, 23, 17, 41, 2, 0, cet),
+        duration=10,
+        price=Price(Decimal("0.0100"), "EUR"),
+        status=Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET", "Message delivered"),
+        error=ErrorInfo(0, "OK", 0, "NO_ERROR", "No Error", False),
+    )
+    assert fingerprint(log) == "9d63a0ff67b977ee5a65986a"
+    assert fingerprint(VoiceLog(message_id="m1")) == "27200e52841dc5fb61642483"
+    # Only the mutable state counts; an equal amount in another spelling is no change.
+    assert fingerprint(attrs.evolve(log, text="x", to="1")) == fingerprint(log)
+    assert fingerprint(attrs.evolve(log, price=Price(Decimal("0.01"), "EUR"))) == fingerprint(log)
+    assert fingerprint(attrs.evolve(log, duration=11)) != fingerprint(log)
 
 
 def test_accounts_never_show_their_key() -> None:
