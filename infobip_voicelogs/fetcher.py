@@ -35,6 +35,7 @@ from .errors import (
     ApiError,
     AuthenticationError,
     IncompleteWindowWarning,
+    InvalidQueryError,
     RateLimitError,
     RetentionWarning,
     ServerError,
@@ -236,7 +237,11 @@ class LogsFetcher:
     ) -> None:
         if format not in ("json", "xml"):
             raise ValueError(f"format must be 'json' or 'xml', not {format!r}")
-        if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+        if not (
+            isinstance(timeout, int | float)
+            and not isinstance(timeout, bool)
+            and 0 < timeout < float("inf")
+        ):
             raise ValueError(f"timeout must be a finite number of seconds > 0, not {timeout!r}")
         self._url = _logs_url(base_url, allow_insecure=allow_insecure)
         self._base_url = base_url
@@ -326,8 +331,14 @@ class LogsFetcher:
             # A client with default `params` would have replaced the whole query string
             # with them: send ours exactly as written, theirs after it.
             request.url = httpx.URL(_with_client_params(url, self._client.params))
-            # `send` reads the whole body, so a truncated one fails here as a transport error.
-            response = await self._client.send(request, auth=self._auth)
+            try:
+                # `send` reads the whole body: a truncated one fails here as a transport error.
+                response = await self._client.send(request, auth=self._auth)
+            except httpx.HTTPStatusError as exc:
+                # A shared client's event hook called raise_for_status(): an error status
+                # is ours to translate (and perhaps retry), like any other.
+                response = exc.response
+                await response.aread()
         if response.is_success:
             self._throttle.on_success()
             return decode_logs(response.content, response.headers.get("content-type", ""))
@@ -365,6 +376,8 @@ class LogsFetcher:
         cannot get past them: the walk warns `IncompleteWindowWarning` and goes on. A
         ``sent_since`` older than the provider's 48-hour retention warns `RetentionWarning`.
         """
+        if "limit" in filters:
+            raise InvalidQueryError("limit", "a walk asks for pages of page_size; pass that")
         now = self._clock()
         until = sent_until if sent_until is not None else now
         base = LogsQuery(sent_since=sent_since, sent_until=until, limit=page_size, **filters)

@@ -189,6 +189,12 @@ async def test_timeouts_are_finite_by_default(logs_route: respx.Route) -> None:
     assert timeout == {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 30.0}
 
 
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), True, "30"])
+def test_a_timeout_must_be_a_finite_positive_number(timeout: object) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        LogsFetcher(BASE, API_KEY, timeout=timeout)  # type: ignore[arg-type]
+
+
 async def test_the_timeout_also_applies_on_a_shared_client_without_one(
     logs_route: respx.Route,
 ) -> None:
@@ -253,6 +259,29 @@ async def test_a_shared_clients_default_params_do_not_replace_the_query() -> Non
     # Exactly as the fetcher writes it, and the client's own params after it, none repeated.
     assert ours.query == b"bulkId=a,b&sentSince=2026-11-26T10:00:00.000%2B01:00&limit=10&trace=1"
     assert bare.params == httpx.QueryParams({"trace": "1", "limit": "7"})
+
+
+@pytest.mark.parametrize("status", [429, 503, 400])
+async def test_an_event_hook_raising_for_status_is_translated_and_retried(
+    status: int, sleeps: Sleeps
+) -> None:
+    answers = [error_response(status, "E", "no"), logs_body([log_at(ms(1), "m1")])]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0)
+
+    async def raise_for_status(response: httpx.Response) -> None:
+        response.raise_for_status()
+
+    hooks = {"response": [raise_for_status]}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), event_hooks=hooks) as c:
+        fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), client=c, sleep=sleeps)
+        if status == 400:
+            with pytest.raises(ApiError) as caught:
+                await fetcher.fetch()
+            assert caught.value.status_code == 400  # typed, and not retried
+        else:
+            assert ids(await fetcher.fetch()) == ["m1"]  # retried like any other
 
 
 def test_errors_pickle_and_copy_with_their_attributes() -> None:
@@ -799,6 +828,7 @@ async def test_filters_are_sent_with_every_page(logs_route: respx.Route) -> None
         ({"sent_since": ms(0), "page_size": 0}, InvalidQueryError),
         ({"sent_since": ms(0), "page_size": 1001}, InvalidQueryError),
         ({"sent_since": ms(0), "mcc": "2x"}, InvalidQueryError),
+        ({"sent_since": ms(0), "limit": 10}, InvalidQueryError),  # page_size is the walk's
         ({"sent_since": ms(0), "colour": "blue"}, TypeError),
     ],
 )
