@@ -252,18 +252,18 @@ class LogsFetcher:
         )
         self._timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
         self._headers = {"Accept": media_type(format), "User-Agent": USER_AGENT}
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
         self._on_retry = on_retry
         self._clock = clock or _utc_now
         policy_args: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
-        self._policy = RetryPolicy(
+        self._policy = RetryPolicy(  # validates its arguments: before a client is opened
             max_attempts=max_attempts,
             max_retry_after=max_retry_after,
             throttle=self._throttle,
             on_retry=self._count_retry,
             **policy_args,
         )
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
         # Plain counters, bumped only from the event loop's thread: no lock needed.
         self._requests = 0
         self._retries = 0
