@@ -15,10 +15,17 @@ error tree; nothing from httpx escapes.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import warnings
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+)
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -52,13 +59,22 @@ from .retry import (
 )
 from .throttle import TokenBucket
 
-__all__ = ["DEFAULT_RATE", "DEFAULT_TIMEOUT", "FetcherStats", "LogsFetcher", "Throttle"]
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_RATE",
+    "DEFAULT_TIMEOUT",
+    "FetcherStats",
+    "LogsFetcher",
+    "Throttle",
+]
 
 #: The provider's documented limit for this endpoint: 120 requests per minute per account.
 DEFAULT_RATE = 2.0
 #: Seconds for each read, write and pool wait; connecting gets at most `CONNECT_TIMEOUT`.
 DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
+#: The longest one try may take in all: connecting, sending, waiting and reading the body.
+DEFAULT_DEADLINE = 120.0
 #: The provider keeps logs this long; a walk reaching further back warns.
 RETENTION = timedelta(hours=48)
 
@@ -205,6 +221,9 @@ class LogsFetcher:
         max_attempts: Tries per request in all, the first one included.
         timeout: Seconds for each read, write and pool wait (connect: at most 10 s).
             It applies to every request, on a shared ``client`` too.
+        deadline: Seconds one try may take in all, body included (at least ``timeout``):
+            a server that trickles its answer a byte at a time never trips ``timeout``,
+            but fails the try here, as a `TransportError` that is retried.
         client: An `httpx.AsyncClient` to share (and its connection pool); the fetcher then
             never closes it. `None` makes one, closed by `aclose`.
         allow_insecure: Permit `http://` to a non-loopback host.
@@ -228,6 +247,7 @@ class LogsFetcher:
         throttle: Throttle | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout: float = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
         client: httpx.AsyncClient | None = None,
         allow_insecure: bool = False,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
@@ -237,12 +257,14 @@ class LogsFetcher:
     ) -> None:
         if format not in ("json", "xml"):
             raise ValueError(f"format must be 'json' or 'xml', not {format!r}")
-        if not (
-            isinstance(timeout, int | float)
-            and not isinstance(timeout, bool)
-            and 0 < timeout < float("inf")
-        ):
-            raise ValueError(f"timeout must be a finite number of seconds > 0, not {timeout!r}")
+        for name, value in (("timeout", timeout), ("deadline", deadline)):
+            if not (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and 0 < value < float("inf")
+            ):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+        self._deadline = max(float(deadline), float(timeout))
         self._url = _logs_url(base_url, allow_insecure=allow_insecure)
         self._base_url = base_url
         self._auth = auth_from(auth)
@@ -324,27 +346,35 @@ class LogsFetcher:
         """One try: wait for the throttle, send, and translate the outcome."""
         self._throttle_wait += await self._throttle.acquire()
         self._requests += 1
-        with _transport_errors():
-            request = self._client.build_request(
-                "GET", url, headers=self._headers, timeout=self._timeout
-            )
-            # A client with default `params` would have replaced the whole query string
-            # with them: send ours exactly as written, theirs after it.
-            request.url = httpx.URL(_with_client_params(url, self._client.params))
-            try:
-                # `send` reads the whole body: a truncated one fails here as a transport error.
-                response = await self._client.send(request, auth=self._auth)
-            except httpx.HTTPStatusError as exc:
-                # A shared client's event hook called raise_for_status(): an error status
-                # is ours to translate (and perhaps retry), like any other.
-                response = exc.response
-                await response.aread()
+        try:
+            # A server may trickle its answer and never trip `timeout`: a try has a deadline.
+            async with asyncio.timeout(self._deadline):
+                with _transport_errors():
+                    response = await self._get(url)
+        except TimeoutError:
+            raise TransportError(f"no complete answer within {self._deadline:g} s") from None
         if response.is_success:
             self._throttle.on_success()
             return decode_logs(response.content, response.headers.get("content-type", ""))
         if response.status_code == 429:
             self._rate_limited += 1
         raise _error_for(response)
+
+    async def _get(self, url: str) -> httpx.Response:
+        request = self._client.build_request(
+            "GET", url, headers=self._headers, timeout=self._timeout
+        )
+        # A client with default `params` would have replaced the whole query string with
+        # them: send ours exactly as written, theirs after it.
+        request.url = httpx.URL(_with_client_params(url, self._client.params))
+        try:
+            # `send` reads the whole body: a truncated one fails as a transport error.
+            return await self._client.send(request, auth=self._auth)
+        except httpx.HTTPStatusError as exc:
+            # A shared client's event hook called raise_for_status(): an error status is
+            # ours to translate (and perhaps retry), like any other.
+            await exc.response.aread()
+            return exc.response
 
     def _count_retry(self, event: RetryEvent) -> None:
         self._retries += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import pickle
@@ -885,6 +886,53 @@ async def truncating_server() -> Iterator[str]:  # type: ignore[misc]
     port = server.sockets[0].getsockname()[1]
     async with server:
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def trickling_server() -> Iterator[str]:  # type: ignore[misc]
+    """A loopback server that answers a byte every 50 ms: never idle long enough to time out."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: 100000\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100_000):
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+        server.close()
+
+
+async def test_a_trickled_answer_fails_the_try_at_its_deadline(
+    trickling_server: str, respx_mock: respx.MockRouter
+) -> None:
+    respx_mock.route(host="127.0.0.1").pass_through()
+    sleeps = Sleeps()
+    async with LogsFetcher(
+        trickling_server,
+        API_KEY,
+        throttle=FakeThrottle(),
+        sleep=sleeps,
+        max_attempts=2,
+        timeout=0.3,  # each byte comes well within it...
+        deadline=0.4,  # ...but the answer as a whole never does
+    ) as fetcher:
+        with pytest.raises(TransportError, match=r"within 0\.4 s"):
+            await fetcher.fetch()
+    assert fetcher.stats.requests == 2  # retried, then given up
+    assert len(sleeps) == 1
+
+
+def test_a_deadline_must_be_a_finite_positive_number() -> None:
+    with pytest.raises(ValueError, match="deadline"):
+        LogsFetcher(BASE, API_KEY, deadline=float("inf"))
 
 
 async def test_a_truncated_body_on_the_wire_is_a_retried_transport_error(
