@@ -97,6 +97,7 @@ class TokenBucket:
         "_queue",
         "_rate",
         "_resuming",
+        "_succeeded_since_cut",
         "_tat",
         "_timer",
         "_w_max",
@@ -130,6 +131,7 @@ class TokenBucket:
     #: Grants so far, and their count at the last adaptive cut (to merge a burst of 429s).
     _grants: int
     _grants_at_cut: int
+    _succeeded_since_cut: bool
     #: CUBIC state: the rate at the last cut, when it happened, the time to regain it, and
     #: the scale that makes the curve do so.
     _w_max: float
@@ -176,6 +178,7 @@ class TokenBucket:
         self._timer = None
         self._grants = 0
         self._grants_at_cut = -1
+        self._succeeded_since_cut = True
         self._w_max = self._rate
         self._last_cut = -math.inf
         self._cubic_k = 0.0
@@ -273,12 +276,16 @@ class TokenBucket:
     def on_rate_limited(self) -> None:
         """Record a 429: cut the effective rate by `ADAPTIVE_BETA`, not below ``min_rate``.
 
-        The cut applies at once, to waiters already queued too. 429s that come back before
-        any slot was granted at the cut rate (a burst of in-flight requests refused together)
-        count as one. Does nothing when the bucket is not adaptive.
+        The cut applies at once, to waiters already queued too. 429s count as one cut until
+        a request succeeds: a burst of in-flight requests refused together, or a server that
+        refuses the rest of its minute while the retries wait, says once that the rate was
+        too high, not six times. Does nothing when the bucket is not adaptive.
         """
-        if not self._adaptive or self._grants == self._grants_at_cut:
+        if not self._adaptive or not self._succeeded_since_cut:
             return
+        if self._grants == self._grants_at_cut:
+            return
+        self._succeeded_since_cut = False
         now = self._now()
         self._w_max = w_max = self._rate
         # CUBIC's K: the time the curve C * (t - K)**3 + W takes to climb from beta*W back to W,
@@ -300,6 +307,7 @@ class TokenBucket:
         drew the 429, faster beyond it, never above the configured rate. Cheap when the rate
         is already there. Does nothing when the bucket is not adaptive.
         """
+        self._succeeded_since_cut = True
         if not self._adaptive or self._rate >= self._configured:
             return
         now = self._now()

@@ -428,10 +428,32 @@ def test_cuts_stop_at_min_rate() -> None:
         bucket = TokenBucket(rate=10.0, min_rate=4.0)
         for _ in range(10):
             await bucket.acquire()
+            bucket.on_success()  # each 429 follows a success: a fresh episode each time
+            await bucket.acquire()
             bucket.on_rate_limited()
         return bucket.rate
 
     assert run(main) == 4.0
+
+
+def test_429s_without_a_success_between_them_cut_once() -> None:
+    async def main() -> list[float]:
+        bucket = TokenBucket(rate=2.0)
+        rates = []
+        for _ in range(6):  # one request refused on every try, as a server refusing the
+            await bucket.acquire()  # rest of its minute does while the retries wait
+            bucket.on_rate_limited()
+            rates.append(bucket.rate)
+        await bucket.acquire()
+        bucket.on_success()
+        await bucket.acquire()
+        bucket.on_rate_limited()  # after a success: a new episode, a new cut
+        rates.append(bucket.rate)
+        return rates
+
+    rates = run(main)
+    assert rates[:6] == pytest.approx([1.4] * 6)
+    assert rates[6] < 1.4
 
 
 def test_a_cut_delays_waiters_already_queued() -> None:
