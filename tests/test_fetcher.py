@@ -9,7 +9,7 @@ import logging
 import pickle
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -190,10 +190,11 @@ async def test_timeouts_are_finite_by_default(logs_route: respx.Route) -> None:
     assert timeout == {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 30.0}
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), True, "30"])
-def test_a_timeout_must_be_a_finite_positive_number(timeout: object) -> None:
-    with pytest.raises(ValueError, match="timeout"):
-        LogsFetcher(BASE, API_KEY, timeout=timeout)  # type: ignore[arg-type]
+@pytest.mark.parametrize("value", [0, -1, float("inf"), float("nan"), True, "30"])
+@pytest.mark.parametrize("argument", ["timeout", "deadline"])
+def test_timeouts_must_be_finite_positive_numbers(argument: str, value: object) -> None:
+    with pytest.raises(ValueError, match=argument):
+        LogsFetcher(BASE, API_KEY, **{argument: value})  # type: ignore[arg-type]
 
 
 async def test_the_timeout_also_applies_on_a_shared_client_without_one(
@@ -869,6 +870,18 @@ async def test_the_window_and_the_retention_follow_the_fetchers_clock(
 # -- a real socket: truncation as the wire does it --------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def loopback_server(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """Serve raw HTTP on a free loopback port, for what no mock transport can do."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+        server.close()  # drop the connections still open, not wait for them
+
+
 @pytest.fixture
 async def truncating_server() -> Iterator[str]:  # type: ignore[misc]
     """A loopback server that promises 1,000 bytes, sends 20 and hangs up."""
@@ -882,10 +895,8 @@ async def truncating_server() -> Iterator[str]:  # type: ignore[misc]
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"http://127.0.0.1:{port}"
+    async with loopback_server(serve) as url:
+        yield url
 
 
 @pytest.fixture
@@ -903,11 +914,8 @@ async def trickling_server() -> Iterator[str]:  # type: ignore[misc]
                 await asyncio.sleep(0.05)
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"http://127.0.0.1:{port}"
-        server.close()
+    async with loopback_server(serve) as url:
+        yield url
 
 
 async def test_a_trickled_answer_fails_the_try_at_its_deadline(
@@ -928,11 +936,6 @@ async def test_a_trickled_answer_fails_the_try_at_its_deadline(
             await fetcher.fetch()
     assert fetcher.stats.requests == 2  # retried, then given up
     assert len(sleeps) == 1
-
-
-def test_a_deadline_must_be_a_finite_positive_number() -> None:
-    with pytest.raises(ValueError, match="deadline"):
-        LogsFetcher(BASE, API_KEY, deadline=float("inf"))
 
 
 async def test_a_truncated_body_on_the_wire_is_a_retried_transport_error(
