@@ -41,6 +41,7 @@ from .codec import Format, decode_error, decode_logs, media_type
 from .errors import (
     ApiError,
     AuthenticationError,
+    DecodeError,
     IncompleteWindowWarning,
     InvalidQueryError,
     RateLimitError,
@@ -75,6 +76,10 @@ DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 #: The longest one try may take in all: connecting, sending, waiting and reading the body.
 DEFAULT_DEADLINE = 120.0
+#: The largest page body read (decompressed); a page of 1,000 logs is under 1 MiB.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: How much of an error response's body is read: enough for any error the provider writes.
+MAX_ERROR_BODY_BYTES = 64 * 1024
 #: The provider keeps logs this long; a walk reaching further back warns.
 RETENTION = timedelta(hours=48)
 
@@ -177,10 +182,26 @@ def _transport_errors() -> Iterator[None]:
         ) from exc
 
 
-def _error_for(response: httpx.Response) -> ApiError:
+async def _read_body(response: httpx.Response) -> bytes:
+    """The whole body, decompressed, but no more than `MAX_BODY_BYTES` of a page, and only
+    the start of an error body (all that is read of it)."""
+    limit = MAX_BODY_BYTES if response.is_success else MAX_ERROR_BODY_BYTES
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            if response.is_success:
+                raise DecodeError(f"the body is larger than {limit:,} bytes; a page never is")
+            break
+    return b"".join(chunks)
+
+
+def _error_for(response: httpx.Response, content: bytes) -> ApiError:
     """The typed error for an error response: class by status, details from either body shape."""
     status = response.status_code
-    body = decode_error(response.content, response.headers.get("content-type", ""))
+    body = decode_error(content, response.headers.get("content-type", ""))
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     cls: type[ApiError]
     if status in (401, 403):
@@ -350,17 +371,18 @@ class LogsFetcher:
             # A server may trickle its answer and never trip `timeout`: a try has a deadline.
             async with asyncio.timeout(self._deadline):
                 with _transport_errors():
-                    response = await self._get(url)
+                    response, body = await self._get(url)
         except TimeoutError:
             raise TransportError(f"no complete answer within {self._deadline:g} s") from None
         if response.is_success:
             self._throttle.on_success()
-            return decode_logs(response.content, response.headers.get("content-type", ""))
+            return decode_logs(body, response.headers.get("content-type", ""))
         if response.status_code == 429:
             self._rate_limited += 1
-        raise _error_for(response)
+        raise _error_for(response, body)
 
-    async def _get(self, url: str) -> httpx.Response:
+    async def _get(self, url: str) -> tuple[httpx.Response, bytes]:
+        """Send one request; its response and body, read whole (a truncated one fails)."""
         request = self._client.build_request(
             "GET", url, headers=self._headers, timeout=self._timeout
         )
@@ -368,13 +390,19 @@ class LogsFetcher:
         # them: send ours exactly as written, theirs after it.
         request.url = httpx.URL(_with_client_params(url, self._client.params))
         try:
-            # `send` reads the whole body: a truncated one fails as a transport error.
-            return await self._client.send(request, auth=self._auth)
+            response = await self._client.send(request, auth=self._auth, stream=True)
         except httpx.HTTPStatusError as exc:
             # A shared client's event hook called raise_for_status(): an error status is
-            # ours to translate (and perhaps retry), like any other.
-            await exc.response.aread()
-            return exc.response
+            # ours to translate (and perhaps retry), like any other. httpx has closed the
+            # response by then, so its body may be gone: status and headers still tell.
+            try:
+                return exc.response, await _read_body(exc.response)
+            except httpx.StreamError:
+                return exc.response, b""
+        try:
+            return response, await _read_body(response)
+        finally:
+            await response.aclose()
 
     def _count_retry(self, event: RetryEvent) -> None:
         self._retries += 1

@@ -938,6 +938,73 @@ async def test_a_trickled_answer_fails_the_try_at_its_deadline(
     assert len(sleeps) == 1
 
 
+async def test_a_hook_raising_for_status_on_a_real_socket_is_still_a_typed_error(
+    respx_mock: respx.MockRouter,
+) -> None:
+    respx_mock.route(host="127.0.0.1").pass_through()
+    body = encode_error("E503", "down for maintenance", "json")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    async def raise_for_status(response: httpx.Response) -> None:
+        response.raise_for_status()  # httpx closes the response before we see it
+
+    async with (
+        loopback_server(serve) as url,
+        httpx.AsyncClient(event_hooks={"response": [raise_for_status]}) as client,
+    ):
+        fetcher = LogsFetcher(
+            url, API_KEY, throttle=FakeThrottle(), client=client, sleep=Sleeps(), max_attempts=2
+        )
+        with pytest.raises(ServerError) as caught:
+            await fetcher.fetch()
+    assert caught.value.status_code == 503
+    assert fetcher.stats.requests == 2  # retried like any 503
+
+
+async def test_a_page_body_beyond_the_limit_is_refused_not_read_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infobip_voicelogs import fetcher as fetcher_module
+
+    monkeypatch.setattr(fetcher_module, "MAX_BODY_BYTES", 2_000)
+    page = encode_logs([log_at(ms(n), f"m{n}") for n in range(100)], "json")
+    assert len(page) > 2_000
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, content=page, headers={"Content-Type": "application/json"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), client=client)
+        with pytest.raises(DecodeError, match="larger than 2,000 bytes"):
+            await fetcher.fetch()
+    assert len(calls) == 1  # not retried: the same page would be as large again
+
+
+async def test_only_the_start_of_a_huge_error_body_is_read(sleeps: Sleeps) -> None:
+    huge = encode_error("E500", "x" * 200_000, "json")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, content=huge, headers={"Content-Type": "application/json"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        fetcher = LogsFetcher(
+            BASE, API_KEY, throttle=FakeThrottle(), client=client, sleep=sleeps, max_attempts=1
+        )
+        with pytest.raises(ServerError) as caught:
+            await fetcher.fetch()
+    assert caught.value.status_code == 500  # typed by its status, whatever its body
+
+
 async def test_a_truncated_body_on_the_wire_is_a_retried_transport_error(
     truncating_server: str, respx_mock: respx.MockRouter
 ) -> None:
