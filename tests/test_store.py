@@ -605,3 +605,36 @@ async def test_documented_queries_answer_as_described(tmp_path: Path) -> None:
         ("eu-c", "EC_ABSENT_SUBSCRIBER")
     ]
     assert [row["message_id"] for row in waiting] == ["eu-d"]
+
+
+def test_event_loops_in_several_threads_share_one_worker(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "shared.db", archive=True)
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def thread(n: int) -> None:
+        async def commit_some() -> None:
+            start.wait()  # every thread makes its first call at once
+            for i in range(10):
+                log = VoiceLog(message_id=f"{n}-{i}", sent_at=datetime.now(UTC))
+                await store.commit(
+                    f"a{n}", checkpoint=datetime.now(UTC), delivered=[Delivered(log, "f")]
+                )
+
+        try:
+            asyncio.run(commit_some())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread, args=(n,)) for n in range(8)]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join()
+
+    async def check() -> int:
+        async with store:
+            return len(await store.archived())
+
+    assert errors == []
+    assert asyncio.run(check()) == 80

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from infobip_voicelogs import GeneralStatus, Status, VoiceLog, decode_logs
 from infobip_voicelogs.codec import decode_error
-from infobip_voicelogs.testing import FakeClock, FakeInfobip
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, Fault
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PATH = "/tts/3/logs"
@@ -349,6 +350,18 @@ async def test_retry_after_by_configuration(clock: FakeClock, style: str) -> Non
     assert refused.headers["retry-after"] == expected
 
 
+async def test_an_http_date_retry_after_is_never_too_early(clock: FakeClock) -> None:
+    clock.advance(timedelta(milliseconds=900))  # between whole seconds
+    fake = FakeInfobip(clock=clock, rate_limit_per_minute=1, retry_after="http-date")
+    fake.add_account("acme", api_key="k")
+    async with raw_client(fake, Authorization="App k") as client:
+        await client.get(PATH)
+        refused = await client.get(PATH)
+        when = email.utils.parsedate_to_datetime(refused.headers["retry-after"])
+        clock.advance(when - clock.now())  # come back exactly when told
+        assert (await client.get(PATH)).status_code == 200
+
+
 async def test_each_account_has_its_own_window(clock: FakeClock) -> None:
     fake = FakeInfobip(clock=clock, rate_limit_per_minute=3)
     fake.add_account("acme", api_key="a")
@@ -402,6 +415,32 @@ async def test_the_journal_records_every_request(fake: FakeInfobip, clock: FakeC
         404,
     )
     assert first.fault is None
+
+
+async def test_a_request_given_up_during_a_delay_is_journaled_in_arrival_order(
+    fake: FakeInfobip,
+) -> None:
+    account = fake.add_account("acme", api_key="k")
+    account.script(Fault.delay(5.0))
+    async with raw_client(fake, Authorization="App k") as client:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):  # the client gives up while the fake waits
+                await client.get(PATH, params={"limit": "1"})
+        await client.get(PATH, params={"limit": "2"})
+    first, second = fake.journal
+    assert (first.query["limit"], first.status, first.fault) == ("1", None, Fault.delay(5.0))
+    assert (second.query["limit"], second.status) == ("2", 200)
+
+
+async def test_added_logs_are_found_by_their_own_wire_timestamp(fake: FakeInfobip) -> None:
+    account = fake.add_account("acme", api_key="k")
+    sent = START - timedelta(minutes=5) + timedelta(microseconds=123_456)  # finer than the wire
+    account.add_logs([log_at("m1", sent, done_at=sent)])
+    wire = "2026-03-01T11:55:00.123+00:00"
+    async with raw_client(fake, Authorization="App k") as client:
+        found = await client.get(PATH, params={"sentSince": wire, "sentUntil": wire})
+    assert ids(found) == ["m1"]
+    assert [log.sent_at for log in account.logs] == [sent.replace(microsecond=123_000)]
 
 
 async def test_lifespan_messages_are_answered(fake: FakeInfobip) -> None:

@@ -274,3 +274,31 @@ async def test_transitions_are_visible_over_the_wire(fake: FakeInfobip, clock: F
     assert decode_logs(later.content, "application/json") == still_pending
     assert 0 < len(still_pending) < 40
     assert len(decode_logs(everything.content, "application/json")) == 81
+
+
+@pytest.mark.parametrize("rate", [5000.0, 1.0])
+@pytest.mark.parametrize("offset_us", [0, 700])
+async def test_every_arrived_log_is_found_by_its_own_millisecond(
+    rate: float, offset_us: int
+) -> None:
+    # Above 1000 a second several logs share a millisecond, and a start between
+    # milliseconds cuts log 0's time below it: a query for exactly that millisecond must
+    # still find them all.
+    start = START + timedelta(microseconds=offset_us)
+    clock = FakeClock(start)
+    fake = FakeInfobip(clock=clock, seed=11)
+    account = fake.add_account("acme", api_key="k", rate_limit_per_minute=10**6)
+    account.traffic(rate, settle_after=timedelta(0))
+    clock.advance(timedelta(seconds=3))
+    by_ms: dict[datetime, int] = {}
+    for log in account.logs:
+        assert log.sent_at is not None
+        by_ms[log.sent_at] = by_ms.get(log.sent_at, 0) + 1
+    async with fake.in_process_client(account) as client:
+        for at in [*sorted(by_ms)[:: max(1, len(by_ms) // 20)], min(by_ms)]:
+            wire = at.isoformat(timespec="milliseconds")
+            response = await client.get(
+                "/tts/3/logs", params={"sentSince": wire, "sentUntil": wire, "limit": "1000"}
+            )
+            got = decode_logs(response.content, response.headers["content-type"])
+            assert len(got) == by_ms[at], at

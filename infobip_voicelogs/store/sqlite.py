@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -88,6 +89,8 @@ class SqliteStore:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None  # touched on the worker thread only
         self._closing: concurrent.futures.Future[None] | None = None
+        # Event loops in several threads may make their first call at once: one worker.
+        self._lock = threading.Lock()
 
     @property
     def path(self) -> str:
@@ -203,14 +206,15 @@ class SqliteStore:
 
         Any call after `aclose` raises `StoreError`.
         """
-        if self._closing is None:
-            if self._executor is None:
-                self._closing = concurrent.futures.Future()
-                self._closing.set_result(None)
-            else:
-                # Queued behind every call already made: the executor runs them in order.
-                self._closing = self._executor.submit(self._close_connection)
-                self._executor.shutdown(wait=False)
+        with self._lock:
+            if self._closing is None:
+                if self._executor is None:
+                    self._closing = concurrent.futures.Future()
+                    self._closing.set_result(None)
+                else:
+                    # Queued behind every call already made: the executor runs them in order.
+                    self._closing = self._executor.submit(self._close_connection)
+                    self._executor.shutdown(wait=False)
         # Shielded: a cancelled aclose must not cancel the close itself.
         await asyncio.shield(asyncio.wrap_future(self._closing))
 
@@ -248,14 +252,23 @@ class SqliteStore:
     # The worker thread...
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closing is not None:
-            raise StoreError(f"the store at {self._path!r} is closed")
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="infobip-voicelogs-sqlite"
-            )
+        executor = self._executor
+        if executor is None or self._closing is not None:
+            with self._lock:
+                if self._closing is not None:
+                    raise StoreError(f"the store at {self._path!r} is closed")
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="infobip-voicelogs-sqlite"
+                    )
+                executor = self._executor
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._on_worker, work)
+        try:
+            return await loop.run_in_executor(executor, self._on_worker, work)
+        except RuntimeError:  # submitted as another thread closed the store
+            if self._closing is not None:
+                raise StoreError(f"the store at {self._path!r} is closed") from None
+            raise
 
     def _on_worker(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._connection is None:

@@ -18,7 +18,7 @@ from ..models import GeneralStatus, VoiceLog
 from .clock import Clock
 from .faults import Fault, FaultPlan
 from .query import LogFilter
-from .traffic import DEFAULT_OUTCOMES, LogLife, LogMaker, Traffic, random_uuid
+from .traffic import DEFAULT_OUTCOMES, LogLife, LogMaker, Traffic, random_uuid, truncate_to_ms
 
 __all__ = ["RATE_WINDOW", "RETENTION", "FakeAccount"]
 
@@ -131,15 +131,19 @@ class FakeAccount:
         return [life.at(now) for life in reversed(new)]
 
     def add_logs(self, logs: Iterable[VoiceLog]) -> None:
-        """Add logs exactly as given; they never change unless you `update` them.
+        """Add logs as given; they never change unless you `update` them.
 
-        Every log needs an aware `sent_at`. Logs of equal `sent_at` are served in the
-        reverse order of adding (the last added counts as newest).
+        Every log needs an aware `sent_at`. Its `sent_at` and `done_at` are cut to the
+        millisecond, as the wire carries them, so a query for a log's own timestamp finds
+        it. Logs of equal `sent_at` are served in the reverse order of adding (the last
+        added counts as newest).
         """
         lives = []
         for log in logs:
             if log.sent_at is None or log.sent_at.utcoffset() is None:
                 raise ValueError(f"log {log.message_id!r} needs an aware sent_at")
+            done_at = None if log.done_at is None else truncate_to_ms(log.done_at)
+            log = attrs.evolve(log, sent_at=truncate_to_ms(log.sent_at), done_at=done_at)
             lives.append(LogLife(log, self._next_order()))
         with self._lock:
             self._insert(lives)

@@ -230,17 +230,24 @@ class FakeInfobip:
         arrived = self.clock.now()
         method, path = scope["method"], scope["path"]
         fault: Fault | None = None
-        response: Response | None
-        if method != "GET" or path.rstrip("/") != LOGS_PATH:
-            response = error_response(404, fmt, self.error_shape, text=f"Not found: {path}")
-        elif account is None:
-            response = error_response(401, fmt, self.error_shape)
-        else:
-            fault = account.faults.take()
-            response = await self._answer(account, fault, params, fmt)
-        status = response.status if response is not None else None
+        response: Response | None = None
         name = account.name if account is not None else None
-        self.journal.append(JournalEntry(arrived, name, method, path, params, status, fault))
+        # Recorded on arrival, in arrival order; the answer is filled in once known, and a
+        # request abandoned meanwhile (a client timing out during a delay) stays recorded.
+        entry = JournalEntry(arrived, name, method, path, params, None, None)
+        index = len(self.journal)
+        self.journal.append(entry)
+        try:
+            if method != "GET" or path.rstrip("/") != LOGS_PATH:
+                response = error_response(404, fmt, self.error_shape, text=f"Not found: {path}")
+            elif account is None:
+                response = error_response(401, fmt, self.error_shape)
+            else:
+                fault = account.faults.take()
+                response = await self._answer(account, fault, params, fmt)
+        finally:
+            status = response.status if response is not None else None
+            self.journal[index] = attrs.evolve(entry, status=status, fault=fault)
         await _deliver(response, fault, scope, receive, send)
 
     async def _answer(

@@ -99,6 +99,10 @@ def error_response(
         if style == "seconds":
             headers = (("retry-after", str(seconds)),)
         elif style == "http-date":
+            # An HTTP date has whole seconds: round up, so that the date is never earlier
+            # than the fake will accept a request again.
             when = (now + timedelta(seconds=seconds)).astimezone(UTC)
+            if when.microsecond:
+                when = when.replace(microsecond=0) + timedelta(seconds=1)
             headers = (("retry-after", email.utils.format_datetime(when, usegmt=True)),)
     return Response(status, body, fmt, headers)

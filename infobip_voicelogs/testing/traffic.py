@@ -88,6 +88,9 @@ TEXTS = (
 NUMBER_LENGTH = 11
 
 
+_MS = timedelta(milliseconds=1)
+
+
 def truncate_to_ms(value: datetime) -> datetime:
     """`value` without its sub-millisecond part: the provider's timestamps have milliseconds."""
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
@@ -224,12 +227,15 @@ class Traffic:
         """The numbers of the logs sent in `[low, high]`, in increasing order."""
         if self.until is not None:
             high = min(high, self.until)
-        if high < self.start or high < low:
+        if high < self.arrival(0) or high < low:  # log 0's time is cut to the millisecond
             return range(0)
         first = max(0, math.ceil((low - self.start).total_seconds() * self.rate_per_second) - 1)
         while self.arrival(first) < low:
             first += 1
-        last = math.floor((high - self.start).total_seconds() * self.rate_per_second) + 1
+        # Times are cut to the millisecond, so every log sent before `high` + 1 ms shows as
+        # `high` or earlier: above 1000 a second, several of them.
+        reach = (high + _MS - self.start).total_seconds()
+        last = math.floor(reach * self.rate_per_second) + 1
         while last >= first and self.arrival(last) > high:
             last -= 1
         return range(first, last + 1)
