@@ -27,7 +27,10 @@ def _check_secret(what: str, value: object) -> str:
     # The message names the parameter, never the value: it may be the secret itself.
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string")
-    if any(ch in value for ch in "\r\n\0"):
+    # A header carries printable ASCII: anything else would fail each request, not here.
+    if not value.isascii():
+        raise ValueError(f"{what} contains a character a header cannot carry (not ASCII)")
+    if not value.isprintable():
         raise ValueError(f"{what} contains a control character")
     return value
 

@@ -75,7 +75,9 @@ def test_a_tuple_is_refused_without_echoing_it() -> None:
     assert SECRET not in str(caught.value)
 
 
-@pytest.mark.parametrize("bad", ["", "   ", f"{SECRET}\r\nX-Injected: 1"])
+@pytest.mark.parametrize(
+    "bad", ["", "   ", f"{SECRET}\r\nX-Injected: 1", f"{SECRET}\x07", f"{SECRET}é", f"{SECRET}\t"]
+)
 def test_an_unusable_key_is_refused_without_echoing_it(bad: str) -> None:
     with pytest.raises(ValueError, match="key") as caught:
         ApiKeyAuth(bad)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from infobip_voicelogs import SqliteStore, VoiceLog, decode_logs
+from infobip_voicelogs import Price, SqliteStore, VoiceLog, decode_logs
 from infobip_voicelogs.cli.app import app
 from infobip_voicelogs.cli.config import ConfigError, load_accounts
 from infobip_voicelogs.cli.demo import run_demo
@@ -157,8 +159,53 @@ def test_fetch_needs_an_account(runner: CliRunner) -> None:
 
 def test_fetch_refuses_plain_http_to_a_remote_host(runner: CliRunner) -> None:
     result = runner.invoke(app, ["fetch", "--base-url", "http://api.infobip.com", "--api-key", KEY])
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert KEY not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--base-url", KEY, "--api-key", "k2"],  # swapped with the key
+        ["--base-url", "https://user:pw@x.test", "--api-key", KEY],
+        ["--base-url", "https://x.test", "--api-key", "a\nb"],
+        ["--base-url", "https://x.test", "--api-key", KEY, "--since", "800000d"],
+        ["--base-url", "https://x.test", "--api-key", KEY, "--since", "1e300s"],
+    ],
+)
+def test_fetch_refuses_a_bad_account_or_span_with_one_line_and_exit_2(
+    runner: CliRunner, args: list[str]
+) -> None:
+    result = runner.invoke(app, ["fetch", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert KEY not in result.output
+    assert "pw" not in result.output.replace("https://", "")
+
+
+def test_a_table_prints_the_providers_text_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infobip_voicelogs.cli.output import LogWriter, OutputFormat
+
+    monkeypatch.setenv("COLUMNS", "250")  # no folding
+
+    stream = io.StringIO()
+    price = Price(Decimal("1E-7"), "EUR")
+    LogWriter(OutputFormat.table, stream=stream).write(
+        [VoiceLog(message_id="[/]", to="[red]x[/red]", price=price)]
+    )
+    assert "[/]" in stream.getvalue()
+    assert "[red]x[/red]" in stream.getvalue()
+    assert "0.0000001 EUR" in stream.getvalue()
+
+
+def test_csv_writes_prices_in_plain_notation() -> None:
+    from infobip_voicelogs.cli.output import LogWriter, OutputFormat
+
+    stream = io.StringIO()
+    LogWriter(OutputFormat.csv, stream=stream).write(
+        [VoiceLog(message_id="m1", price=Price(Decimal("1E-7"), "EUR"))]
+    )
+    assert "0.0000001,EUR" in stream.getvalue()
 
 
 def write_accounts(path: Path, server: FakeServer, *, extra: str = "") -> Path:
@@ -217,6 +264,13 @@ def test_poll_once_archives_every_account(
         ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key_env = 'NOPE_KEY'", "NOPE_KEY"),
         ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\ncolour = 1", "colour"),
         ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nrate = -1", "rate"),
+        ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nrate = nan", "rate"),
+        ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nrate = inf", "rate"),
+        (
+            "[[account]]\nname = 'a'\nbase_url = 'http://example.com'\napi_key = 'k'",
+            "refusing to send credentials over plain http://",
+        ),
+        ('[[account]]\nname = "a"\nbase_url = "https://x"\napi_key = "k\\u0007"', "control"),
         (
             "[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nformat = 'csv'",
             "format",
@@ -247,6 +301,29 @@ def test_accounts_file_keeps_keys_out_of_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_accounts(path, environ={})
     assert "top-secret" not in str(caught.value)
+
+
+def test_a_key_given_as_its_variables_name_is_not_repeated(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text("[[account]]\nname='a'\nbase_url='https://x'\napi_key_env='sk-live-0123abc'")
+    with pytest.raises(ConfigError, match="must name an environment variable") as caught:
+        load_accounts(path, environ={})
+    assert "sk-live-0123abc" not in str(caught.value)
+
+
+def test_poll_with_a_store_that_cannot_be_opened_exits_2(
+    runner: CliRunner, server: FakeServer, tmp_path: Path
+) -> None:
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    store = tmp_path / "no-such-directory" / "s.db"
+    result = runner.invoke(
+        app,
+        ["poll", "-a", str(accounts), "--store", str(store), "--once", "--no-live"],
+        env={"ACME_KEY": KEY},
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot open the store" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_poll_once_reports_a_failing_account_with_exit_4(

@@ -68,7 +68,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine, turning the library's failures into one line and an exit code."""
     try:
         return asyncio.run(coro)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         stderr.print("interrupted")
         raise typer.Exit(130) from None
     except InfobipError as exc:
@@ -92,7 +92,10 @@ def parse_span(value: str, *, option: str) -> timedelta:
             f"{value!r} is not a duration like 90s, 30m, 2h", param_hint=option
         )
     amount, unit = span.groups()
-    return timedelta(**{_UNITS[unit or "s"]: float(amount)})
+    try:
+        return timedelta(**{_UNITS[unit or "s"]: float(amount)})
+    except OverflowError:
+        raise typer.BadParameter(f"{value!r} is longer than any span", param_hint=option) from None
 
 
 def parse_when(value: str, *, option: str, now: datetime | None = None) -> datetime:
@@ -106,7 +109,12 @@ def parse_when(value: str, *, option: str, now: datetime | None = None) -> datet
         return now
     span = _SPAN.match(text.lower())
     if span and span[2]:  # a span back from now (with its unit: a bare number is no time)
-        return now - parse_span(text, option=option)
+        try:
+            return now - parse_span(text, option=option)
+        except OverflowError:
+            raise typer.BadParameter(
+                f"{value!r} reaches back before the year 1", param_hint=option
+            ) from None
     try:
         when = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:

@@ -12,18 +12,23 @@ rate = 2.0                          # optional: requests per second for this acc
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..auth import auth_from
+from ..fetcher import _logs_url
 from ..poller import Account
 from ..throttle import TokenBucket
 
 __all__ = ["ConfigError", "load_accounts"]
 
 _KEYS = {"name", "base_url", "api_key", "api_key_env", "format", "rate", "allow_insecure"}
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ConfigError(ValueError):
@@ -66,14 +71,14 @@ def _account(entry: Any, where: str, environ: Mapping[str, str]) -> Account:
     name = _text(entry, "name", where)
     where = f"{where} ({name})"
     base_url = _text(entry, "base_url", where)
-    if not base_url.startswith(("https://", "http://")):
-        raise ConfigError(f"{where}: base_url must start with https://")
     if ("api_key" in entry) == ("api_key_env" in entry):
         raise ConfigError(f"{where}: give exactly one of api_key and api_key_env")
     if "api_key" in entry:
         key = _text(entry, "api_key", where)
     else:
         variable = _text(entry, "api_key_env", where)
+        if not _VARIABLE.fullmatch(variable):  # perhaps the key itself: never repeat it
+            raise ConfigError(f"{where}: api_key_env must name an environment variable")
         key = environ.get(variable, "")
         if not key:
             raise ConfigError(f"{where}: environment variable {variable} is not set")
@@ -82,12 +87,20 @@ def _account(entry: Any, where: str, environ: Mapping[str, str]) -> Account:
         raise ConfigError(f"{where}: format must be json or xml, not {fmt!r}")
     rate = entry.get("rate")
     if rate is not None and (
-        isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float)
+        or not 0 < rate < math.inf  # nan fails this too
     ):
         raise ConfigError(f"{where}: rate must be a positive number")
     insecure = entry.get("allow_insecure", False)
     if not isinstance(insecure, bool):
         raise ConfigError(f"{where}: allow_insecure must be true or false")
+    # What a fetcher would refuse later, at every cycle, is refused here, once.
+    try:
+        _logs_url(base_url, allow_insecure=insecure)
+        auth_from(key)
+    except ValueError as exc:  # the messages name no secret
+        raise ConfigError(f"{where}: {exc}") from None
     return Account(
         name,
         base_url,

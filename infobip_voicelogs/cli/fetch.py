@@ -10,7 +10,7 @@ from rich.status import Status
 
 from ..fetcher import LogsFetcher
 from ..models import MAX_PAGE_SIZE, GeneralStatus, LogsQuery, VoiceLog
-from .app import app, parse_when, run, stderr
+from .app import app, fail, parse_when, run, stderr
 from .output import LogWriter, OutputFormat
 
 __all__ = ["fetch"]
@@ -68,11 +68,15 @@ def fetch(
         "mnc": mnc,
     }
     writer = LogWriter(output)
+    try:
+        fetcher = LogsFetcher(
+            base_url, api_key, format="xml" if xml else "json", allow_insecure=allow_insecure
+        )
+    except ValueError as exc:  # a bad --base-url or --api-key: the message names no secret
+        fail(str(exc))
 
     async def main() -> None:
-        async with LogsFetcher(
-            base_url, api_key, format="xml" if xml else "json", allow_insecure=allow_insecure
-        ) as fetcher:
+        async with fetcher:
             if window_start is None:
                 query = LogsQuery(sent_until=window_end, limit=limit, **filters)
                 writer.write(await fetcher.fetch(query))

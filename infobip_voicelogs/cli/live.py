@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..poller import LogsPoller
@@ -19,11 +20,12 @@ def status_table(poller: LogsPoller, title: str = "accounts") -> Table:
             state = "[dim]starting[/]"
         elif status.consecutive_failures:
             error = status.last_error
-            state = f"[red]{type(error).__name__}: {error}[/]" if error else "[red]failing[/]"
+            text = f"{type(error).__name__}: {error}" if error else "failing"
+            state = f"[red]{escape(text)}[/]"  # the provider's text is data, not markup
         else:
             state = "[green]ok[/]"
         table.add_row(
-            name,
+            escape(name),
             str(status.cycles),
             str(status.new),
             str(status.changed),

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..codec import encode_ndjson
 from ..models import VoiceLog
@@ -71,7 +72,7 @@ def csv_row(log: VoiceLog) -> list[str]:
         status.group_name if status else None,
         status.name if status else None,
         log.duration,
-        price.per_second if price else None,
+        f"{price.per_second:f}" if price else None,  # 0.0000001, never 1E-7
         price.currency if price else None,
         error.name if error else None,
         error.permanent if error else None,
@@ -113,14 +114,16 @@ def _table(logs: list[VoiceLog], title: str | None) -> Table:
         table.add_column(column, overflow="fold")
     for log in logs:
         status, price, error = log.status, log.price, log.error
-        table.add_row(
+        cells = (
             _iso(log.sent_at),
             log.message_id or "",
             log.from_ or "",
             log.to or "",
             f"{status.group_name}/{status.name}" if status else "",
             "" if log.duration is None else str(log.duration),
-            f"{price.per_second} {price.currency}" if price else "",
+            f"{price.per_second:f} {price.currency}" if price else "",
             "" if error is None or error.ok else error.name,
         )
+        # The provider's text is data, not markup: `[/]` in a field must print as it is.
+        table.add_row(*(Text(cell) for cell in cells))
     return table

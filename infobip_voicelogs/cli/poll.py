@@ -8,10 +8,12 @@ import sys
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.live import Live
 
+from ..errors import StoreError
 from ..models import VoiceLog
 from ..poller import LogsPoller
 from ..store import SqliteStore
@@ -78,22 +80,22 @@ def poll(
                 revisit=timedelta(seconds=seconds["revisit"]),
             ) as poller,
         ):
-            loop = asyncio.get_running_loop()
-            with suppress(NotImplementedError):  # first Ctrl-C: finish the cycles in flight
-                loop.add_signal_handler(signal.SIGINT, poller.stop)
-                loop.add_signal_handler(signal.SIGTERM, poller.stop)
-            with Live(status_table(poller), console=stderr, auto_refresh=False) as screen:
-                if not live:
-                    screen.stop()
-                refresher = asyncio.create_task(_refresh(screen, poller, live))
-                try:
-                    if once:
-                        await poller.run_once()
-                    else:
-                        await poller.run()
-                finally:
-                    refresher.cancel()
-                    screen.update(status_table(poller), refresh=live)
+            try:
+                await store.accounts()  # a store that cannot be opened is a usage error
+            except StoreError as exc:
+                fail(str(exc))
+            _on_signals(poller, asyncio.current_task())
+            polling = poller.run_once() if once else poller.run()
+            if live:
+                with Live(status_table(poller), console=stderr, auto_refresh=False) as screen:
+                    refresher = asyncio.create_task(_refresh(screen, poller))
+                    try:
+                        await polling
+                    finally:
+                        refresher.cancel()
+                        screen.update(status_table(poller), refresh=True)
+            else:
+                await polling
         failing = [name for name, s in poller.status().items() if s.consecutive_failures]
         stderr.print(f"\nstopped; {delivered} logs delivered; store {store_path}")
         if once and failing:
@@ -102,7 +104,29 @@ def poll(
     run(main())
 
 
-async def _refresh(screen: Live, poller: LogsPoller, live: bool) -> None:
-    while live:
+def _on_signals(poller: LogsPoller, task: asyncio.Task[Any] | None) -> None:
+    """First Ctrl-C or SIGTERM: finish the cycles in flight. Second: cancel them.
+
+    Cancelled, the poller still lets a handler call in flight finish and commits it.
+    """
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            stderr.print("\nstopping once the cycles in flight finish (again to cancel them)")
+            poller.stop()
+        elif task is not None:
+            task.cancel()
+
+    loop = asyncio.get_running_loop()
+    with suppress(NotImplementedError):  # no signal handlers on this platform's loop
+        loop.add_signal_handler(signal.SIGINT, on_signal)
+        loop.add_signal_handler(signal.SIGTERM, on_signal)
+
+
+async def _refresh(screen: Live, poller: LogsPoller) -> None:
+    while True:
         screen.update(status_table(poller), refresh=True)
         await asyncio.sleep(1.0)
