@@ -1,0 +1,46 @@
+"""Time: the provider's retention, its millisecond precision, and the helpers every layer shares.
+
+Only the standard library: the models, the codec, the fetcher, the poller and the stores all
+read their time constants and helpers from here, so each exists once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+__all__ = ["MILLISECOND", "RETENTION", "floor_ms", "format_offset", "utc_now"]
+
+#: How long the provider keeps a log.
+RETENTION = timedelta(hours=48)
+#: The provider's precision, and the step a window walk moves by.
+MILLISECOND = timedelta(milliseconds=1)
+
+
+def utc_now() -> datetime:
+    """Now, as an aware datetime in UTC (the default clock everywhere)."""
+    return datetime.now(UTC)
+
+
+def floor_ms(value: datetime) -> datetime:
+    """`value` with its sub-millisecond digits dropped.
+
+    >>> floor_ms(datetime(2015, 2, 23, 17, 40, 31, 773999, tzinfo=UTC)).microsecond
+    773000
+    """
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+def format_offset(offset: timedelta, *, colon: bool) -> str:
+    """A UTC offset in whole minutes as `+hh:mm` (``colon=True``) or `+hhmm`.
+
+    The provider's query parameters want the colon; its responses write none.
+
+    >>> format_offset(timedelta(hours=-5, minutes=-30), colon=True)
+    '-05:30'
+    >>> format_offset(timedelta(hours=1), colon=False)
+    '+0100'
+    """
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}{':' if colon else ''}{minutes:02d}"
