@@ -101,6 +101,9 @@ class AccountStatus:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    #: Whether this process may poll the account now: always with a store that has no
+    #: leases; with a fleet's store, only while this process holds the account's lease.
+    held: bool = True
 
 
 def _add(one: AccountResult, other: AccountResult) -> AccountResult:
