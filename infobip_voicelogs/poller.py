@@ -269,6 +269,11 @@ class LogsPoller:
         self._stopping.set()
 
     @property
+    def interval(self) -> float:
+        """Seconds between an account's cycles in `run()`."""
+        return self._interval
+
+    @property
     def accounts(self) -> dict[str, Account]:
         """The accounts polled, by name."""
         return dict(self._accounts)
