@@ -21,12 +21,13 @@ from typing import Any
 import attrs
 import httpx
 
+from ._time import RETENTION
 from .codec import Format
 from .errors import AuthenticationError
-from .fetcher import LogsFetcher
+from .fetcher import DEFAULT_TIMEOUT, LogsFetcher, Throttle
 from .models import MAX_PAGE_SIZE, VoiceLog
+from .retry import DEFAULT_MAX_ATTEMPTS
 from .store import CheckpointStore, Delivered
-from .throttle import TokenBucket
 
 __all__ = ["Account", "AccountResult", "AccountStatus", "Handler", "LogsPoller", "fingerprint"]
 
@@ -35,14 +36,19 @@ logger = logging.getLogger("infobip_voicelogs")
 #: A handler receives an account's name and its batch: new and changed logs, oldest first.
 Handler = Callable[[str, list[VoiceLog]], Awaitable[None]]
 
-#: How long the provider keeps a log.
-RETENTION = timedelta(hours=48)
 #: Fingerprints are kept this much longer than the retention, for clocks that disagree.
 PRUNE_MARGIN = timedelta(hours=1)
 #: The longest an account in trouble is left alone between attempts.
 MAX_BACKOFF = 3600.0
 #: A refused credential will not heal by itself soon: back off this many times longer.
 AUTH_BACKOFF_FACTOR = 10
+#: Seconds a shutdown (cancellation, `stop()`, `aclose()`) gives the cycles in flight, and a
+#: handler call in particular, to finish and commit before they are cancelled.
+DEFAULT_SHUTDOWN_GRACE = 5.0
+#: After the grace, how long a cancelled handler may take to unwind before it is abandoned.
+ABANDON_WAIT = 1.0
+# What a cut-short cycle may take beyond ABANDON_WAIT to unwind (its own bookkeeping).
+_UNWIND_MARGIN = 0.5
 
 
 @attrs.frozen
@@ -58,7 +64,7 @@ class Account:
     name: str
     base_url: str
     auth: httpx.Auth | str = attrs.field(repr=False)
-    throttle: TokenBucket | None = attrs.field(default=None, repr=False, eq=False)
+    throttle: Throttle | None = attrs.field(default=None, repr=False, eq=False)
     format: Format = "json"
     allow_insecure: bool = attrs.field(default=False, repr=False)
 
@@ -86,9 +92,12 @@ class AccountResult:
         return self.error is None
 
 
-@attrs.define
+@attrs.frozen
 class AccountStatus:
-    """Running totals for one account, for dashboards and the CLI's live table."""
+    """Running totals for one account, for dashboards and the CLI's live table.
+
+    `LogsPoller.status()` returns snapshots: a new one after each cycle, never changed.
+    """
 
     cycles: int = 0
     new: int = 0
@@ -177,6 +186,10 @@ class LogsPoller:
         client: An `httpx.AsyncClient` shared by every account's fetcher (not closed).
         max_attempts: Tries per request, passed to each `LogsFetcher`.
         timeout: Seconds per request, passed to each `LogsFetcher`.
+        shutdown_grace: Seconds that a shutdown (`stop()`, `aclose()`, a first
+            cancellation) gives the cycles in flight, and a handler call in particular, to
+            finish and commit; then they are cancelled, and a batch whose handler was
+            cancelled is offered again next time. A second cancellation skips the grace.
         clock: Returns "now" as an aware datetime (tests and the fake provider move it);
             each `LogsFetcher` gets it too.
         fetcher_options: More keyword arguments for every `LogsFetcher`
@@ -196,8 +209,9 @@ class LogsPoller:
         max_batch: int = 5000,
         max_concurrency: int = 200,
         client: httpx.AsyncClient | None = None,
-        max_attempts: int = 6,
-        timeout: float = 30.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float = DEFAULT_TIMEOUT,
+        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         clock: Callable[[], datetime] | None = None,
         fetcher_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -221,6 +235,9 @@ class LogsPoller:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if not 0 <= shutdown_grace < float("inf"):
+            raise ValueError("shutdown_grace must be a finite number of seconds >= 0")
+        self._grace = float(shutdown_grace)
         self._page_size = page_size
         self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -236,9 +253,12 @@ class LogsPoller:
         self._status = {name: AccountStatus() for name in self._accounts}
         self._stopping = asyncio.Event()
         self._cycling: set[asyncio.Task[Any]] = set()  # tasks inside a cycle right now
+        self._cut: set[asyncio.Task[Any]] = set()  # cycles cancelled after the grace
+        self._cycle_of: dict[asyncio.Future[Any], asyncio.Task[Any]] = {}  # handler -> cycle
+        self._deadline: float | None = None  # when the shutdown grace ends (loop time)
         self._closed = False
 
-    # Life cycle...
+    # -- life cycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> LogsPoller:
         return self
@@ -247,26 +267,41 @@ class LogsPoller:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop, let the cycles in flight finish, and close the fetchers this poller opened.
+        """Stop, give the cycles in flight the shutdown grace, and close the fetchers opened.
 
-        A client or store the caller gave is not closed. A closed poller polls no more:
-        a later cycle reports a `RuntimeError` in its result.
+        Cycles still running when the grace ends are cancelled; a handler call among them
+        is cancelled too, its batch stays uncommitted and is offered again by the next
+        cycle. So `aclose` returns within ``shutdown_grace`` plus `ABANDON_WAIT` (a
+        handler that ignores its cancellation is abandoned, and logged). A client or store
+        the caller gave is not closed. A closed poller polls no more: a later cycle reports
+        a `RuntimeError` in its result, and `run()` raises it.
         """
         self.stop()
         self._closed = True
-        others = self._cycling - {asyncio.current_task()}  # not itself, from a handler
-        if others:
-            await asyncio.wait(others)
-        fetchers, self._fetchers = self._fetchers, {}
-        for name, fetcher in fetchers.items():
-            try:
-                await fetcher.aclose()
-            except Exception:  # close the others all the same
-                logger.exception("account %s: closing its fetcher failed", name)
+        me = asyncio.current_task()
+        # Not the cycle that is calling aclose from its own handler: it finishes after us.
+        others = self._cycling - {me, self._cycle_of.get(me) if me is not None else None}
+        try:
+            if others:
+                await self._wind_down(others)
+        finally:
+            fetchers, self._fetchers = self._fetchers, {}
+            for name, fetcher in fetchers.items():
+                try:
+                    await fetcher.aclose()
+                except Exception:  # close the others all the same
+                    logger.exception("account %s: closing its fetcher failed", name)
 
     def stop(self) -> None:
-        """Ask `run()` to return once the cycles in flight have finished."""
+        """Ask `run()` to return: cycles in flight get the shutdown grace, then are cancelled.
+
+        Called before `run()` starts, it is remembered: that `run()` returns at once.
+        """
+        if self._stopping.is_set():
+            return
         self._stopping.set()
+        with contextlib.suppress(RuntimeError):  # no running loop: run() starts the clock
+            self._deadline = asyncio.get_running_loop().time() + self._grace
 
     @property
     def interval(self) -> float:
@@ -274,21 +309,27 @@ class LogsPoller:
         return self._interval
 
     @property
+    def shutdown_grace(self) -> float:
+        """Seconds a shutdown gives the cycles in flight before cancelling them."""
+        return self._grace
+
+    @property
     def accounts(self) -> dict[str, Account]:
         """The accounts polled, by name."""
         return dict(self._accounts)
 
     def status(self) -> dict[str, AccountStatus]:
-        """Running totals per account (a live view: do not modify)."""
-        return self._status
+        """Each account's running totals, as frozen snapshots taken now."""
+        return dict(self._status)
 
-    # Cycles...
+    # -- cycles ----------------------------------------------------------------------------
 
     async def run_once(self) -> dict[str, AccountResult]:
         """Poll every account once, concurrently (an explicit call ignores any back-off).
 
         Returns each account's result; an account's failure is in its result, never raised.
-        Also prunes fingerprints of logs past the provider's retention.
+        Also prunes fingerprints of logs past the provider's retention. Cancelled, each
+        handler call in flight gets the shutdown grace to finish and commit.
         """
         names = list(self._accounts)
         results = await asyncio.gather(*(self._cycle(name) for name in names))
@@ -299,14 +340,78 @@ class LogsPoller:
         """Poll every account every `interval` seconds until `stop()` or cancellation.
 
         Each account keeps its own rhythm, so a slow or failing account delays nobody
-        else. On `stop()` the cycles in flight finish; on cancellation, handler calls in
-        flight finish and are committed before the cancellation goes on.
+        else. On `stop()` (or a first cancellation) the cycles in flight get
+        ``shutdown_grace`` seconds to finish, a handler call to return and be committed;
+        then they are cancelled and what they had not committed is offered again next time.
+        A second cancellation cancels them at once. Raises `RuntimeError` once closed.
         """
-        self._stopping.clear()
-        async with asyncio.TaskGroup() as group:
-            for name in self._accounts:
-                group.create_task(self._account_loop(name))
-            group.create_task(self._prune_loop())
+        if self._closed:
+            raise RuntimeError("the poller is closed")
+        tasks = {
+            asyncio.create_task(self._account_loop(name), name=f"infobip-voicelogs poll {name}")
+            for name in self._accounts
+        }
+        tasks.add(asyncio.create_task(self._prune_loop(), name="infobip-voicelogs prune"))
+        try:
+            await self._supervise(tasks)
+        finally:
+            self._stopping.clear()
+            self._deadline = None
+
+    async def _supervise(self, tasks: set[asyncio.Task[None]]) -> None:
+        """Wait for the loops to end; pass cancellations on to them; keep the grace."""
+        loop = asyncio.get_running_loop()
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        pending, cancelled = set(tasks), False
+        try:
+            while pending:
+                if stopped.done() and self._deadline is None:
+                    self._deadline = loop.time() + self._grace  # stop() came before run()
+                left = None if self._deadline is None else self._deadline - loop.time()
+                if left is not None and left <= 0:
+                    await self._cut_short(pending)  # the grace is over
+                    break
+                watch = pending if stopped.done() else pending | {stopped}
+                try:
+                    done, _ = await asyncio.wait(
+                        watch, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                    )
+                except asyncio.CancelledError:
+                    # The first: each handler in flight gets the grace. A second: at once.
+                    cancelled = True
+                    for task in pending:
+                        task.cancel()
+                    continue
+                pending -= done
+        finally:
+            stopped.cancel()
+        if cancelled:
+            raise asyncio.CancelledError
+        for task in tasks:  # the loops catch every Exception: anything else is a bug
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _wind_down(self, cycles: set[asyncio.Task[Any]]) -> None:
+        """Wait for `cycles` until the shutdown deadline, then cut them short."""
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline if self._deadline is not None else loop.time() + self._grace
+        try:
+            _, pending = await asyncio.wait(cycles, timeout=max(0.0, deadline - loop.time()))
+        except asyncio.CancelledError:
+            for task in cycles:  # aclose itself cancelled: no more grace for anyone
+                task.cancel()
+            raise
+        if pending:
+            await self._cut_short(pending)
+
+    async def _cut_short(self, tasks: set[asyncio.Task[Any]]) -> None:
+        """Cancel `tasks` after the grace, and wait (boundedly) for them to unwind."""
+        for task in tasks:
+            self._cut.add(task)  # `_cycle` reports this cancellation as the cycle's failure
+            task.cancel()
+        _, stuck = await asyncio.wait(tasks, timeout=ABANDON_WAIT + _UNWIND_MARGIN)
+        for task in stuck:
+            logger.error("%s did not stop after its cancellation; abandoned", task.get_name())
 
     async def _account_loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -333,14 +438,26 @@ class LogsPoller:
 
     async def _cycle(self, name: str) -> AccountResult:
         task = asyncio.current_task()
-        if task is not None:
-            self._cycling.add(task)
+        assert task is not None
+        self._cycling.add(task)
         try:
             async with self._slots:
                 result = await self._poll(name)
+        except asyncio.CancelledError:
+            # Cut short by aclose() or stop() after the grace, and by nothing else: that is
+            # this cycle's failure, reported in its result, not a cancellation of the caller.
+            if task not in self._cut or task.cancelling() > 1:
+                raise
+            task.uncancel()
+            result = AccountResult(
+                error=RuntimeError(
+                    "the poller shut down before the cycle finished; "
+                    "what it had not committed is offered again next time"
+                )
+            )
         finally:
-            if task is not None:
-                self._cycling.discard(task)
+            self._cycling.discard(task)
+            self._cut.discard(task)
         self._record(name, result, asyncio.get_running_loop().time())
         return result
 
@@ -436,26 +553,55 @@ class LogsPoller:
             await self._handler(name, logs)
             await self._store.commit(name, checkpoint=checkpoint, delivered=batch)
 
-        # A cancellation (however many) lets the handler finish and its batch be committed,
-        # so the store never lags behind what the handler has taken by more than this one
-        # batch; then the cancellation goes on.
+        # The handler runs in a task of its own, so that cancelling this cycle can give it
+        # the shutdown grace to finish and commit, instead of interrupting it mid-batch.
         task = asyncio.ensure_future(hand_over())
-        cancelled = False
-        while not task.done():
-            try:
-                await asyncio.wait({task})  # cancelling this wait leaves the task running
-            except asyncio.CancelledError:
-                cancelled = True
-        if cancelled:
-            if not task.cancelled() and task.exception() is not None:
-                logger.error(
-                    "account %s: handing over a batch failed while the poller was cancelled;"
-                    " it will be offered again",
-                    name,
-                    exc_info=task.exception(),
-                )
-            raise asyncio.CancelledError
-        task.result()
+        cycle = asyncio.current_task()
+        if cycle is not None:
+            self._cycle_of[task] = cycle
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await self._finish_or_abandon(name, task, len(logs))
+            raise
+        finally:
+            self._cycle_of.pop(task, None)
+
+    async def _finish_or_abandon(self, name: str, task: asyncio.Future[None], size: int) -> None:
+        """A cycle was cancelled while its handler ran: grant the grace, then cancel it.
+
+        A cancellation after `stop()` is the second request to stop (the first one's grace
+        is kept by whoever stopped): the handler is cancelled at once.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (0.0 if self._stopping.is_set() else self._grace)
+        with contextlib.suppress(asyncio.CancelledError):  # cancelled again: no more grace
+            await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task}, timeout=ABANDON_WAIT)
+        if not task.done():
+            logger.error(
+                "account %s: the handler ignored its cancellation and was abandoned;"
+                " its batch of %d logs will be offered again",
+                name,
+                size,
+            )
+        elif task.cancelled():
+            logger.warning(
+                "account %s: the handler was cancelled at shutdown; its batch of %d logs"
+                " will be offered again",
+                name,
+                size,
+            )
+        elif task.exception() is not None:
+            logger.error(
+                "account %s: handing over a batch failed while the poller was cancelled;"
+                " it will be offered again",
+                name,
+                exc_info=task.exception(),
+            )
 
     def _fetcher(self, name: str) -> LogsFetcher:
         fetcher = self._fetchers.get(name)
@@ -474,31 +620,38 @@ class LogsPoller:
         return fetcher
 
     def _record(self, name: str, result: AccountResult, now: float) -> None:
-        status = self._status[name]
-        status.cycles += 1
-        status.new += result.new
-        status.changed += result.changed
-        status.last_polled = self._clock()
-        fetcher = self._fetchers.get(name)
-        if fetcher is not None:
-            stats = fetcher.stats
-            status.requests, status.retries = stats.requests, stats.retries
-            status.rate_limited = stats.rate_limited
+        before = self._status[name]
+        stats = self._fetchers[name].stats if name in self._fetchers else None
+        changes: dict[str, Any] = {
+            "cycles": before.cycles + 1,
+            "new": before.new + result.new,
+            "changed": before.changed + result.changed,
+            "last_polled": self._clock(),
+        }
+        if stats is not None:
+            changes.update(
+                requests=stats.requests, retries=stats.retries, rate_limited=stats.rate_limited
+            )
         if result.error is None:
-            status.consecutive_failures = 0
-            status.next_due = now + self._interval
+            changes.update(consecutive_failures=0, next_due=now + self._interval)
+            self._status[name] = attrs.evolve(before, **changes)
             return
-        status.failures += 1
-        status.consecutive_failures += 1
-        status.last_error = result.error
-        backoff = self._interval * 2 ** min(status.consecutive_failures - 1, 10)
+        failures = before.consecutive_failures + 1
+        backoff = self._interval * 2 ** min(failures - 1, 10)
         if isinstance(result.error, AuthenticationError):
             backoff *= AUTH_BACKOFF_FACTOR
-        status.next_due = now + min(backoff, max(MAX_BACKOFF, self._interval))
+        next_due = now + min(backoff, max(MAX_BACKOFF, self._interval))
+        changes.update(
+            failures=before.failures + 1,
+            consecutive_failures=failures,
+            last_error=result.error,
+            next_due=next_due,
+        )
+        self._status[name] = attrs.evolve(before, **changes)
         logger.warning(
             "account %s: cycle failed (%s: %s); next attempt in %.0f s",
             name,
             type(result.error).__name__,
             result.error,
-            status.next_due - now,
+            next_due - now,
         )

@@ -260,11 +260,13 @@ class RetryPolicy:
         A 429 that is not retried (the last attempt, or a `Retry-After` too long to wait
         for) is still told to the throttle, so the account's other callers slow down.
         """
+        # Only an `Exception` is an outcome to decide on: a cancellation, KeyboardInterrupt or
+        # SystemExit goes straight through, never retried, never told to the throttle.
         try:
             # The first try runs outside tenacity: most calls succeed, and tenacity's
             # per-call bookkeeping would cost more than the request's own Python work.
             return await fn(*args)
-        except BaseException as exc:
+        except Exception as exc:
             if not self._should_retry(exc):
                 self._give_up(exc)
                 raise
@@ -279,7 +281,7 @@ class RetryPolicy:
         retrying = self._template.copy()
         try:
             return await retrying(attempt)
-        except BaseException as exc:
+        except Exception as exc:
             self._give_up(exc)
             raise
 
@@ -288,7 +290,8 @@ class RetryPolicy:
             self._rate_limited(exc, wait=None)
 
     def _should_retry(self, exc: BaseException) -> bool:
-        return is_retryable(exc, self.max_retry_after)
+        # tenacity hands every outcome to this predicate, BaseExceptions too: never retry those.
+        return isinstance(exc, Exception) and is_retryable(exc, self.max_retry_after)
 
     def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
         exc = _failure(retry_state)

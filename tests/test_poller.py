@@ -371,23 +371,21 @@ class SlowHandler:
         self.taken.extend(logs)
 
 
-@pytest.mark.parametrize("cancels", [1, 2], ids=["cancelled", "cancelled-twice"])
-async def test_cancellation_mid_batch_lets_the_handler_finish_and_commits(
-    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller], cancels: int
+async def test_a_cancelled_cycle_lets_its_handler_finish_within_the_grace_and_commits(
+    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller]
 ) -> None:
     acme = fake.add_account("acme")
     acme.generate(40, within=timedelta(hours=1), settle_after=timedelta(0))
     handler = SlowHandler()
 
     async with SqliteStore(store_path) as store:
-        poller = make_poller(store, handler)
+        poller = make_poller(store, handler, shutdown_grace=3600)
         cycle = asyncio.create_task(poller.run_once())
         await handler.entered.wait()
-        for _ in range(cancels):  # an impatient caller may cancel more than once
-            cycle.cancel()
-            for _ in range(10):
-                await asyncio.sleep(0)
-        assert not cycle.done()  # still waiting for the handler in flight
+        cycle.cancel()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not cycle.done()  # the handler in flight has the grace to finish
         handler.release.set()
         with pytest.raises(asyncio.CancelledError):
             await cycle
@@ -399,6 +397,169 @@ async def test_cancellation_mid_batch_lets_the_handler_finish_and_commits(
     async with SqliteStore(store_path) as store, make_poller(store, after) as poller:
         report = await poller.run_once()
     assert report["acme"].delivered == 0
+
+
+class StuckHandler:
+    """A handler that never returns on its own (a dead webhook), and counts how it ended."""
+
+    def __init__(self, *, ignore_cancel: bool = False) -> None:
+        self.entered = asyncio.Event()
+        self.calls = 0
+        self.cancelled = 0
+        self.ignore_cancel = ignore_cancel
+        self.leave = asyncio.Event()  # lets a handler that ignores cancellation go at last
+
+    async def __call__(self, account: str, logs: list[VoiceLog]) -> None:
+        self.calls += 1
+        self.entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            if not self.ignore_cancel:
+                raise
+            await self.leave.wait()
+
+
+async def redelivered(
+    store_path: Path, make_poller: Callable[..., LogsPoller], account: str = "acme"
+) -> int:
+    """How many logs a fresh poller on the same store delivers: what was not committed."""
+    after = Recorder()
+    async with SqliteStore(store_path) as store, make_poller(store, after) as poller:
+        report = await poller.run_once()
+    assert report[account].error is None
+    return len(after.ids(account))
+
+
+@pytest.mark.parametrize("cancels", [1, 2], ids=["after-the-grace", "second-cancel-at-once"])
+async def test_a_handler_that_never_returns_is_cancelled_and_its_batch_offered_again(
+    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller], cancels: int
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(40, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = StuckHandler()
+    # With two cancels the grace is never waited for: an hour would hang the test.
+    grace = 0.05 if cancels == 1 else 3600
+
+    async with SqliteStore(store_path) as store:
+        poller = make_poller(store, handler, shutdown_grace=grace)
+        cycle = asyncio.create_task(poller.run_once())
+        await handler.entered.wait()
+        for _ in range(cancels):
+            cycle.cancel()
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await cycle
+        await poller.aclose()
+        assert handler.cancelled == 1
+        assert await store.checkpoint("acme") is None  # nothing committed
+    assert await redelivered(store_path, make_poller) == 40
+
+
+async def test_aclose_during_a_stuck_handler_returns_and_loses_nothing(
+    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(40, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = StuckHandler()
+
+    async with SqliteStore(store_path) as store:
+        poller = make_poller(store, handler, shutdown_grace=0.05)
+        cycle = asyncio.create_task(poller.run_once())
+        await handler.entered.wait()
+        await poller.aclose()
+        report = await cycle  # cut short: a failure in the result, not a cancellation
+        assert isinstance(report["acme"].error, RuntimeError)
+        assert report["acme"].delivered == 0
+        assert handler.cancelled == 1
+        assert poller.status()["acme"].consecutive_failures == 1
+    assert await redelivered(store_path, make_poller) == 40
+
+
+async def test_a_handler_that_ignores_its_cancellation_is_abandoned(
+    fake: FakeInfobip,
+    store_path: Path,
+    make_poller: Callable[..., LogsPoller],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(10, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = StuckHandler(ignore_cancel=True)
+
+    async with SqliteStore(store_path) as store:
+        poller = make_poller(store, handler, shutdown_grace=0)
+        cycle = asyncio.create_task(poller.run_once())
+        await handler.entered.wait()
+        await poller.aclose()  # bounded: the grace, then ABANDON_WAIT for the handler
+        assert "ignored its cancellation" in caplog.text
+        assert await store.checkpoint("acme") is None
+        handler.leave.set()  # let the stray handler task end before the loop does
+        report = await cycle
+        assert report["acme"].error is not None
+    assert await redelivered(store_path, make_poller) == 10
+
+
+async def test_stop_before_run_is_remembered(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    fake.add_account("acme").generate(5, within=timedelta(hours=1))
+    recorder = Recorder()
+    poller = make_poller(store, recorder)
+    poller.stop()
+    await poller.run()  # returns at once: nothing polled
+    assert recorder.calls == []
+    assert poller.status()["acme"].cycles == 0
+    await poller.run_once()  # an explicit cycle still runs
+    assert poller.status()["acme"].cycles == 1
+    await poller.aclose()
+
+
+@pytest.mark.parametrize("how", ["stop", "cancel", "cancel-twice"])
+async def test_run_ends_within_the_grace_with_a_stuck_handler(
+    fake: FakeInfobip,
+    store_path: Path,
+    make_poller: Callable[..., LogsPoller],
+    how: str,
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(30, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = StuckHandler()
+    grace = 3600 if how == "cancel-twice" else 0.05
+
+    async with SqliteStore(store_path) as store:
+        poller = make_poller(store, handler, shutdown_grace=grace)
+        running = asyncio.create_task(poller.run())
+        await handler.entered.wait()
+        if how == "stop":
+            poller.stop()
+            await running  # returns: a stop is not an error
+        else:
+            running.cancel()
+            if how == "cancel-twice":
+                await asyncio.sleep(0)
+                running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        assert handler.calls == 1
+        assert handler.cancelled == 1
+        await poller.aclose()
+    assert await redelivered(store_path, make_poller) == 30
+
+
+async def test_status_returns_snapshots_that_cannot_be_changed(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    fake.add_account("acme").generate(5, within=timedelta(hours=1), settle_after=timedelta(0))
+    async with make_poller(store, Recorder()) as poller:
+        await poller.run_once()
+        first = poller.status()["acme"]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            first.cycles = 99  # type: ignore[misc]
+        poller.status().clear()  # the dict is the caller's own copy
+        await poller.run_once()
+        assert first.cycles == 1
+        assert poller.status()["acme"].cycles == 2
 
 
 async def test_aclose_lets_the_cycle_in_flight_finish_and_polls_no_more(

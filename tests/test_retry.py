@@ -227,6 +227,23 @@ async def test_a_last_429_still_slows_the_account_down() -> None:
     assert listener.cuts == 1
 
 
+@pytest.mark.parametrize("stopper", [asyncio.CancelledError, KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("first", [True, False], ids=["first-try", "a-retry"])
+async def test_cancellation_and_interrupts_pass_straight_through(
+    stopper: type[BaseException], first: bool
+) -> None:
+    sleeps, listener, events = Sleeps(), Listener(), []
+    errors = [stopper()] if first else [RateLimitError(429, retry_after=1.0), stopper()]
+    flaky = Flaky(*errors, ServerError(503))
+    policy = RetryPolicy(throttle=listener, sleep=sleeps, on_retry=events.append)
+    with pytest.raises(stopper):
+        await policy.call(flaky)
+    assert flaky.calls == len(errors)  # never tried again
+    assert len(sleeps) == len(events) == len(errors) - 1
+    # Only the 429 before it reached the throttle: the interruption itself told nobody.
+    assert listener.cuts == (0 if first else 1)
+
+
 async def test_on_retry_sees_attempt_reason_wait_and_status() -> None:
     events: list[RetryEvent] = []
     sleeps = Sleeps()
