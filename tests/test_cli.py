@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -411,3 +414,64 @@ def test_poll_refuses_a_bad_interval_with_exit_2(runner: CliRunner, tmp_path: Pa
     result = runner.invoke(app, ["poll", "-a", str(path), "--interval", "soon", "--no-live"])
     assert result.exit_code == 2
     assert "not a duration" in result.output
+
+
+def checkpoints(store_path: Path) -> dict[str, datetime]:
+    async def read() -> dict[str, datetime]:
+        async with SqliteStore(store_path) as store:
+            return await store.accounts()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize(
+    ("signals", "grace", "code"),
+    [
+        ([signal.SIGTERM], "0.2", 143),  # the grace runs out, then the handler is cancelled
+        ([signal.SIGINT, signal.SIGINT], "3600", 130),  # the second Ctrl-C does not wait
+    ],
+    ids=["sigterm", "second-ctrl-c"],
+)
+def test_poll_exits_on_signals_while_its_output_is_stuck(
+    server: FakeServer,
+    fake: FakeInfobip,
+    tmp_path: Path,
+    signals: list[signal.Signals],
+    grace: str,
+    code: int,
+) -> None:
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    store_path = tmp_path / "logs.db"
+    command = [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
+    args = ["poll", "-a", str(accounts), "--store", str(store_path), "--no-live"]
+    env = {**os.environ, "ACME_KEY": KEY, "PYTHONPATH": str(Path(__file__).parents[1])}
+    # Nobody reads stdout past its first line: acme's batch (320 logs) fills the pipe and
+    # its handler call never returns, as with a downstream that hangs.
+    process = subprocess.Popen(
+        [*command, *args, "--format", "ndjson", "--grace", grace],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(b'{"account":')
+        for number in signals:
+            time.sleep(0.5)  # pacing only: two signals sent at once may arrive as one
+            process.send_signal(number)
+        assert process.wait(60) == code  # bounded: no hang, whatever the handler does
+    finally:
+        process.kill()
+        process.wait()
+    assert "acme" not in checkpoints(store_path)  # its batch was never committed...
+
+    again = subprocess.run(
+        [*command, *args, "--once", "--format", "ndjson"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    lines = [orjson.loads(line) for line in again.stdout.splitlines()]
+    acme = {line["messageId"] for line in lines if line["account"] == "acme"}
+    assert acme == {log.message_id for log in fake.accounts["acme"].logs}  # ...so offered again

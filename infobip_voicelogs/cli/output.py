@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import enum
+import os
+import queue
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import IO, Any
 
@@ -16,7 +21,7 @@ from rich.text import Text
 from ..codec import encode_ndjson
 from ..models import VoiceLog
 
-__all__ = ["CSV_COLUMNS", "LogWriter", "OutputFormat", "resolve_format"]
+__all__ = ["CSV_COLUMNS", "BackgroundWriter", "LogWriter", "OutputFormat", "resolve_format"]
 
 
 class OutputFormat(enum.StrEnum):
@@ -127,3 +132,59 @@ def _table(logs: list[VoiceLog], title: str | None) -> Table:
         # The provider's text is data, not markup: `[/]` in a field must print as it is.
         table.add_row(*(Text(cell) for cell in cells))
     return table
+
+
+class BackgroundWriter:
+    """Writes bytes to a file descriptor from a thread of its own, so that a reader that has
+    stopped reading (a full pipe) blocks that thread and never the event loop.
+
+    ``await writer.write(data)`` returns once the bytes are written, and is cancellable:
+    a shutdown does not wait for a stuck reader longer than its grace. The thread is a
+    daemon and writes with `os.write` on its own copy of the descriptor, never through
+    `sys.stdout`, so the interpreter can exit while it is stuck.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = os.dup(fd)
+        self._jobs: queue.SimpleQueue[tuple[bytes, Callable[[OSError | None], None]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._work, name="infobip-voicelogs-output", daemon=True
+        )
+        self._thread.start()
+
+    async def write(self, data: bytes) -> None:
+        """Write all of ``data``; raise the `OSError` (e.g. `BrokenPipeError`) if it failed."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: OSError | None) -> None:
+            if not done.done():
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+        def report(error: OSError | None) -> None:  # on the writer thread
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(settle, error)
+
+        self._jobs.put((data, report))
+        await done
+
+    def close(self) -> None:
+        """Let the thread end after the writes queued; a thread stuck writing is left alone."""
+        self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            data, report = job
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                report(exc)
+            else:
+                report(None)
+        os.close(self._fd)

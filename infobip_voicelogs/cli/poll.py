@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import sys
 from contextlib import suppress
@@ -10,17 +11,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import typer
 from rich.live import Live
 
+from ..codec import encode_ndjson
 from ..errors import StoreError
 from ..models import VoiceLog
-from ..poller import LogsPoller
+from ..poller import DEFAULT_SHUTDOWN_GRACE, LogsPoller
 from ..store import SqliteStore
 from .app import app, fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
-from .output import LogWriter, OutputFormat
+from .output import BackgroundWriter, LogWriter, OutputFormat
 
 __all__ = ["poll"]
 
@@ -44,6 +47,12 @@ def poll(
         help="Also print delivered logs: auto = NDJSON when piped, nothing on a terminal.",
     ),
     live: bool = typer.Option(True, "--live/--no-live", help="Draw the live table on stderr."),
+    grace: float = typer.Option(
+        DEFAULT_SHUTDOWN_GRACE,
+        "--grace",
+        min=0,
+        help="Seconds a shutdown gives the cycles in flight to finish before cancelling them.",
+    ),
 ) -> None:
     """Poll many accounts: every new log and every change, once, into the store."""
     try:
@@ -58,17 +67,19 @@ def poll(
     if min(seconds["interval"], seconds["backfill"]) <= 0 or seconds["revisit"] < 0:
         fail("--interval and --backfill must be positive, --revisit not negative")
     printing = output is not OutputFormat.auto or not sys.stdout.isatty()
-    writer = LogWriter(OutputFormat.ndjson if output is OutputFormat.auto else output)
-
+    fmt = OutputFormat.ndjson if output is OutputFormat.auto else output
+    out = _Output(fmt) if printing else None
     delivered = 0
 
     async def handler(account: str, logs: list[VoiceLog]) -> None:
         nonlocal delivered
-        if printing:
-            writer.write(logs)
+        if out is not None:
+            await out.write(account, logs)
         delivered += len(logs)
 
-    async def main() -> None:
+    shutdown = _Shutdown(once=once)
+
+    async def poll_until_stopped() -> LogsPoller:
         async with (
             SqliteStore(store_path, archive=archive) as store,
             LogsPoller(
@@ -78,13 +89,14 @@ def poll(
                 interval=seconds["interval"],
                 backfill=timedelta(seconds=seconds["backfill"]),
                 revisit=timedelta(seconds=seconds["revisit"]),
+                shutdown_grace=grace,
             ) as poller,
         ):
             try:
                 await store.accounts()  # a store that cannot be opened is a usage error
             except StoreError as exc:
                 fail(str(exc))
-            _on_signals(poller, asyncio.current_task())
+            shutdown.install(poller, asyncio.current_task())
             polling = poller.run_once() if once else poller.run()
             if live:
                 with Live(status_table(poller), console=stderr, auto_refresh=False) as screen:
@@ -96,34 +108,110 @@ def poll(
                         screen.update(status_table(poller), refresh=True)
             else:
                 await polling
-        failing = [name for name, s in poller.status().items() if s.consecutive_failures]
+        return poller
+
+    async def main() -> None:
+        try:
+            poller = await poll_until_stopped()
+        except asyncio.CancelledError:
+            if shutdown.signal is None:
+                raise
+            poller = None  # cancelled by a second signal: the store is closed all the same
+        finally:
+            if out is not None:
+                out.close()
         stderr.print(f"\nstopped; {delivered} logs delivered; store {store_path}")
+        if shutdown.signal is not None:
+            raise typer.Exit(128 + shutdown.signal)  # 130 for SIGINT, 143 for SIGTERM
+        assert poller is not None
+        failing = [name for name, s in poller.status().items() if s.consecutive_failures]
         if once and failing:
             fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
 
     run(main())
 
 
-def _on_signals(poller: LogsPoller, task: asyncio.Task[Any] | None) -> None:
-    """First Ctrl-C or SIGTERM: finish the cycles in flight. Second: cancel them.
+class _Output:
+    """The delivered logs on stdout: NDJSON lines name their account.
 
-    Cancelled, the poller still lets a handler call in flight finish and commits it.
+    Written from a thread of its own (`BackgroundWriter`) when stdout is a real file, so
+    a reader that stops reading stalls only the handler, which a shutdown then cancels
+    after its grace; its batch stays uncommitted and is printed again by the next run.
     """
-    presses = 0
 
-    def on_signal() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            stderr.print("\nstopping once the cycles in flight finish (again to cancel them)")
-            poller.stop()
-        elif task is not None:
-            task.cancel()
+    def __init__(self, fmt: OutputFormat) -> None:
+        self._format = fmt
+        self._text = io.StringIO()
+        self._writer = LogWriter(fmt, stream=self._text)
+        try:
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError):  # captured (tests, notebooks): write to it directly
+            self._background = None
+        else:
+            sys.stdout.flush()
+            self._background = BackgroundWriter(fd)
 
-    loop = asyncio.get_running_loop()
-    with suppress(NotImplementedError):  # no signal handlers on this platform's loop
-        loop.add_signal_handler(signal.SIGINT, on_signal)
-        loop.add_signal_handler(signal.SIGTERM, on_signal)
+    async def write(self, account: str, logs: list[VoiceLog]) -> None:
+        if self._format is OutputFormat.ndjson:
+            data = _ndjson_of(account, logs)
+        else:
+            self._writer.write(logs, title=account)
+            data = self._text.getvalue().encode()
+            self._text.seek(0)
+            self._text.truncate()
+        if self._background is not None:
+            await self._background.write(data)
+        else:
+            sys.stdout.write(data.decode())
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        if self._background is not None:
+            self._background.close()
+
+
+def _ndjson_of(account: str, logs: list[VoiceLog]) -> bytes:
+    """NDJSON in the provider's shape, each line opening with ``"account"``: the log's source."""
+    opening = b'{"account":' + orjson.dumps(account)
+    return b"".join(
+        opening + (b"}\n" if line == b"{}" else b"," + line[1:] + b"\n")
+        for line in encode_ndjson(logs).splitlines()
+    )
+
+
+class _Shutdown:
+    """Ctrl-C and SIGTERM. The first stops the poller: cycles in flight get the grace to
+    finish (`--once`: its cycle is cancelled, and a handler call in flight gets the grace).
+    The second cancels at once. The process then exits with 128 + the first signal's number.
+    """
+
+    def __init__(self, *, once: bool) -> None:
+        self._once = once
+        self.signal: int | None = None
+        self._count = 0
+        self._poller: LogsPoller | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def install(self, poller: LogsPoller, task: asyncio.Task[Any] | None) -> None:
+        self._poller, self._task = poller, task
+        loop = asyncio.get_running_loop()
+        with suppress(NotImplementedError):  # no signal handlers on this platform's loop
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self._count += 1
+        if self.signal is None:
+            self.signal = signum
+        assert self._poller is not None
+        if self._count == 1 and not self._once:
+            stderr.print(
+                f"\nstopping: the cycles in flight get {self._poller.shutdown_grace:g} s"
+                " to finish (again to cancel them now)"
+            )
+            self._poller.stop()
+        elif self._task is not None:
+            self._task.cancel()
 
 
 async def _refresh(screen: Live, poller: LogsPoller) -> None:
