@@ -402,7 +402,7 @@ async def test_a_read_only_file_fails_writes_and_serves_reads(shared_dir: Path) 
         failed = await child.ask("commit", "b", 3, 1, 20)
         assert failed == {
             "error": f"cannot commit 3 logs of 'eu-1' to the store at {str(path)!r}: "
-            "the file is read-only (SQLITE_READONLY)",
+            "the file is read-only [SQLITE_READONLY]",
             "cause": "OperationalError",
             "code": "SQLITE_READONLY",
         }

@@ -390,7 +390,7 @@ def _cause(exc: sqlite3.Error, path: str, busy_timeout: float) -> str:
     else:  # nothing better to say than SQLite's (or sqlite3's) own words
         words = str(exc) or type(exc).__name__
     name = getattr(exc, "sqlite_errorname", None)
-    return f"{words} ({name})" if name else words
+    return f"{words} [{name}]" if name else words
 
 
 def _cannot_open(path: str) -> str:
