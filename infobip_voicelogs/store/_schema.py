@@ -125,7 +125,10 @@ def transaction(connection: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iter
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
-            connection.execute("ROLLBACK")
+            # A rollback that fails too (a vanished disk) must not hide why the block failed;
+            # the connection, still in its transaction, tells the store to drop it.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
         raise
 
 

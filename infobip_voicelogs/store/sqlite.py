@@ -5,16 +5,20 @@ store owns one worker thread (a single-thread executor) holding its one connecti
 call hops there through `loop.run_in_executor`, the event loop never waits on the disk, and
 the store's writes are serialized without a lock. The layout of the file and the mapping
 of logs to rows live in `_schema`.
+
+The store is an error boundary, as the fetcher is for httpx: every `sqlite3.Error` leaves it
+as a `StoreError` naming the operation, the file and the cause in plain words (`_errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self, TypeVar
@@ -42,6 +46,19 @@ __all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SqliteStore"]
 DEFAULT_BUSY_TIMEOUT = 5.0
 # Ids per `IN (...)` list: far under SQLite's variable limit (999 before 3.32).
 _IN_CHUNK = 500
+# After these (primary) error codes the connection itself may be stale: opened read-only,
+# pointing at a file since replaced or repaired. A file store drops it and opens afresh on
+# the next call, so the store works again as soon as the cause is gone.
+_STALE_CONNECTION = frozenset(
+    {
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+    }
+)
 
 T = TypeVar("T")
 
@@ -64,8 +81,12 @@ class SqliteStore:
     `archive=True` every delivered log is also kept in the `voice_logs` table, one row per
     log, its last state winning; query it with plain SQL (see the archive docs). `":memory:"`
     gives a store that lives as long as the object. Many coroutines may call one store at
-    once; their calls run one at a time on the store's worker thread. A closed store, a file
-    that cannot be opened, or one written by a newer version raise `StoreError`.
+    once; their calls run one at a time on the store's worker thread.
+
+    Every failure of the database is a `StoreError` naming the operation, the file and the
+    cause (locked by another connection, disk full, read-only, not a database), as are a
+    closed store and a file written by a newer version. A failed call changes nothing, and
+    the next call works once the cause is gone.
 
     Args:
         path: The database file (created if missing), or `":memory:"`.
@@ -117,7 +138,7 @@ class SqliteStore:
     ) -> None:
         await self.aclose()
 
-    # The CheckpointStore protocol...
+    # -- the CheckpointStore protocol ------------------------------------------------------
 
     async def checkpoint(self, account: str) -> datetime | None:
         """The account's checkpoint as an aware UTC datetime, or `None` before its first commit."""
@@ -128,7 +149,7 @@ class SqliteStore:
             ).fetchone()
             return None if row is None else str(row[0])
 
-        text = await self._run(read)
+        text = await self._run(f"read the checkpoint of {account!r} from", read)
         return None if text is None else from_utc_text(text)
 
     async def fingerprints(self, account: str, message_ids: Collection[str]) -> dict[str, str]:
@@ -153,7 +174,9 @@ class SqliteStore:
                     )
             return found
 
-        return await self._run(read) if ids else {}
+        if not ids:
+            return {}
+        return await self._run(f"read the fingerprints of {account!r} from", read)
 
     async def commit(
         self, account: str, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
@@ -184,7 +207,7 @@ class SqliteStore:
                 if checkpoint_text is not None:
                     connection.execute(UPSERT_CHECKPOINT, (account, checkpoint_text, now))
 
-        await self._run(write)
+        await self._run(f"commit {len(delivered)} logs of {account!r} to", write)
 
     async def prune(self, *, before: datetime) -> int:
         """Forget the fingerprints of logs sent before `before`; return how many were dropped.
@@ -199,7 +222,7 @@ class SqliteStore:
                 cursor = connection.execute("DELETE FROM fingerprints WHERE sent_at < ?", (cutoff,))
             return cursor.rowcount
 
-        return await self._run(delete)
+        return await self._run("prune the fingerprints in", delete)
 
     async def aclose(self) -> None:
         """Let the calls already made finish, then close the file. Calling it again does nothing.
@@ -218,7 +241,7 @@ class SqliteStore:
         # Shielded: a cancelled aclose must not cancel the close itself.
         await asyncio.shield(asyncio.wrap_future(self._closing))
 
-    # Beyond the protocol...
+    # -- beyond the protocol ---------------------------------------------------------------
 
     async def archived(self, account: str | None = None) -> list[VoiceLog]:
         """The archived logs, newest first (logs without `sent_at` last), as `VoiceLog`s.
@@ -237,7 +260,7 @@ class SqliteStore:
             cursor.row_factory = sqlite3.Row
             return [log_from_row(row) for row in cursor]
 
-        return await self._run(read)
+        return await self._run("read the archive of", read)
 
     async def accounts(self) -> dict[str, datetime]:
         """Every account with a checkpoint, mapped to it (aware UTC), in account order."""
@@ -247,11 +270,13 @@ class SqliteStore:
                 "SELECT account, checkpoint FROM checkpoints ORDER BY account"
             ).fetchall()
 
-        return {account: from_utc_text(text) for account, text in await self._run(read)}
+        rows = await self._run("read the accounts of", read)
+        return {account: from_utc_text(text) for account, text in rows}
 
-    # The worker thread...
+    # -- the worker thread -----------------------------------------------------------------
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the worker thread; `action` names it in a `StoreError`."""
         executor = self._executor
         if executor is None or self._closing is not None:
             with self._lock:
@@ -264,40 +289,116 @@ class SqliteStore:
                 executor = self._executor
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, self._on_worker, work)
+            with self._errors(action):
+                return await loop.run_in_executor(executor, self._on_worker, work)
         except RuntimeError:  # submitted as another thread closed the store
             if self._closing is not None:
                 raise StoreError(f"the store at {self._path!r} is closed") from None
             raise
 
     def _on_worker(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._connection is None:
-            self._connection = self._open()
-        return work(self._connection)
+        while True:
+            fresh = self._connection is None
+            if self._connection is None:
+                self._connection = self._open()
+            try:
+                return work(self._connection)
+            except sqlite3.Error as exc:
+                # A connection opened before the cause went away (read-only then, say) is no
+                # guide to now: a call that failed on a stale one gets one try on a fresh one.
+                # Every call is one transaction, whole or absent, so trying again is safe.
+                if not self._recover(exc) or fresh:
+                    raise
+
+    def _recover(self, exc: sqlite3.Error) -> bool:
+        """Leave the connection fit for the next call after `exc`, or drop it (say which)."""
+        connection = self._connection
+        assert connection is not None
+        if connection.in_transaction:  # `transaction` rolled back, unless that failed too
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        stale = connection.in_transaction or _primary_code(exc) in _STALE_CONNECTION
+        # An in-memory database lives in its connection: keep it, whatever happened.
+        if not stale or self._path in ("", ":memory:"):
+            return False
+        self._connection = None
+        with contextlib.suppress(sqlite3.Error):
+            connection.close()
+        return True
 
     def _open(self) -> sqlite3.Connection:
-        try:
+        with self._errors("open"):
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, sqlite3 adds none.
             connection = sqlite3.connect(
                 self._path, timeout=self._busy_timeout, isolation_level=None
             )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store at {self._path!r}: {exc}") from exc
         try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL mode: a process crash loses nothing; a power cut may undo the last
-            # commits, checkpoint and fingerprints together, so the poller only repeats.
-            connection.execute("PRAGMA synchronous = NORMAL")
-            migrate(connection, self._path)
-        except sqlite3.Error as exc:
-            connection.close()
-            raise StoreError(f"cannot open the store at {self._path!r}: {exc}") from exc
+            with self._errors("open"):
+                connection.execute("PRAGMA journal_mode = WAL")
+                # NORMAL in WAL mode: a process crash loses nothing; a power cut may undo the
+                # last commits, checkpoint and fingerprints together, so the poller only repeats.
+                connection.execute("PRAGMA synchronous = NORMAL")
+                migrate(connection, self._path)
         except BaseException:
             connection.close()
             raise
         return connection
 
     def _close_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with self._errors("close"):
+                connection.close()
+
+    # -- errors ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Translate sqlite3's errors into a `StoreError` saying what failed, where and why."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            cause = _cause(exc, self._path, self._busy_timeout)
+            raise StoreError(f"cannot {action} the store at {self._path!r}: {cause}") from exc
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)  # absent on errors sqlite3 itself raises
+    # An extended code (SQLITE_IOERR_WRITE, ...) keeps its primary code in the low byte.
+    return None if code is None else code & 0xFF
+
+
+def _cause(exc: sqlite3.Error, path: str, busy_timeout: float) -> str:
+    """The cause of `exc` in plain words, by SQLite's error code, with the code's name."""
+    code = _primary_code(exc)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        words = f"the database is locked by another connection (waited {busy_timeout:g} s)"
+    elif code == sqlite3.SQLITE_FULL:
+        words = "the disk is full"
+    elif code == sqlite3.SQLITE_READONLY:
+        words = "the file is read-only"
+    elif code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        words = "the file is not a database or is corrupt"
+    elif code == sqlite3.SQLITE_CANTOPEN:
+        words = _cannot_open(path)
+    elif code == sqlite3.SQLITE_IOERR:
+        words = "the disk failed a read or a write (a file size limit, a full or failing disk)"
+    elif code == sqlite3.SQLITE_PERM:
+        words = "the operating system denied access to the file"
+    elif code == sqlite3.SQLITE_NOMEM:
+        words = "out of memory"
+    else:  # nothing better to say than SQLite's (or sqlite3's) own words
+        words = str(exc) or type(exc).__name__
+    name = getattr(exc, "sqlite_errorname", None)
+    return f"{words} [{name}]" if name else words
+
+
+def _cannot_open(path: str) -> str:
+    """Why SQLite could not open `path` (or its -wal and -shm files beside it)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"its directory {directory!r} does not exist"
+    # os.access asks the kernel, so it also sees a read-only filesystem, even for root.
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "the file or its directory is read-only (a WAL database needs both writable)"
+    return "the file cannot be opened"
