@@ -158,7 +158,7 @@ class InvalidQueryError(InfobipError, ValueError):
 
 
 class StoreError(InfobipError):
-    """The checkpoint store cannot serve: closed, cannot be opened, or of a newer version."""
+    """The checkpoint store failed: locked, full, read-only, corrupt, closed, or too new."""
 
 
 # Warnings...
