@@ -28,6 +28,7 @@ __all__ = [
     "IncompleteWindowWarning",
     "InfobipError",
     "InvalidQueryError",
+    "LeaseLostError",
     "RateLimitError",
     "RetentionWarning",
     "ServerError",
@@ -159,6 +160,10 @@ class InvalidQueryError(InfobipError, ValueError):
 
 class StoreError(InfobipError):
     """The checkpoint store failed: locked, full, read-only, corrupt, closed, or too new."""
+
+
+class LeaseLostError(StoreError):
+    """A fenced commit was refused, nothing written: the lease expired or passed to another."""
 
 
 # Warnings...

@@ -12,29 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 import httpx
 
-from ._time import RETENTION
-from .codec import Format
-from .errors import AuthenticationError
-from .fetcher import DEFAULT_TIMEOUT, LogsFetcher, Throttle
-from .models import MAX_PAGE_SIZE, VoiceLog
-from .retry import DEFAULT_MAX_ATTEMPTS
-from .store import CheckpointStore, Delivered
+from .._time import RETENTION
+from ..errors import AuthenticationError, LeaseLostError
+from ..fetcher import DEFAULT_TIMEOUT, LogsFetcher, Throttle
+from ..models import MAX_PAGE_SIZE, VoiceLog
+from ..retry import DEFAULT_MAX_ATTEMPTS
+from ..store import CheckpointStore, Delivered, Lease, LeaseStore
+from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, LeaseKeeper, new_owner_id
+from ._records import Account, AccountResult, AccountStatus, Handler, add_results, fingerprint
 
-__all__ = ["Account", "AccountResult", "AccountStatus", "Handler", "LogsPoller", "fingerprint"]
+__all__ = [
+    "ABANDON_WAIT",
+    "AUTH_BACKOFF_FACTOR",
+    "DEFAULT_SHUTDOWN_GRACE",
+    "MAX_BACKOFF",
+    "PRUNE_MARGIN",
+    "LogsPoller",
+]
 
 logger = logging.getLogger("infobip_voicelogs")
-
-#: A handler receives an account's name and its batch: new and changed logs, oldest first.
-Handler = Callable[[str, list[VoiceLog]], Awaitable[None]]
 
 #: Fingerprints are kept this much longer than the retention, for clocks that disagree.
 PRUNE_MARGIN = timedelta(hours=1)
@@ -49,103 +53,6 @@ DEFAULT_SHUTDOWN_GRACE = 5.0
 ABANDON_WAIT = 1.0
 # What a cut-short cycle may take beyond ABANDON_WAIT to unwind (its own bookkeeping).
 _UNWIND_MARGIN = 0.5
-
-
-@attrs.frozen
-class Account:
-    """One provider account to poll.
-
-    `auth` is an `httpx.Auth` or an API key string; it never appears in the repr.
-
-    >>> Account("eu-1", "https://xyz.api.infobip.com", auth="secret")
-    Account(name='eu-1', base_url='https://xyz.api.infobip.com', format='json')
-    """
-
-    name: str
-    base_url: str
-    auth: httpx.Auth | str = attrs.field(repr=False)
-    throttle: Throttle | None = attrs.field(default=None, repr=False, eq=False)
-    format: Format = "json"
-    allow_insecure: bool = attrs.field(default=False, repr=False)
-
-
-@attrs.frozen
-class AccountResult:
-    """What one cycle did for one account.
-
-    Attributes:
-        delivered: Logs handed to the handler (`new + changed`); in a failed cycle, those
-            of the batches it committed before the failure.
-        new: Logs never delivered before.
-        changed: Logs delivered before whose state has changed.
-        error: The exception that failed the cycle (fetch, handler or store), or `None`.
-    """
-
-    delivered: int = 0
-    new: int = 0
-    changed: int = 0
-    error: Exception | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the cycle succeeded."""
-        return self.error is None
-
-
-@attrs.frozen
-class AccountStatus:
-    """Running totals for one account, for dashboards and the CLI's live table.
-
-    `LogsPoller.status()` returns snapshots: a new one after each cycle, never changed.
-    """
-
-    cycles: int = 0
-    new: int = 0
-    changed: int = 0
-    failures: int = 0
-    consecutive_failures: int = 0
-    last_error: Exception | None = None
-    last_polled: datetime | None = None
-    next_due: float = 0.0  # on the event loop's clock
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    #: Whether this process may poll the account now: always with a store that has no
-    #: leases; with a fleet's store, only while this process holds the account's lease.
-    held: bool = True
-
-
-def _add(one: AccountResult, other: AccountResult) -> AccountResult:
-    return AccountResult(
-        delivered=one.delivered + other.delivered,
-        new=one.new + other.new,
-        changed=one.changed + other.changed,
-    )
-
-
-def fingerprint(log: VoiceLog) -> str:
-    """A short digest of the parts of a log that change after it is first seen.
-
-    Two states of one log have the same fingerprint exactly when status, `done_at`,
-    `duration`, `price` and `error` are the same. The digest is built from those fields
-    one by one, never from a repr, so it stays the same across releases that add fields
-    to the models (a stored fingerprint must not turn every log into a "change").
-    """
-    status, error, price = log.status, log.error, log.price
-    parts = (
-        _parts(status, "group_id", "group_name", "id", "name", "description", "action"),
-        log.done_at.isoformat() if log.done_at is not None else "",
-        "" if log.duration is None else str(log.duration),
-        "" if price is None else f"{price.per_second.normalize()} {price.currency}",
-        _parts(error, "group_id", "group_name", "id", "name", "description", "permanent"),
-    )
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
-
-
-def _parts(obj: object, *names: str) -> str:
-    if obj is None:
-        return "-"
-    return "\x1e".join("" if (v := getattr(obj, name)) is None else repr(v) for name in names)
 
 
 class LogsPoller:
@@ -194,6 +101,21 @@ class LogsPoller:
             each `LogsFetcher` gets it too.
         fetcher_options: More keyword arguments for every `LogsFetcher`
             (`max_retry_after`, `on_retry`, ...).
+        throttle_factory: Makes the throttle of each account that has none of its own
+            (`Account.throttle is None`), e.g. a `RedisBucket` per account on one shared
+            Redis client; `None` gives each a `TokenBucket` at the documented rate.
+        lease_ttl: With a store that leases accounts (`LeaseStore`, e.g. `PostgresStore`):
+            seconds a lease lasts unless renewed. A dead process's accounts pass to the
+            others within ``lease_ttl + claim_interval``.
+        claim_interval: Seconds between two claims, each renewing the leases held (at most
+            half of ``lease_ttl``).
+        owner: This process's id in the lease table (default: host, pid and a random
+            suffix). Ignored without a `LeaseStore`.
+
+    With a `LeaseStore` (see "Running a fleet" in the docs) every process is given the same
+    accounts and polls only those it holds a lease on; each batch is committed only if
+    the lease still holds (a fence), else it is counted in `AccountStatus.lost_leases`,
+    logged, and left to the new holder.
     """
 
     def __init__(
@@ -214,6 +136,10 @@ class LogsPoller:
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         clock: Callable[[], datetime] | None = None,
         fetcher_options: Mapping[str, Any] | None = None,
+        throttle_factory: Callable[[Account], Throttle] | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        claim_interval: float = DEFAULT_CLAIM_INTERVAL,
+        owner: str | None = None,
     ) -> None:
         self._accounts: dict[str, Account] = {}
         for account in accounts:
@@ -254,9 +180,20 @@ class LogsPoller:
         self._stopping = asyncio.Event()
         self._cycling: set[asyncio.Task[Any]] = set()  # tasks inside a cycle right now
         self._cut: set[asyncio.Task[Any]] = set()  # cycles cancelled after the grace
+        self._polling: set[str] = set()  # accounts inside a cycle right now
         self._cycle_of: dict[asyncio.Future[Any], asyncio.Task[Any]] = {}  # handler -> cycle
         self._deadline: float | None = None  # when the shutdown grace ends (loop time)
         self._closed = False
+        self._throttle_factory = throttle_factory
+        self._fleet: LeaseKeeper | None = None
+        if isinstance(store, LeaseStore):
+            self._fleet = LeaseKeeper(
+                store,
+                list(self._accounts),
+                owner=owner or new_owner_id(),
+                ttl=lease_ttl,
+                period=claim_interval,
+            )
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -284,6 +221,9 @@ class LogsPoller:
         try:
             if others:
                 await self._wind_down(others)
+            if self._fleet is not None and self._fleet.holding():
+                await self._fleet.release()
+                self._mark_held()
         finally:
             fetchers, self._fetchers = self._fetchers, {}
             for name, fetcher in fetchers.items():
@@ -328,10 +268,15 @@ class LogsPoller:
         """Poll every account once, concurrently (an explicit call ignores any back-off).
 
         Returns each account's result; an account's failure is in its result, never raised.
+        With a `LeaseStore`, it first claims, then polls (and returns) only the accounts
+        this process holds.
         Also prunes fingerprints of logs past the provider's retention. Cancelled, each
         handler call in flight gets the shutdown grace to finish and commit.
         """
         names = list(self._accounts)
+        if self._fleet is not None:
+            await self._claim(self._fleet)
+            names = [name for name in names if self._fleet.held(name) is not None]
         results = await asyncio.gather(*(self._cycle(name) for name in names))
         await self._prune()
         return dict(zip(names, results, strict=True))
@@ -352,11 +297,19 @@ class LogsPoller:
             for name in self._accounts
         }
         tasks.add(asyncio.create_task(self._prune_loop(), name="infobip-voicelogs prune"))
+        if self._fleet is not None:
+            await self._claim(self._fleet)  # before the loops look for their leases
+            tasks.add(
+                asyncio.create_task(self._lease_loop(self._fleet), name="infobip-voicelogs lease")
+            )
         try:
             await self._supervise(tasks)
         finally:
             self._stopping.clear()
             self._deadline = None
+            if self._fleet is not None:
+                await self._fleet.release()  # the others may take the accounts at once
+                self._mark_held()
 
     async def _supervise(self, tasks: set[asyncio.Task[None]]) -> None:
         """Wait for the loops to end; pass cancellations on to them; keep the grace."""
@@ -415,10 +368,59 @@ class LogsPoller:
 
     async def _account_loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()
+        fleet = self._fleet
         while not self._stopping.is_set():
+            if fleet is not None and fleet.held(name) is None:
+                await self._wait_for_lease(fleet)  # another process polls it meanwhile
+                continue
             await self._cycle(name)
             delay = max(0.0, self._status[name].next_due - loop.time())
             await self._sleep_unless_stopped(delay)
+
+    async def _wait_for_lease(self, fleet: LeaseKeeper) -> None:
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        either: set[asyncio.Future[Any]] = {fleet.changed(), stopped}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+
+    async def _lease_loop(self, fleet: LeaseKeeper) -> None:
+        while not self._stopping.is_set():
+            await self._claim(fleet)
+            await self._sleep_unless_stopped(fleet.period)
+
+    async def _claim(self, fleet: LeaseKeeper) -> None:
+        """One claim: renew, shed, claim; mark which accounts this process holds now."""
+        busy = {name for name in self._accounts if self._in_cycle(name)}
+        try:
+            gained, lost = await fleet.refresh(busy)
+        except Exception as exc:  # the store is down: keep what we trust, claim again later
+            logger.warning(
+                "claiming accounts failed (%s: %s); trying again in %g s",
+                type(exc).__name__,
+                exc,
+                fleet.period,
+            )
+        else:
+            if gained or lost:
+                logger.info(
+                    "leases: %d accounts gained, %d lost; this poller holds %d",
+                    len(gained),
+                    len(lost),
+                    len(fleet.holding()),
+                )
+        self._mark_held()
+
+    def _mark_held(self) -> None:
+        holding = self._fleet.holding() if self._fleet is not None else None
+        for name, status in self._status.items():
+            held = holding is None or name in holding
+            if status.held is not held:
+                self._status[name] = attrs.evolve(status, held=held)
+
+    def _in_cycle(self, name: str) -> bool:
+        return name in self._polling
 
     async def _prune_loop(self) -> None:
         while not self._stopping.is_set():
@@ -440,9 +442,11 @@ class LogsPoller:
         task = asyncio.current_task()
         assert task is not None
         self._cycling.add(task)
+        self._polling.add(name)
         try:
             async with self._slots:
-                result = await self._poll(name)
+                lease = self._fleet.held(name) if self._fleet is not None else None
+                result = await self._poll(name, lease)
         except asyncio.CancelledError:
             # Cut short by aclose() or stop() after the grace, and by nothing else: that is
             # this cycle's failure, reported in its result, not a cancellation of the caller.
@@ -457,15 +461,18 @@ class LogsPoller:
             )
         finally:
             self._cycling.discard(task)
+            self._polling.discard(name)
             self._cut.discard(task)
         self._record(name, result, asyncio.get_running_loop().time())
         return result
 
-    async def _poll(self, name: str) -> AccountResult:
+    async def _poll(self, name: str, lease: Lease | None) -> AccountResult:
         result = AccountResult()
         try:
             if self._closed:
                 raise RuntimeError("the poller is closed")
+            if self._fleet is not None and lease is None:
+                raise LeaseLostError(f"this poller holds no lease on account {name!r}")
             now = self._clock()
             since = await self._window_start(name, now)
             walk = self._fetcher(name).iter_logs(
@@ -479,26 +486,46 @@ class LogsPoller:
                         # A batch mid-walk keeps the checkpoint where it was: if a later
                         # batch fails, the next cycle walks the same window and, by the
                         # fingerprints just committed, offers only what this one did not.
-                        batch = await self._hand_over(name, seen, checkpoint=None)
-                        result = _add(result, batch)
+                        batch = await self._hand_over(name, lease, seen, checkpoint=None)
+                        result = add_results(result, batch)
                         seen = []
-            return _add(result, await self._hand_over(name, seen, checkpoint=now))
+            last = await self._hand_over(name, lease, seen, checkpoint=now)
+            return add_results(result, last)
         except Exception as exc:  # one account's failure is its own, reported not raised
             # What earlier batches delivered (and committed) still counts.
             return attrs.evolve(result, error=exc)
 
     async def _hand_over(
-        self, name: str, seen: Sequence[VoiceLog], *, checkpoint: datetime | None
+        self,
+        name: str,
+        lease: Lease | None,
+        seen: Sequence[VoiceLog],
+        *,
+        checkpoint: datetime | None,
     ) -> AccountResult:
         """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
         batch, new, changed = await self._changes(name, seen)
         if batch:
             logs = [item.log for item in batch]
             logs.reverse()  # oldest first: the order things happened in
-            await self._deliver(name, logs, batch, checkpoint)
+            await self._deliver(name, logs, self._committer(name, lease, batch, checkpoint))
         elif checkpoint is not None:
-            await self._store.commit(name, checkpoint=checkpoint, delivered=())
+            await self._committer(name, lease, (), checkpoint)()
         return AccountResult(delivered=len(batch), new=new, changed=changed)
+
+    def _committer(
+        self,
+        name: str,
+        lease: Lease | None,
+        batch: Sequence[Delivered],
+        checkpoint: datetime | None,
+    ) -> Callable[[], Any]:
+        """The commit of one batch: fenced by the cycle's lease when the store leases."""
+        if lease is None:
+            return lambda: self._store.commit(name, checkpoint=checkpoint, delivered=batch)
+        store = self._store
+        assert isinstance(store, LeaseStore)
+        return lambda: store.commit_leased(lease, checkpoint=checkpoint, delivered=batch)
 
     async def _window_start(self, name: str, now: datetime) -> datetime:
         checkpoint = await self._store.checkpoint(name)
@@ -542,16 +569,10 @@ class LogsPoller:
             batch.append(Delivered(log, digest))
         return batch, new, changed
 
-    async def _deliver(
-        self,
-        name: str,
-        logs: list[VoiceLog],
-        batch: list[Delivered],
-        checkpoint: datetime | None,
-    ) -> None:
+    async def _deliver(self, name: str, logs: list[VoiceLog], commit: Callable[[], Any]) -> None:
         async def hand_over() -> None:
             await self._handler(name, logs)
-            await self._store.commit(name, checkpoint=checkpoint, delivered=batch)
+            await commit()
 
         # The handler runs in a task of its own, so that cancelling this cycle can give it
         # the shutdown grace to finish and commit, instead of interrupting it mid-batch.
@@ -611,13 +632,18 @@ class LogsPoller:
                 account.base_url,
                 account.auth,
                 format=account.format,
-                throttle=account.throttle,
+                throttle=self._throttle_for(account),
                 client=self._client,
                 allow_insecure=account.allow_insecure,
                 **self._fetcher_options,
             )
             self._fetchers[name] = fetcher
         return fetcher
+
+    def _throttle_for(self, account: Account) -> Throttle | None:
+        if account.throttle is not None or self._throttle_factory is None:
+            return account.throttle
+        return self._throttle_factory(account)
 
     def _record(self, name: str, result: AccountResult, now: float) -> None:
         before = self._status[name]
@@ -635,6 +661,18 @@ class LogsPoller:
         if result.error is None:
             changes.update(consecutive_failures=0, next_due=now + self._interval)
             self._status[name] = attrs.evolve(before, **changes)
+            return
+        if isinstance(result.error, LeaseLostError) and self._fleet is not None:
+            # Not this account's failure: another process holds it now and delivers the
+            # batch this one could not commit (fenced: nothing of it was written here).
+            self._fleet.forget(name)
+            changes.update(lost_leases=before.lost_leases + 1, held=False, last_error=result.error)
+            self._status[name] = attrs.evolve(before, **changes)
+            logger.warning(
+                "account %s: its lease passed to another poller; the batch in flight was not"
+                " committed here, and the new holder delivers it again",
+                name,
+            )
             return
         failures = before.consecutive_failures + 1
         backoff = self._interval * 2 ** min(failures - 1, 10)

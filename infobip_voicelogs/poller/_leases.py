@@ -1,0 +1,137 @@
+"""This process's share of a fleet: the leases it holds on accounts, kept through a `LeaseStore`.
+
+Every poller process of a fleet is given the same accounts. Once a claim period each calls
+`LeaseStore.lease`, one transaction timed by the database's clock, which renews what the
+process holds, sheds what exceeds its fair share and claims free or expired accounts. The
+keeper remembers the answer and, by the event loop's own clock, how long it may trust it:
+a lease is used only until `ttl` after the call that renewed it was sent (less a margin),
+so a process cut off from the database stops polling before its leases can pass to
+another. A commit is fenced anyway (`LeaseStore.commit_leased`): this is only to stop
+doing work that would be refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import secrets
+import socket
+from collections.abc import Collection, Sequence
+
+from ..store import Lease, LeaseStore
+
+__all__ = ["DEFAULT_CLAIM_INTERVAL", "DEFAULT_LEASE_TTL", "LeaseKeeper", "new_owner_id"]
+
+logger = logging.getLogger("infobip_voicelogs")
+
+#: Seconds a lease lasts unless renewed. A dead process's accounts pass to the others within
+#: this plus one claim period.
+DEFAULT_LEASE_TTL = 20.0
+#: Seconds between two claims (each also renews the leases held: the heartbeat).
+DEFAULT_CLAIM_INTERVAL = 5.0
+# A lease is trusted locally until this fraction of its ttl after the renewing call was sent:
+# clocks of two hosts run at slightly different rates, and the call itself took time.
+_TRUST = 0.9
+# The longest one claim may take before it counts as failed (the store has its own bounds).
+_CLAIM_TIMEOUT_SHARE = 0.5
+
+
+def new_owner_id() -> str:
+    """A holder id unique to this process: host, pid and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class LeaseKeeper:
+    """The leases one poller process holds, renewed by `refresh` once a claim period."""
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        accounts: Sequence[str],
+        *,
+        owner: str,
+        ttl: float,
+        period: float,
+    ) -> None:
+        if not (math.isfinite(ttl) and ttl > 0):
+            raise ValueError(f"lease_ttl must be a finite number of seconds > 0, not {ttl!r}")
+        if not (math.isfinite(period) and 0 < period <= ttl / 2):
+            raise ValueError(
+                f"claim_interval must be > 0 and at most half of lease_ttl ({ttl:g} s), "
+                f"not {period!r}: a lease must be renewed at least twice in its lifetime"
+            )
+        self.owner = owner
+        self.ttl = ttl
+        self.period = period
+        self._store = store
+        self._accounts = list(accounts)
+        self._leases: dict[str, Lease] = {}
+        self._trusted_until = -math.inf  # event loop time
+        self._changed: asyncio.Future[None] | None = None
+
+    def held(self, account: str) -> Lease | None:
+        """The lease on `account`, if this process holds one it may still trust."""
+        lease = self._leases.get(account)
+        if lease is None:
+            return None
+        if asyncio.get_running_loop().time() >= self._trusted_until:
+            return None  # not renewed in time (the store is unreachable): hands off
+        return lease
+
+    def holding(self) -> set[str]:
+        """The accounts this process may poll now."""
+        if asyncio.get_running_loop().time() >= self._trusted_until:
+            return set()
+        return set(self._leases)
+
+    def changed(self) -> asyncio.Future[None]:
+        """A future resolved at the next change of the leases held (to wait for a lease)."""
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
+
+    async def refresh(self, busy: Collection[str]) -> tuple[set[str], set[str]]:
+        """Renew, shed and claim (one store call); return the accounts gained and lost.
+
+        Raises what the store raises (`StoreError`), or `TimeoutError` past half the ttl;
+        then the leases stay trusted only until their local deadline.
+        """
+        loop = asyncio.get_running_loop()
+        before = self.holding()
+        sent = loop.time()
+        async with asyncio.timeout(self.ttl * _CLAIM_TIMEOUT_SHARE):
+            leases = await self._store.lease(self.owner, self._accounts, ttl=self.ttl, busy=busy)
+        self._leases = dict(leases)
+        self._trusted_until = sent + self.ttl * _TRUST
+        after = set(self._leases)
+        gained, lost = after - before, before - after
+        if gained or lost:
+            self._notify()
+        return gained, lost
+
+    def forget(self, account: str) -> None:
+        """A commit found the lease gone: stop polling `account` until it is claimed again."""
+        if self._leases.pop(account, None) is not None:
+            self._notify()
+
+    async def release(self) -> None:
+        """Give every lease back at once, so the others may claim them now (bounded, logged)."""
+        self._leases = {}
+        self._notify()
+        try:
+            async with asyncio.timeout(self.ttl * _CLAIM_TIMEOUT_SHARE):
+                await self._store.release(self.owner)
+        except Exception as exc:  # they lapse by themselves within the ttl
+            logger.warning(
+                "releasing this poller's leases failed (%s: %s); they lapse within %g s",
+                type(exc).__name__,
+                exc,
+                self.ttl,
+            )
+
+    def _notify(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None

@@ -1,0 +1,120 @@
+"""What the poller is given and gives back: `Account`, `AccountResult`, `AccountStatus`, and
+the `fingerprint` that tells a log's new state from the one delivered before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import attrs
+import httpx
+
+from ..codec import Format
+from ..fetcher import Throttle
+from ..models import VoiceLog
+
+__all__ = ["Account", "AccountResult", "AccountStatus", "Handler", "add_results", "fingerprint"]
+
+#: A handler receives an account's name and its batch: new and changed logs, oldest first.
+Handler = Callable[[str, list[VoiceLog]], Awaitable[None]]
+
+
+@attrs.frozen
+class Account:
+    """One provider account to poll.
+
+    `auth` is an `httpx.Auth` or an API key string; it never appears in the repr.
+
+    >>> Account("eu-1", "https://xyz.api.infobip.com", auth="secret")
+    Account(name='eu-1', base_url='https://xyz.api.infobip.com', format='json')
+    """
+
+    name: str
+    base_url: str
+    auth: httpx.Auth | str = attrs.field(repr=False)
+    throttle: Throttle | None = attrs.field(default=None, repr=False, eq=False)
+    format: Format = "json"
+    allow_insecure: bool = attrs.field(default=False, repr=False)
+
+
+@attrs.frozen
+class AccountResult:
+    """What one cycle did for one account.
+
+    Attributes:
+        delivered: Logs handed to the handler (`new + changed`); in a failed cycle, those
+            of the batches it committed before the failure.
+        new: Logs never delivered before.
+        changed: Logs delivered before whose state has changed.
+        error: The exception that failed the cycle (fetch, handler or store), or `None`.
+    """
+
+    delivered: int = 0
+    new: int = 0
+    changed: int = 0
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the cycle succeeded."""
+        return self.error is None
+
+
+@attrs.frozen
+class AccountStatus:
+    """Running totals for one account, for dashboards and the CLI's live table.
+
+    `LogsPoller.status()` returns snapshots: a new one after each cycle, never changed.
+    """
+
+    cycles: int = 0
+    new: int = 0
+    changed: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_error: Exception | None = None
+    last_polled: datetime | None = None
+    next_due: float = 0.0  # on the event loop's clock
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    #: Whether this process may poll the account now: always with a store that has no
+    #: leases; with a fleet's store, only while this process holds the account's lease.
+    held: bool = True
+    #: Batches whose commit was refused because the lease had passed to another process.
+    lost_leases: int = 0
+
+
+def add_results(one: AccountResult, other: AccountResult) -> AccountResult:
+    return AccountResult(
+        delivered=one.delivered + other.delivered,
+        new=one.new + other.new,
+        changed=one.changed + other.changed,
+    )
+
+
+def fingerprint(log: VoiceLog) -> str:
+    """A short digest of the parts of a log that change after it is first seen.
+
+    Two states of one log have the same fingerprint exactly when status, `done_at`,
+    `duration`, `price` and `error` are the same. The digest is built from those fields
+    one by one, never from a repr, so it stays the same across releases that add fields
+    to the models (a stored fingerprint must not turn every log into a "change").
+    """
+    status, error, price = log.status, log.error, log.price
+    parts = (
+        _parts(status, "group_id", "group_name", "id", "name", "description", "action"),
+        log.done_at.isoformat() if log.done_at is not None else "",
+        "" if log.duration is None else str(log.duration),
+        "" if price is None else f"{price.per_second.normalize()} {price.currency}",
+        _parts(error, "group_id", "group_name", "id", "name", "description", "permanent"),
+    )
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+
+
+def _parts(obj: object, *names: str) -> str:
+    if obj is None:
+        return "-"
+    return "\x1e".join("" if (v := getattr(obj, name)) is None else repr(v) for name in names)
