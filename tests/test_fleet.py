@@ -30,7 +30,7 @@ pytestmark = pytest.mark.postgres
 
 WORKER = Path(__file__).parent / "fleet" / "worker.py"
 ROOT = Path(__file__).parents[1]
-LEASE_TTL = 2.0
+LEASE_TTL = 4.0
 CLAIM_INTERVAL = 0.5
 WAIT = 60.0  # the longest any condition below is waited for: a hang guard, not a bound
 

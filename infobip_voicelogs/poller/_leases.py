@@ -34,8 +34,9 @@ DEFAULT_CLAIM_INTERVAL = 5.0
 # A lease is trusted locally until this fraction of its ttl after the renewing call was sent:
 # clocks of two hosts run at slightly different rates, and the call itself took time.
 _TRUST = 0.9
-# The longest one claim may take before it counts as failed (the store has its own bounds).
-_CLAIM_TIMEOUT_SHARE = 0.5
+# The longest one claim may take, as a share of the ttl: a later answer is of no use, the
+# leases it renewed having lapsed locally by then (the store has its own, shorter bounds).
+_CLAIM_TIMEOUT_SHARE = 1.0
 
 
 def new_owner_id() -> str:
@@ -70,6 +71,7 @@ class LeaseKeeper:
         self._leases: dict[str, Lease] = {}
         self._trusted_until = -math.inf  # event loop time
         self._changed: asyncio.Future[None] | None = None
+        self._refreshing: asyncio.Future[None] | None = None
 
     def held(self, account: str) -> Lease | None:
         """The lease on `account`, if this process holds one it may still trust."""
@@ -92,6 +94,15 @@ class LeaseKeeper:
             self._changed = asyncio.get_running_loop().create_future()
         return self._changed
 
+    async def settled(self) -> None:
+        """Return once no claim is in flight: a cycle must not start on a lease being shed.
+
+        The claim tells the store which accounts are `busy` when it is sent; a cycle that
+        began while it was in flight could be on an account the store sheds meanwhile.
+        """
+        if self._refreshing is not None:
+            await asyncio.wait({self._refreshing})
+
     async def refresh(self, busy: Collection[str]) -> tuple[set[str], set[str]]:
         """Renew, shed and claim (one store call); return the accounts gained and lost.
 
@@ -101,8 +112,15 @@ class LeaseKeeper:
         loop = asyncio.get_running_loop()
         before = self.holding()
         sent = loop.time()
-        async with asyncio.timeout(self.ttl * _CLAIM_TIMEOUT_SHARE):
-            leases = await self._store.lease(self.owner, self._accounts, ttl=self.ttl, busy=busy)
+        self._refreshing = in_flight = loop.create_future()
+        try:
+            async with asyncio.timeout(self.ttl * _CLAIM_TIMEOUT_SHARE):
+                leases = await self._store.lease(
+                    self.owner, self._accounts, ttl=self.ttl, busy=busy
+                )
+        finally:
+            self._refreshing = None
+            in_flight.set_result(None)
         self._leases = dict(leases)
         self._trusted_until = sent + self.ttl * _TRUST
         after = set(self._leases)

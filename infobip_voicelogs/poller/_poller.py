@@ -194,6 +194,8 @@ class LogsPoller:
                 ttl=lease_ttl,
                 period=claim_interval,
             )
+            # Held only once claimed: until then another process may be polling them.
+            self._status = {name: AccountStatus(held=False) for name in self._accounts}
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -442,10 +444,15 @@ class LogsPoller:
         task = asyncio.current_task()
         assert task is not None
         self._cycling.add(task)
-        self._polling.add(name)
         try:
             async with self._slots:
-                lease = self._fleet.held(name) if self._fleet is not None else None
+                lease = None
+                if self._fleet is not None:
+                    await self._fleet.settled()
+                    lease = self._fleet.held(name)
+                # Marked busy in the same step as the lease is read: a claim sent from now
+                # on will not shed this account while it is polled.
+                self._polling.add(name)
                 result = await self._poll(name, lease)
         except asyncio.CancelledError:
             # Cut short by aclose() or stop() after the grace, and by nothing else: that is
@@ -505,6 +512,8 @@ class LogsPoller:
     ) -> AccountResult:
         """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
         batch, new, changed = await self._changes(name, seen)
+        if lease is not None:
+            self._check_lease(lease)
         if batch:
             logs = [item.log for item in batch]
             logs.reverse()  # oldest first: the order things happened in
@@ -512,6 +521,21 @@ class LogsPoller:
         elif checkpoint is not None:
             await self._committer(name, lease, (), checkpoint)()
         return AccountResult(delivered=len(batch), new=new, changed=changed)
+
+    def _check_lease(self, lease: Lease) -> None:
+        """Refuse to hand a batch over on a lease this process can no longer trust.
+
+        The walk may have taken longer than the lease (a slow provider, a paused process):
+        the handler must not get logs that the new holder delivers too. The commit is
+        fenced in any case; this only keeps the duplicates to a batch already in a handler.
+        """
+        assert self._fleet is not None
+        now = self._fleet.held(lease.account)
+        if now is None or now.fence != lease.fence:
+            raise LeaseLostError(
+                f"the lease on account {lease.account!r} lapsed or passed to another poller"
+                " before its batch was handed over"
+            )
 
     def _committer(
         self,
