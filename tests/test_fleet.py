@@ -116,7 +116,9 @@ class Fleet:
                 code = process.poll()
                 if code is not None and code != -signal.SIGKILL and owner in self.alive:
                     err = (self.tmp_path / f"{owner}.err").read_text()
-                    pytest.fail(f"worker {owner} exited with {code} while waiting for {what}:\n{err}")
+                    pytest.fail(
+                        f"worker {owner} exited with {code} while waiting for {what}:\n{err}"
+                    )
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.1)
 
@@ -165,7 +167,9 @@ def make_fleet(
 
 def truth(fake: FakeInfobip, accounts: int = 30) -> Counter[tuple[str, str]]:
     names = sorted(fake.accounts)[:accounts]
-    return Counter((name, log.message_id or "") for name in names for log in fake.accounts[name].logs)
+    return Counter(
+        (name, log.message_id or "") for name in names for log in fake.accounts[name].logs
+    )
 
 
 def archive_rows(dsn: str) -> Counter[tuple[str, str]]:
@@ -213,15 +217,15 @@ def test_a_killed_poller_s_accounts_are_taken_over(
     def taken_over() -> bool:
         cycles = {o: fleet.last(o, "cycles") for o in "ab"}
         polled = {
-            name
-            for o in "ab"
-            for name, n in cycles[o].items()
-            if n > cycles_before[o].get(name, 0)
+            name for o in "ab" for name, n in cycles[o].items() if n > cycles_before[o].get(name, 0)
         }
         return orphans <= polled
 
     fleet.wait_for("the dead poller's accounts polled by the others", taken_over)
-    fleet.wait_for("the survivors split all 30", lambda: fleet.held("a") | fleet.held("b") == set(fake.accounts))
+    fleet.wait_for(
+        "the survivors split all 30",
+        lambda: fleet.held("a") | fleet.held("b") == set(fake.accounts),
+    )
     assert disjoint(fleet, ["a", "b"])
     assert fleet.stop("a") == fleet.stop("b") == 0
     assert archive_rows(postgres_dsn) == truth(fake)  # exactly once, whatever crashed
@@ -255,9 +259,7 @@ def test_a_joining_poller_takes_a_share_without_restarts(
     fleet.start("b")
     fleet.wait_for("two halves", lambda: sorted(len(fleet.held(o)) for o in "ab") == [10, 10])
     fleet.start("c")
-    fleet.wait_for(
-        "three shares", lambda: sorted(len(fleet.held(o)) for o in "abc") == [6, 7, 7]
-    )
+    fleet.wait_for("three shares", lambda: sorted(len(fleet.held(o)) for o in "abc") == [6, 7, 7])
     assert disjoint(fleet, ["a", "b", "c"])
     # A clean stop releases at once: the others take its accounts within a claim or two.
     assert fleet.stop("c") == 0

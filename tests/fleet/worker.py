@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infobip_voicelogs import Account, LogsPoller, TokenBucket, VoiceLog
 from infobip_voicelogs.postgres import PostgresStore
+
+from infobip_voicelogs import Account, LogsPoller, TokenBucket, VoiceLog
 
 
 async def main(config: dict[str, Any], owner: str, out_path: Path) -> None:
