@@ -17,7 +17,7 @@ from ..errors import StoreError
 from ..models import VoiceLog
 from ..poller import LogsPoller
 from ..store import SqliteStore
-from .app import app, fail, parse_span, run, stderr
+from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
 from .output import LogWriter, OutputFormat
@@ -25,8 +25,8 @@ from .output import LogWriter, OutputFormat
 __all__ = ["poll"]
 
 
-@app.command()
 def poll(
+    ctx: typer.Context,
     accounts_file: Path = typer.Option(
         ..., "--accounts", "-a", help="TOML file with one [[account]] table per account."
     ),
@@ -101,7 +101,7 @@ def poll(
         if once and failing:
             fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
 
-    run(main())
+    run(main(), ctx)
 
 
 def _on_signals(poller: LogsPoller, task: asyncio.Task[Any] | None) -> None:
