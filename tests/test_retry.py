@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import attrs
 import pytest
+from conftest import Sleeps
 
 from infobip_voicelogs import (
     ApiError,
@@ -30,13 +31,6 @@ from infobip_voicelogs.retry import (
 )
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-class Sleeps(list[float]):
-    """An injected sleep: records each wait and returns at once."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 @attrs.define

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
+from conftest import START
 
 from infobip_voicelogs import GeneralStatus, Status, VoiceLog, decode_logs
 from infobip_voicelogs.codec import decode_error
 from infobip_voicelogs.testing import FakeClock, FakeInfobip, Fault
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PATH = "/tts/3/logs"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
 
 
 @pytest.fixture

@@ -7,22 +7,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from conftest import START
 
 from infobip_voicelogs import GeneralStatus, decode_logs
 from infobip_voicelogs.testing import FakeClock, FakeInfobip
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FINAL = {
     GeneralStatus.DELIVERED,
     GeneralStatus.UNDELIVERABLE,
     GeneralStatus.EXPIRED,
     GeneralStatus.REJECTED,
 }
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
 
 
 @pytest.fixture
