@@ -55,7 +55,7 @@ def _restore(cls: type[InfobipError], args: tuple[Any, ...], state: dict[str, An
     return error
 
 
-# Errors the provider told us about...
+# -- errors the provider told us about -----------------------------------------------------
 
 
 class ApiError(InfobipError):
@@ -118,7 +118,7 @@ class ServerError(ApiError):
     """The provider failed (5xx) and retrying did not help."""
 
 
-# Errors on our side of the wire...
+# -- errors on our side of the wire --------------------------------------------------------
 
 
 class TransportError(InfobipError):
@@ -154,14 +154,14 @@ class InvalidQueryError(InfobipError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
-# Errors of the checkpoint store...
+# -- errors of the checkpoint store --------------------------------------------------------
 
 
 class StoreError(InfobipError):
     """The checkpoint store cannot serve: closed, cannot be opened, or of a newer version."""
 
 
-# Warnings...
+# -- warnings ------------------------------------------------------------------------------
 
 
 class VoiceLogsWarning(UserWarning):

@@ -162,7 +162,7 @@ def format_query_timestamp(value: datetime) -> str:
     return f"{base}.{millis:03d}{format_offset(offset, colon=True)}"
 
 
-# LogsQuery: validation at the edge...
+# -- LogsQuery: validation at the edge -----------------------------------------------------
 
 
 def _ids(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -107,7 +107,7 @@ class WindowWalk:
             elif step is Step.STOP:
                 return
 
-    # -- deciding after a page ---------------------------------------------------------------
+    # -- deciding after a page -------------------------------------------------------------
 
     def _is_new(self, log: VoiceLog) -> bool:
         """Whether ``log`` belongs to the window and has not been yielded; records it if so."""
@@ -153,7 +153,7 @@ class WindowWalk:
             return Step.STOP
         return Step.DENSE
 
-    # -- a crowded millisecond ---------------------------------------------------------------
+    # -- a crowded millisecond -------------------------------------------------------------
 
     async def _split_dense(self, bound: datetime) -> AsyncGenerator[VoiceLog, None]:
         """The logs of the crowded millisecond `until`, asked for one status group at a time.

@@ -30,7 +30,7 @@ T0 = (NOW - timedelta(hours=1)).replace(microsecond=0)
 #: Where the fake provider's clock starts in the tests of the fake.
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
-# -- recording fakes --------------------------------------------------------------------------
+# -- recording fakes -----------------------------------------------------------------------
 
 
 class Sleeps(list[float]):
@@ -80,7 +80,7 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-# -- the provider's answers, mocked -----------------------------------------------------------
+# -- the provider's answers, mocked --------------------------------------------------------
 
 
 def log_at(sent_at: datetime | None, message_id: str) -> VoiceLog:
@@ -117,7 +117,7 @@ def fetcher(sleeps: Sleeps, throttle: FakeThrottle) -> LogsFetcher:
     return LogsFetcher(BASE, API_KEY, throttle=throttle, sleep=sleeps)
 
 
-# -- a real socket ----------------------------------------------------------------------------
+# -- a real socket -------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager

@@ -41,7 +41,7 @@ from infobip_voicelogs.codec import Format, encode_error, media_type
 LOGS_URL = f"{BASE}/tts/3/logs"
 CET = timezone(timedelta(hours=1))
 
-# -- helpers ----------------------------------------------------------------------------------
+# -- helpers -------------------------------------------------------------------------------
 
 
 def error_response(
@@ -59,7 +59,7 @@ def error_response(
     return httpx.Response(status, content=body, headers=headers)
 
 
-# -- what goes on the wire --------------------------------------------------------------------
+# -- what goes on the wire -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
@@ -138,7 +138,7 @@ async def test_the_timeout_also_applies_on_a_shared_client_without_one(
     assert logs_route.calls.last.request.extensions["timeout"]["read"] == 5.0
 
 
-# -- refusing to leak the key -----------------------------------------------------------------
+# -- refusing to leak the key --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -287,7 +287,7 @@ async def test_allow_insecure_permits_plain_http(respx_mock: respx.MockRouter) -
     assert route.call_count == 1
 
 
-# -- failures ---------------------------------------------------------------------------------
+# -- failures ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
@@ -414,7 +414,7 @@ async def test_a_transient_failure_then_success(
     assert throttle.successes == 1
 
 
-# -- Retry-After and the throttle -------------------------------------------------------------
+# -- Retry-After and the throttle ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -516,7 +516,7 @@ async def test_max_attempts_one_means_no_retry(logs_route: respx.Route, sleeps: 
     assert logs_route.call_count == 1
 
 
-# -- sharing and life cycle -------------------------------------------------------------------
+# -- sharing and life cycle ----------------------------------------------------------------
 
 
 async def test_one_fetcher_serves_many_tasks(
@@ -545,7 +545,7 @@ async def test_its_own_client_is_closed_on_exit(logs_route: respx.Route) -> None
         await fetcher.fetch()
 
 
-# -- secrets ----------------------------------------------------------------------------------
+# -- secrets -------------------------------------------------------------------------------
 
 
 async def test_the_api_key_never_shows(
@@ -581,7 +581,7 @@ async def test_the_api_key_never_shows(
     assert not [text for text in shown if API_KEY in text]
 
 
-# -- against the fake provider ----------------------------------------------------------------
+# -- against the fake provider -------------------------------------------------------------
 
 
 async def test_faults_of_the_fake_provider_are_retried_and_counted() -> None:

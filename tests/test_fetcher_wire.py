@@ -18,7 +18,7 @@ from conftest import API_KEY, BASE, FakeThrottle, Sleeps, log_at, loopback_serve
 from infobip_voicelogs import DecodeError, LogsFetcher, ServerError, TransportError
 from infobip_voicelogs.codec import encode_error, encode_logs
 
-# -- a real socket: truncation as the wire does it --------------------------------------------
+# -- a real socket: truncation as the wire does it -----------------------------------------
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def fake(clock: FakeClock) -> FakeInfobip:
     return FakeInfobip(clock=clock, seed=11)
 
 
-# The clock...
+# -- the clock -----------------------------------------------------------------------------
 
 
 def test_a_fake_clock_stands_still_until_moved() -> None:
@@ -59,7 +59,7 @@ def test_the_default_clock_is_real_time() -> None:
     assert before <= now <= datetime.now(UTC)
 
 
-# Generated logs...
+# -- generated logs ------------------------------------------------------------------------
 
 
 def test_generate_makes_realistic_logs_within_the_span(fake: FakeInfobip) -> None:
@@ -163,7 +163,7 @@ def test_update_changes_an_injected_log(fake: FakeInfobip) -> None:
         account.update("unknown", duration=1)
 
 
-# Traffic...
+# -- traffic -------------------------------------------------------------------------------
 
 
 def test_traffic_arrives_as_the_clock_moves(fake: FakeInfobip, clock: FakeClock) -> None:

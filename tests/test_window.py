@@ -31,7 +31,7 @@ from infobip_voicelogs.window import Step, WindowWalk
 
 CET = timezone(timedelta(hours=1))
 
-# -- iter_logs: a simulated provider ----------------------------------------------------------
+# -- iter_logs: a simulated provider -------------------------------------------------------
 
 
 def provider(
@@ -283,7 +283,7 @@ async def test_the_window_and_the_retention_follow_the_fetchers_clock(
     assert b"sentUntil=2020-02-03T12:00:00.001%2B00:00" in request.url.query
 
 
-# -- the walk itself ---------------------------------------------------------------------------
+# -- the walk itself -----------------------------------------------------------------------
 
 
 def walk_of(
@@ -356,7 +356,7 @@ async def test_a_page_proving_the_bounds_inclusive_tightens_the_next_bound() -> 
     assert walk.inclusive
 
 
-# -- against the fake provider ----------------------------------------------------------------
+# -- against the fake provider -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("page_size", [50, 28, 20])

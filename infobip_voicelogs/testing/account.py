@@ -90,7 +90,7 @@ class FakeAccount:
         """The API key a client sends as `Authorization: App <key>`."""
         return self._api_key
 
-    # Logs...
+    # -- logs ------------------------------------------------------------------------------
 
     def generate(
         self,
@@ -229,7 +229,7 @@ class FakeAccount:
                         break
         return found
 
-    # Faults...
+    # -- faults ----------------------------------------------------------------------------
 
     def script(self, *faults: Fault) -> None:
         """Queue faults: the next requests of this account get them, one each, in order.
@@ -247,7 +247,7 @@ class FakeAccount:
         """
         self.faults.randomly(probabilities, seed)
 
-    # The rate limit...
+    # -- the rate limit --------------------------------------------------------------------
 
     def admit(self, now: datetime) -> timedelta | None:
         """Count a request against the limit: `None` if it may pass, else the wait for a slot.
@@ -263,7 +263,7 @@ class FakeAccount:
             self._admitted.append(now)
             return None
 
-    # Internals...
+    # -- internals -------------------------------------------------------------------------
 
     def _next_order(self) -> tuple[int, int]:
         with self._lock:

@@ -114,7 +114,7 @@ class FakeInfobip:
     def __repr__(self) -> str:
         return f"FakeInfobip(accounts={list(self._accounts)!r})"
 
-    # Accounts...
+    # -- accounts --------------------------------------------------------------------------
 
     def add_account(
         self,
@@ -203,7 +203,7 @@ class FakeInfobip:
             transport=FakeTransport(self), base_url=IN_PROCESS_URL, headers=headers, **kwargs
         )
 
-    # ASGI...
+    # -- ASGI ------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection: `http` requests, and `lifespan` for servers."""
