@@ -18,12 +18,14 @@ moves ``sentUntil`` backwards a page at a time, with a cursor and a small memory
   at a time, warns `IncompleteWindowWarning` for what it still cannot reach, and steps one
   millisecond down.
 
-Termination: every full page either ends the walk (`Step.STOP`), moves ``until`` strictly
-back (to the page's oldest millisecond, or one millisecond down after a crowded one), grows
-``seen`` (at most a page's worth of new identities per millisecond before the page repeats
-itself and the walk splits or stops), or learns once that the server is inclusive. Each of
-these is bounded (``until`` is bounded below by ``since``, ``seen`` by the logs sent in one
-millisecond, learning happens once), so the walk always ends, whatever the server does.
+Termination: a page shorter than the page size ends the walk, and every full page does
+one of four things, each of which can happen only finitely often: it ends the walk
+(`Step.STOP`); it moves ``until`` strictly back (to the page's oldest millisecond, or one
+millisecond down after a crowded one), and ``until`` never goes below ``since``; it adds
+at least one identity to ``seen`` (or to the undated logs met) without moving ``until``,
+and the server holds finitely many logs; or it proves the bounds inclusive, which happens
+once. So the walk ends whatever a server answers, even one that ignores its bounds.
+
 See docs/fetching.md for the rules as a user meets them.
 """
 
