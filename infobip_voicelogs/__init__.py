@@ -14,6 +14,7 @@ described in the design (`models`, `codec`, `throttle`, `retry`, `fetcher`, ...)
 from .__about__ import __version__
 from .auth import ApiKeyAuth, BasicAuth, BearerAuth, IbssoAuth
 from .codec import Format, decode_logs, encode_logs
+from .endpoint import validate_base_url
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -72,4 +73,5 @@ __all__ = [
     "__version__",
     "decode_logs",
     "encode_logs",
+    "validate_base_url",
 ]

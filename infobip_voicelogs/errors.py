@@ -56,7 +56,7 @@ def _restore(cls: type[InfobipError], args: tuple[Any, ...], state: dict[str, An
     return error
 
 
-# Errors the provider told us about...
+# -- errors the provider told us about -----------------------------------------------------
 
 
 class ApiError(InfobipError):
@@ -119,7 +119,7 @@ class ServerError(ApiError):
     """The provider failed (5xx) and retrying did not help."""
 
 
-# Errors on our side of the wire...
+# -- errors on our side of the wire --------------------------------------------------------
 
 
 class TransportError(InfobipError):
@@ -155,7 +155,7 @@ class InvalidQueryError(InfobipError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
-# Errors of the checkpoint store...
+# -- errors of the checkpoint store --------------------------------------------------------
 
 
 class StoreError(InfobipError):
@@ -166,7 +166,7 @@ class LeaseLostError(StoreError):
     """A fenced commit was refused, nothing written: the lease expired or passed to another."""
 
 
-# Warnings...
+# -- warnings ------------------------------------------------------------------------------
 
 
 class VoiceLogsWarning(UserWarning):

@@ -16,49 +16,43 @@ error tree; nothing from httpx escapes.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import logging
 import warnings
-from collections.abc import (
-    AsyncGenerator,
-    Awaitable,
-    Callable,
-    Iterator,
-    Mapping,
-)
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from types import TracebackType
+from datetime import datetime, timedelta
 from typing import Any, Protocol, Self
-from urllib.parse import quote
 
 import attrs
 import httpx
 
 from .__about__ import __version__
+from ._time import RETENTION, utc_now
 from .auth import auth_from
 from .codec import Format, decode_error, decode_logs, media_type
+from .defaults import (
+    CONNECT_TIMEOUT,
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_RATE,
+    DEFAULT_TIMEOUT,
+    MAX_PAGE_SIZE,
+)
+from .endpoint import logs_url, query_string, with_client_params
 from .errors import (
     ApiError,
     AuthenticationError,
     DecodeError,
-    IncompleteWindowWarning,
     InvalidQueryError,
     RateLimitError,
     RetentionWarning,
     ServerError,
     TransportError,
 )
-from .models import MAX_PAGE_SIZE, GeneralStatus, LogsQuery, VoiceLog
-from .retry import (
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_RETRY_AFTER,
-    RateLimitListener,
-    RetryEvent,
-    RetryPolicy,
-    parse_retry_after,
-)
+from .models import LogsQuery, VoiceLog
+from .retry import RateLimitListener, RetryEvent, RetryPolicy, parse_retry_after
 from .throttle import TokenBucket
+from .window import WindowWalk
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -69,26 +63,15 @@ __all__ = [
     "Throttle",
 ]
 
-#: The provider's documented limit for this endpoint: 120 requests per minute per account.
-DEFAULT_RATE = 2.0
-#: Seconds for each read, write and pool wait; connecting gets at most `CONNECT_TIMEOUT`.
-DEFAULT_TIMEOUT = 30.0
-CONNECT_TIMEOUT = 10.0
-#: The longest one try may take in all: connecting, sending, waiting and reading the body.
-DEFAULT_DEADLINE = 120.0
 #: The largest page body read (decompressed); a page of 1,000 logs is under 1 MiB.
 MAX_BODY_BYTES = 32 * 1024 * 1024
 #: How much of an error response's body is read: enough for any error the provider writes.
 MAX_ERROR_BODY_BYTES = 64 * 1024
-#: The provider keeps logs this long; a walk reaching further back warns.
-RETENTION = timedelta(hours=48)
 
-LOGS_PATH = "/tts/3/logs"
 USER_AGENT = f"infobip-voicelogs/{__version__} httpx/{httpx.__version__}"
-
-_MS = timedelta(milliseconds=1)
-
-logger = logging.getLogger("infobip_voicelogs")
+# A window starting right at the retention line, as a poller's does, must not warn because
+# a few milliseconds passed between its "now" and this one.
+_RETENTION_SLACK = timedelta(minutes=1)
 
 
 class Throttle(RateLimitListener, Protocol):
@@ -117,57 +100,6 @@ class FetcherStats:
     retries: int = 0
     rate_limited: int = 0
     throttle_wait: float = 0.0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _logs_url(base_url: str, *, allow_insecure: bool) -> str:
-    """The endpoint's URL; `ValueError` for a base URL that must not receive credentials."""
-    # The messages never repeat the value: an API key passed in its place, a password or
-    # a token in a query would otherwise end up in a log.
-    try:
-        url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError):
-        url = httpx.URL()
-    if url.scheme not in ("https", "http") or not url.host:
-        raise ValueError(
-            "base_url must be an https:// URL with a host (like https://xyz.api.infobip.com);"
-            " check that it was not swapped with the API key"
-        )
-    if url.userinfo:
-        raise ValueError("base_url must not carry a user or password: pass credentials as auth")
-    if url.query or url.fragment:
-        raise ValueError(f"base_url for {url.host!r} must not carry a query or fragment")
-    if url.scheme == "http" and not (allow_insecure or _is_loopback(url.host)):
-        raise ValueError(
-            f"refusing to send credentials over plain http:// to {url.host!r}; "
-            "use https://, or pass allow_insecure=True if you really mean it"
-        )
-    return str(url).rstrip("/") + LOGS_PATH
-
-
-def _query_string(params: Mapping[str, str]) -> str:
-    # httpx would write ':' and ',' as %3A and %2C; the provider's reference shows them bare
-    # (`sentSince=2015-02-22T17:42:05.390%2B01:00`, `bulkId=a,b`), and '+' must be %2B.
-    return "&".join(f"{key}={quote(value, safe=':,')}" for key, value in params.items())
-
-
-def _with_client_params(url: str, extra: httpx.QueryParams) -> str:
-    """`url` with a shared client's default parameters after its own, none repeated."""
-    if not extra:
-        return url
-    own = set(httpx.URL(url).params.keys())
-    added = httpx.QueryParams([(k, v) for k, v in extra.multi_items() if k not in own])
-    if not added:
-        return url
-    return f"{url}{'&' if '?' in url else '?'}{added}"
 
 
 @contextmanager
@@ -231,8 +163,9 @@ class LogsFetcher:
 
     Args:
         base_url: The account's base URL (`https://<subdomain>.api.infobip.com`).
-            `http://` is refused (`ValueError`, before any connection) unless the host is
-            loopback (`localhost`, `127.0.0.0/8`, `::1`) or ``allow_insecure`` is true.
+            Checked by `validate_base_url` (`ValueError`, before any connection): `http://`
+            is refused unless the host is loopback (`localhost`, `127.0.0.0/8`, `::1`) or
+            ``allow_insecure`` is true.
         auth: An `httpx.Auth` (`ApiKeyAuth`, `BasicAuth`, `IbssoAuth`, `BearerAuth`) or a
             string API key (sent as `App <key>`).
         format: `"json"` or `"xml"`: the body format asked for with `Accept`.
@@ -286,7 +219,7 @@ class LogsFetcher:
             ):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
         self._deadline = max(float(deadline), float(timeout))
-        self._url = _logs_url(base_url, allow_insecure=allow_insecure)
+        self._url = logs_url(base_url, allow_insecure=allow_insecure)
         self._base_url = base_url
         self._auth = auth_from(auth)
         self._format: Format = format
@@ -296,7 +229,7 @@ class LogsFetcher:
         self._timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
         self._headers = {"Accept": media_type(format), "User-Agent": USER_AGENT}
         self._on_retry = on_retry
-        self._clock = clock or _utc_now
+        self._clock = clock or utc_now
         policy_args: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
         self._policy = RetryPolicy(  # validates its arguments: before a client is opened
             max_attempts=max_attempts,
@@ -318,12 +251,7 @@ class LogsFetcher:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -360,7 +288,7 @@ class LogsFetcher:
         `DecodeError` when a 200's body is not a logs body (not retried).
         """
         params = query.to_params() if query is not None else {}
-        url = f"{self._url}?{_query_string(params)}" if params else self._url
+        url = f"{self._url}?{query_string(params)}" if params else self._url
         return await self._policy.call(self._send, url)
 
     async def _send(self, url: str) -> list[VoiceLog]:
@@ -388,7 +316,7 @@ class LogsFetcher:
         )
         # A client with default `params` would have replaced the whole query string with
         # them: send ours exactly as written, theirs after it.
-        request.url = httpx.URL(_with_client_params(url, self._client.params))
+        request.url = httpx.URL(with_client_params(url, self._client.params))
         try:
             response = await self._client.send(request, auth=self._auth, stream=True)
         except httpx.HTTPStatusError as exc:
@@ -446,173 +374,4 @@ class LogsFetcher:
                 RetentionWarning,
                 stacklevel=2,
             )
-        return _WindowWalk(self, base).run()
-
-
-# A window starting right at the retention line, as a poller's does, must not warn because
-# a few milliseconds passed between its "now" and this one.
-_RETENTION_SLACK = timedelta(minutes=1)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _floor_ms(value: datetime) -> datetime:
-    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
-
-
-class _WindowWalk:
-    """The state of one `iter_logs` walk; see docs/fetching.md for why each rule is there.
-
-    The cursor ``until`` is the newest millisecond not yet finished: every log newer than
-    it has been yielded, and of the logs at it, those in ``seen``. A page is asked for with
-    ``sentSince = since - 1 ms`` and ``sentUntil = until + 1 ms`` (so both an inclusive and
-    an exclusive server return everything in ``[since, until]``), or ``sentUntil = until``
-    once the server has shown its bounds are inclusive. Termination: each page either ends
-    the walk, moves ``until`` strictly back, grows ``seen``, or (once) learns that the
-    server is inclusive; all are bounded.
-    """
-
-    def __init__(self, fetcher: LogsFetcher, base: LogsQuery) -> None:
-        assert base.sent_since is not None
-        assert base.sent_until is not None
-        assert base.limit is not None
-        self.fetcher = fetcher
-        self.base = base
-        self.since = base.sent_since
-        self.page_size = base.limit
-        self.until = _floor_ms(base.sent_until)
-        self.seen: set[object] = set()
-        self.inclusive = False  # proven only by a log at exactly the sent sentUntil
-        self.undated: set[object] = set()
-
-    async def run(self) -> AsyncGenerator[VoiceLog, None]:
-        while self.until >= self.since:
-            bound = self.until if self.inclusive else self.until + _MS
-            page = await self.fetcher.fetch(
-                self.base.replace(sent_since=self.since - _MS, sent_until=bound)
-            )
-            fresh = [log for log in page if self._is_new(log)]
-            for log in fresh:
-                yield log
-            if len(page) < self.page_size:
-                return  # the server had no more in the bounds: the window is done
-            step = self._advance(page, fresh, bound)
-            if step is _DENSE:
-                # A full page, all at `until`, nothing new: more logs share this millisecond
-                # than a page holds. Ask for them a status group at a time, then step one
-                # millisecond down, which the next bound (until + 1 ms if exclusive, until
-                # if inclusive) reaches without skipping any.
-                async for log in self._split_dense(bound):
-                    yield log
-                self.until -= _MS
-                self.seen = set()
-            elif not step:
-                return
-
-    async def _split_dense(self, bound: datetime) -> AsyncGenerator[VoiceLog, None]:
-        """The logs of the crowded millisecond `until`, asked for one status group at a time.
-
-        Each group gets one page: a group that alone fills it may still hide logs, and so
-        does a walk already filtered by status, or a server that ignores the filter.
-        """
-        if self.base.general_status is not None:
-            _warn_incomplete(
-                f"at least {self.page_size} logs were sent at {self.until.isoformat()}",
-                len(self.seen),
-            )
-            return
-        since = self.until if self.inclusive else self.until - _MS
-        crowded = []
-        for group in GeneralStatus:
-            query = self.base.replace(sent_since=since, sent_until=bound, general_status=group)
-            page = await self.fetcher.fetch(query)
-            here = [log for log in page if log.sent_at == self.until]
-            if any(log.general_status is not group for log in here):
-                _warn_incomplete(
-                    f"at least {self.page_size} logs were sent at {self.until.isoformat()} "
-                    "and the provider ignores generalStatus",
-                    len(self.seen),
-                )
-                return
-            for log in here:
-                key = _identity(log)
-                if key not in self.seen:
-                    self.seen.add(key)
-                    yield log
-            if len(page) >= self.page_size and len(here) == len(page):
-                crowded.append(group.value)
-        if crowded:
-            _warn_incomplete(
-                f"at least {self.page_size} logs each of {', '.join(crowded)} were sent at "
-                f"{self.until.isoformat()}",
-                len(self.seen),
-            )
-
-    def _is_new(self, log: VoiceLog) -> bool:
-        """Whether ``log`` belongs to the window and has not been yielded; records it if so."""
-        sent_at = log.sent_at
-        if sent_at is None:
-            undated = _identity(log)
-            if undated in self.undated:
-                return False
-            self.undated.add(undated)
-            return True
-        if sent_at < self.since or sent_at > self.until:
-            return False
-        if sent_at == self.until:
-            key = _identity(log)
-            if key in self.seen:
-                return False
-            self.seen.add(key)
-        return True
-
-    def _advance(
-        self, page: list[VoiceLog], fresh: list[VoiceLog], bound: datetime
-    ) -> bool | object:
-        """Move the cursor after a full page: `True` to go on, `False` when the walk cannot,
-        `_DENSE` when the page is one millisecond that holds more logs than a page."""
-        dated = [log.sent_at for log in page if log.sent_at is not None]
-        if not dated:
-            if fresh:
-                return True  # ask again: the same page brings nothing new next time
-            _warn_incomplete(f"a full page of {len(page)} logs without sentAt", len(fresh))
-            return False
-        # A log at exactly the sentUntil we sent proves the server's bounds inclusive: from
-        # now on ask for `until` itself, so the millisecond above stops crowding the pages.
-        learned = not self.inclusive and bound in dated
-        self.inclusive = self.inclusive or learned
-        oldest = min(dated)
-        if oldest < self.until:
-            # Everything in (oldest, until] was on this page; the logs at `oldest` were too,
-            # but more may share that millisecond: remember which we have.
-            self.until = oldest
-            self.seen = {_identity(log) for log in page if log.sent_at == oldest}
-            return True
-        if fresh or learned:
-            return True  # ask again: a larger `seen`, or the tighter inclusive bound
-        if max(dated) > self.until:
-            _warn_incomplete("the provider ignores sentUntil", len(self.seen))
-            return False
-        return _DENSE
-
-
-def _identity(log: VoiceLog) -> object:
-    """What tells two copies of one log apart from two logs: its message id, else itself."""
-    return log.message_id if log.message_id is not None else log
-
-
-#: What `_WindowWalk._advance` says of a page that is one crowded millisecond.
-_DENSE = object()
-
-
-def _warn_incomplete(what: str, yielded: int) -> None:
-    message = (
-        f"{what}: paging cannot get past them; {yielded} of them were yielded and any "
-        "others of that millisecond may be missing (narrow the walk with a filter, e.g. "
-        "to or bulk ids, to reach them)"
-    )
-    # Logged too, every time: a warning is shown once per place, and a poller walks again.
-    logger.warning("incomplete window: %s", message)
-    warnings.warn(message, IncompleteWindowWarning, stacklevel=4)
+        return WindowWalk(self.fetch, base).run()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
+from ._time import format_offset
+from .defaults import MAX_PAGE_SIZE
 from .errors import InvalidQueryError
 
 __all__ = [
@@ -27,9 +29,6 @@ __all__ = [
     "VoiceLog",
     "format_query_timestamp",
 ]
-
-#: The largest `limit` the provider accepts (the sibling SMS endpoint documents 1000).
-MAX_PAGE_SIZE = 1000
 
 
 class GeneralStatus(enum.StrEnum):
@@ -160,17 +159,10 @@ def format_query_timestamp(value: datetime) -> str:
     # isoformat would write microseconds (the incumbent client's bug); the provider wants ms.
     base = value.strftime("%Y-%m-%dT%H:%M:%S")
     millis = value.microsecond // 1000
-    return f"{base}.{millis:03d}{_format_offset(offset)}"
+    return f"{base}.{millis:03d}{format_offset(offset, colon=True)}"
 
 
-def _format_offset(offset: timedelta) -> str:
-    minutes = int(offset.total_seconds()) // 60
-    sign = "+" if minutes >= 0 else "-"
-    hours, minutes = divmod(abs(minutes), 60)
-    return f"{sign}{hours:02d}:{minutes:02d}"
-
-
-# LogsQuery: validation at the edge...
+# -- LogsQuery: validation at the edge -----------------------------------------------------
 
 
 def _ids(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ from typing import Protocol, TypeVar
 import attrs
 import tenacity
 
+from .defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_RETRY_AFTER
 from .errors import ApiError, RateLimitError, TransportError
 
 __all__ = [
@@ -56,10 +57,6 @@ __all__ = [
     "retry_after_of",
 ]
 
-#: Tries in all, the first one included.
-DEFAULT_MAX_ATTEMPTS = 6
-#: The longest `Retry-After` (seconds) worth waiting for; a longer one raises at once.
-DEFAULT_MAX_RETRY_AFTER = 60.0
 #: Backoff without `Retry-After`: the n-th retry waits uniform(0, min(CAP, BASE * 2**(n-1))).
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0

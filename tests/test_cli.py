@@ -137,6 +137,19 @@ def test_fetch_with_a_refused_key_exits_3_without_showing_it(
     assert "Traceback" not in result.output
 
 
+def test_debug_shows_the_traceback_for_this_run_only(runner: CliRunner, server: FakeServer) -> None:
+    args = ["fetch", "--base-url", server.base_url, "--api-key", "wrong-secret"]
+    debugged = runner.invoke(app, ["--debug", *args])
+    assert debugged.exit_code == 3
+    assert "Traceback" in debugged.output
+    assert "AuthenticationError" in debugged.output
+    assert "wrong-secret" not in debugged.output
+    # The flag lives in the run's context, not in the process: the next run has none.
+    plain = runner.invoke(app, args)
+    assert plain.exit_code == 3
+    assert "Traceback" not in plain.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -387,7 +400,7 @@ def test_simulate_serves_the_fake_over_http() -> None:
 
 
 def test_when_parsing_accepts_spans_and_refuses_naive_times() -> None:
-    from infobip_voicelogs.cli.app import parse_when
+    from infobip_voicelogs.cli.common import parse_when
 
     now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     assert parse_when("2h", option="--since", now=now) == now - timedelta(hours=2)
@@ -398,7 +411,7 @@ def test_when_parsing_accepts_spans_and_refuses_naive_times() -> None:
 
 
 def test_spans_for_interval_backfill_and_revisit() -> None:
-    from infobip_voicelogs.cli.app import parse_span
+    from infobip_voicelogs.cli.common import parse_span
 
     assert parse_span("90", option="--interval") == timedelta(seconds=90)
     assert parse_span("30m", option="--revisit") == timedelta(minutes=30)

@@ -1,24 +1,21 @@
-"""`LogsFetcher` against exact HTTP (respx), a simulated provider, and a real loopback socket."""
+"""`LogsFetcher`: what goes on the wire, how failures are typed and retried, and its secrets.
+
+Window walks (`iter_logs`) are in test_window.py; real sockets in test_fetcher_wire.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import pickle
-import warnings
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 
-import attrs
 import httpx
 import pytest
 import respx
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from conftest import API_KEY, BASE, NOW, FakeThrottle, Sleeps, ids, log_at, logs_body, ms
 
 from infobip_voicelogs import (
     ApiError,
@@ -27,70 +24,24 @@ from infobip_voicelogs import (
     DecodeError,
     FetcherStats,
     GeneralStatus,
-    IncompleteWindowWarning,
     InfobipError,
     InvalidQueryError,
     LogsFetcher,
     LogsQuery,
     RateLimitError,
-    RetentionWarning,
     RetryEvent,
     ServerError,
     TokenBucket,
     TransportError,
-    VoiceLog,
     __version__,
+    validate_base_url,
 )
-from infobip_voicelogs.codec import Format, encode_error, encode_logs, media_type
+from infobip_voicelogs.codec import Format, encode_error, media_type
 
-BASE = "https://xyz.api.infobip.com"
 LOGS_URL = f"{BASE}/tts/3/logs"
-API_KEY = "003026bbc133714df1834b8638bb496e-8f4b3d9a"
 CET = timezone(timedelta(hours=1))
-NOW = datetime.now(UTC).replace(microsecond=0)
 
-# -- helpers ----------------------------------------------------------------------------------
-
-
-class Sleeps(list[float]):
-    """An injected sleep between retries: records each wait, returns at once."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-@attrs.define
-class FakeThrottle:
-    """A throttle that never waits (it reports ``wait`` seconds) and records what it hears."""
-
-    wait: float = 0.0
-    acquired: int = 0
-    successes: int = 0
-    cuts: int = 0
-    cooldowns: list[float] = attrs.Factory(list)
-
-    async def acquire(self) -> float:
-        self.acquired += 1
-        return self.wait
-
-    def on_success(self) -> None:
-        self.successes += 1
-
-    def on_rate_limited(self) -> None:
-        self.cuts += 1
-
-    def cooldown(self, seconds: float) -> None:
-        self.cooldowns.append(seconds)
-
-
-def log_at(sent_at: datetime | None, message_id: str) -> VoiceLog:
-    return VoiceLog(bulk_id="bulk-1", message_id=message_id, to="41793026727", sent_at=sent_at)
-
-
-def logs_body(logs: list[VoiceLog], fmt: Format = "json") -> httpx.Response:
-    return httpx.Response(
-        200, content=encode_logs(logs, fmt), headers={"Content-Type": media_type(fmt)}
-    )
+# -- helpers -------------------------------------------------------------------------------
 
 
 def error_response(
@@ -108,27 +59,7 @@ def error_response(
     return httpx.Response(status, content=body, headers=headers)
 
 
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
-def throttle() -> FakeThrottle:
-    return FakeThrottle()
-
-
-@pytest.fixture
-def fetcher(sleeps: Sleeps, throttle: FakeThrottle) -> LogsFetcher:
-    return LogsFetcher(BASE, API_KEY, throttle=throttle, sleep=sleeps)
-
-
-@pytest.fixture
-def logs_route(respx_mock: respx.MockRouter) -> respx.Route:
-    return respx_mock.get(host="xyz.api.infobip.com", path="/tts/3/logs")
-
-
-# -- what goes on the wire --------------------------------------------------------------------
+# -- what goes on the wire -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
@@ -207,7 +138,7 @@ async def test_the_timeout_also_applies_on_a_shared_client_without_one(
     assert logs_route.calls.last.request.extensions["timeout"]["read"] == 5.0
 
 
-# -- refusing to leak the key -----------------------------------------------------------------
+# -- refusing to leak the key --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -242,6 +173,52 @@ def test_a_bad_base_url_is_refused_without_repeating_it(base_url: str, secret: s
         LogsFetcher(base_url, "another-key")
     assert secret not in str(caught.value)
     assert secret not in repr(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "checked"),
+    [
+        ("https://xyz.api.infobip.com", "https://xyz.api.infobip.com"),
+        ("https://xyz.api.infobip.com/", "https://xyz.api.infobip.com"),
+        ("https://XYZ.api.infobip.com:443/", "https://xyz.api.infobip.com"),
+        ("http://127.0.0.1:8099/", "http://127.0.0.1:8099"),
+        ("https://proxy.example/infobip", "https://proxy.example/infobip"),
+    ],
+)
+def test_validate_base_url_gives_the_base_without_a_trailing_slash(
+    base_url: str, checked: str
+) -> None:
+    assert validate_base_url(base_url) == checked
+
+
+def test_validate_base_url_permits_plain_http_only_when_asked() -> None:
+    with pytest.raises(ValueError, match="allow_insecure"):
+        validate_base_url("http://10.0.0.1:8080")
+    assert validate_base_url("http://10.0.0.1:8080", allow_insecure=True) == "http://10.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "secret"),
+    [
+        (API_KEY, API_KEY),
+        ("https://user:pa55word@xyz.api.infobip.com", "pa55word"),
+        ("https://xyz.api.infobip.com/?token=t0ken", "t0ken"),
+        ("https://xyz.api.infobip.com/#fr4gment", "fr4gment"),
+        ("http://api.infobip.com/s3cret-path", "s3cret-path"),
+        ("", ""),
+    ],
+)
+def test_validate_base_url_refuses_what_the_fetcher_refuses_in_the_same_words(
+    base_url: str, secret: str
+) -> None:
+    with pytest.raises(ValueError) as direct:
+        validate_base_url(base_url)
+    with pytest.raises(ValueError) as via_fetcher:
+        LogsFetcher(base_url, "another-key")
+    assert str(direct.value) == str(via_fetcher.value)
+    if secret:
+        assert secret not in str(direct.value)
+        assert secret not in repr(direct.value)
 
 
 async def test_a_shared_clients_default_params_do_not_replace_the_query() -> None:
@@ -310,7 +287,7 @@ async def test_allow_insecure_permits_plain_http(respx_mock: respx.MockRouter) -
     assert route.call_count == 1
 
 
-# -- failures ---------------------------------------------------------------------------------
+# -- failures ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
@@ -437,7 +414,7 @@ async def test_a_transient_failure_then_success(
     assert throttle.successes == 1
 
 
-# -- Retry-After and the throttle -------------------------------------------------------------
+# -- Retry-After and the throttle ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -539,7 +516,7 @@ async def test_max_attempts_one_means_no_retry(logs_route: respx.Route, sleeps: 
     assert logs_route.call_count == 1
 
 
-# -- sharing and life cycle -------------------------------------------------------------------
+# -- sharing and life cycle ----------------------------------------------------------------
 
 
 async def test_one_fetcher_serves_many_tasks(
@@ -568,7 +545,7 @@ async def test_its_own_client_is_closed_on_exit(logs_route: respx.Route) -> None
         await fetcher.fetch()
 
 
-# -- secrets ----------------------------------------------------------------------------------
+# -- secrets -------------------------------------------------------------------------------
 
 
 async def test_the_api_key_never_shows(
@@ -604,458 +581,7 @@ async def test_the_api_key_never_shows(
     assert not [text for text in shown if API_KEY in text]
 
 
-# -- iter_logs: a simulated provider ----------------------------------------------------------
-
-
-def provider(
-    logs: list[VoiceLog], *, inclusive: bool, requests: list[httpx.Request] | None = None
-) -> Callable[[httpx.Request], httpx.Response]:
-    """A provider holding ``logs``: newest first within sentSince/sentUntil, up to limit.
-
-    Logs of one millisecond come in a fixed order (by message id), as a database would
-    give them; logs without a sentAt come with every page, as a careless server might.
-    """
-    dated = sorted(
-        (log for log in logs if log.sent_at is not None),
-        key=lambda log: (log.sent_at, log.message_id),
-        reverse=True,
-    )
-    undated = [log for log in logs if log.sent_at is None]
-
-    def within(value: datetime, since: datetime, until: datetime) -> bool:
-        if inclusive:
-            return since <= value <= until
-        return since < value < until
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if requests is not None:
-            requests.append(request)
-        params = request.url.params
-        since = datetime.fromisoformat(params["sentSince"])
-        until = datetime.fromisoformat(params["sentUntil"])
-        limit = int(params.get("limit", "50"))
-        found = [log for log in dated if within(log.sent_at, since, until)]  # type: ignore[arg-type]
-        return logs_body((found + undated)[:limit])
-
-    return handler
-
-
-def burst(at: datetime, count: int, prefix: str) -> list[VoiceLog]:
-    """``count`` logs sent in the same millisecond."""
-    return [log_at(at, f"{prefix}-{n:04d}") for n in range(count)]
-
-
-def sent(log: VoiceLog) -> datetime:
-    assert log.sent_at is not None
-    return log.sent_at
-
-
-def ids(logs: list[VoiceLog]) -> list[str]:
-    return [str(log.message_id) for log in logs]
-
-
-def expected(logs: list[VoiceLog], since: datetime, until: datetime) -> list[VoiceLog]:
-    """The logs of ``[since, until]``, newest first: what a walk must yield."""
-    dated = [log for log in logs if log.sent_at is not None and since <= log.sent_at <= until]
-    return sorted(dated, key=sent, reverse=True)
-
-
-async def walk(fetcher: LogsFetcher, **kwargs: object) -> list[VoiceLog]:
-    return [log async for log in fetcher.iter_logs(**kwargs)]  # type: ignore[arg-type]
-
-
-T0 = (NOW - timedelta(hours=1)).replace(microsecond=0)
-
-
-def ms(n: int) -> datetime:
-    return T0 + timedelta(milliseconds=n)
-
-
-@pytest.fixture
-def straddling_logs() -> list[VoiceLog]:
-    """Logs every few ms, some ms holding several logs that straddle page boundaries."""
-    logs: list[VoiceLog] = []
-    for n in range(0, 200, 3):
-        logs += burst(ms(n), 1 + (n % 4), f"at{n}")  # 1 to 4 logs per millisecond
-    return logs
-
-
-@pytest.mark.parametrize("inclusive", [True, False], ids=["inclusive", "exclusive"])
-@pytest.mark.parametrize("page_size", [5, 7, 50])
-async def test_every_log_of_the_window_once_newest_first(
-    logs_route: respx.Route,
-    straddling_logs: list[VoiceLog],
-    inclusive: bool,
-    page_size: int,
-) -> None:
-    logs_route.side_effect = provider(straddling_logs, inclusive=inclusive)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
-    since, until = ms(9), ms(150)  # both bounds fall on a millisecond holding logs
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no IncompleteWindowWarning: no ms holds a page
-        got = await walk(fetcher, sent_since=since, sent_until=until, page_size=page_size)
-    want = expected(straddling_logs, since, until)
-    assert len(got) == len({log.message_id for log in got})  # no repeats
-    assert {log.message_id for log in got} == {log.message_id for log in want}  # no losses
-    assert [log.sent_at for log in got] == [log.sent_at for log in want]  # newest first
-
-
-@pytest.mark.parametrize("inclusive", [True, False], ids=["inclusive", "exclusive"])
-async def test_a_millisecond_holding_exactly_a_page_loses_nothing(
-    logs_route: respx.Route, straddling_logs: list[VoiceLog], inclusive: bool
-) -> None:
-    logs_route.side_effect = provider(straddling_logs, inclusive=inclusive)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
-    # Some milliseconds hold 4 logs: paging cannot tell "exactly 4" from "more than 4", so
-    # it may warn, but it still yields every log once.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IncompleteWindowWarning)
-        got = await walk(fetcher, sent_since=ms(0), sent_until=ms(200), page_size=4)
-    want = expected(straddling_logs, ms(0), ms(200))
-    assert sorted(log.message_id for log in got) == sorted(log.message_id for log in want)  # type: ignore[type-var]
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    counts=st.lists(st.integers(0, 6), min_size=1, max_size=30),
-    page_size=st.integers(1, 8),
-    inclusive=st.booleans(),
-    window=st.tuples(st.integers(-2, 32), st.integers(-2, 32)).map(sorted),
-)
-def test_any_window_any_density_any_bounds(
-    counts: list[int], page_size: int, inclusive: bool, window: list[int]
-) -> None:
-    """Terminates; never repeats; loses only logs of a millisecond holding a page or more,
-    and then says so."""
-    logs = [log for n, count in enumerate(counts) for log in burst(ms(n), count, f"at{n}")]
-    requests: list[httpx.Request] = []
-    transport = httpx.MockTransport(provider(logs, inclusive=inclusive, requests=requests))
-    since, until = ms(window[0]), ms(window[1])
-
-    async def run() -> list[VoiceLog]:
-        async with httpx.AsyncClient(transport=transport) as client:
-            fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), client=client)
-            return await walk(fetcher, sent_since=since, sent_until=until, page_size=page_size)
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = asyncio.run(run())
-    warned = any(w.category is IncompleteWindowWarning for w in caught)
-    want = expected(logs, since, until)
-    got_ids = ids(got)
-    assert len(got_ids) == len(set(got_ids))
-    assert set(got_ids) <= set(ids(want))
-    assert [sent(log) for log in got] == sorted((sent(log) for log in got), reverse=True)
-    # Only a millisecond holding a page or more can hide logs from paging.
-    reachable = {
-        str(log.message_id)
-        for log in want
-        if counts[(sent(log) - T0) // timedelta(milliseconds=1)] < page_size
-    }
-    assert reachable <= set(got_ids)
-    if len(got) < len(want):
-        assert warned
-    assert len(requests) <= 4 * (len(logs) + 2)
-
-
-async def test_the_first_page_asks_a_millisecond_wider_each_side(logs_route: respx.Route) -> None:
-    requests: list[httpx.Request] = []
-    logs_route.side_effect = provider([], inclusive=True, requests=requests)
-    since = datetime(2026, 11, 26, 10, 0, 0, 0, tzinfo=CET)
-    until = datetime(2026, 11, 26, 11, 0, 0, 250_700, tzinfo=CET)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), clock=lambda: until)
-    assert await walk(fetcher, sent_since=since, sent_until=until, page_size=10) == []
-    [request] = requests
-    assert request.url.query == (
-        b"sentSince=2026-11-26T09:59:59.999%2B01:00&sentUntil=2026-11-26T11:00:00.251%2B01:00"
-        b"&limit=10"
-    )
-
-
-@pytest.mark.parametrize("inclusive", [True, False], ids=["inclusive", "exclusive"])
-async def test_more_logs_in_one_millisecond_than_a_page_warns_and_terminates(
-    logs_route: respx.Route, inclusive: bool
-) -> None:
-    page = 10
-    dense = burst(ms(100), 3 * page, "dense")
-    around = burst(ms(101), 3, "above") + burst(ms(99), 3, "below") + burst(ms(50), 2, "old")
-    requests: list[httpx.Request] = []
-    logs_route.side_effect = provider(dense + around, inclusive=inclusive, requests=requests)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
-    # These logs have no status, as if the server ignored generalStatus: the walk cannot
-    # split the millisecond by status group, and says so.
-    with pytest.warns(IncompleteWindowWarning, match=r"at least 10 logs .* 10 of them") as caught:
-        got = await walk(fetcher, sent_since=ms(0), sent_until=ms(200), page_size=page)
-    assert len([w for w in caught if w.category is IncompleteWindowWarning]) == 1
-    ids = [log.message_id for log in got]
-    assert len(ids) == len(set(ids))
-    # Everything outside the dense millisecond arrives, the millisecond below it included.
-    assert set(ids) >= {log.message_id for log in around}
-    assert len([i for i in ids if i and i.startswith("dense")]) == page
-    assert len(requests) <= 7  # a bounded number of pages, not a loop
-
-
-async def test_a_window_of_only_a_dense_millisecond_terminates(logs_route: respx.Route) -> None:
-    logs_route.side_effect = provider(burst(ms(5), 30, "dense"), inclusive=True)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
-    with pytest.warns(IncompleteWindowWarning):
-        got = await walk(fetcher, sent_since=ms(5), sent_until=ms(5), page_size=10)
-    assert len(got) == 10
-
-
-async def test_logs_without_sent_at_come_once(logs_route: respx.Route) -> None:
-    undated = [log_at(None, "undated-1"), log_at(None, "undated-2")]
-    dated = [log_at(ms(n), f"m{n}") for n in range(20)]
-    logs_route.side_effect = provider(dated + undated, inclusive=True)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
-    got = await walk(fetcher, sent_since=ms(0), sent_until=ms(19), page_size=5)
-    assert sorted(ids(got)) == sorted([f"m{n}" for n in range(20)] + ["undated-1", "undated-2"])
-
-
-async def test_filters_are_sent_with_every_page(logs_route: respx.Route) -> None:
-    requests: list[httpx.Request] = []
-    logs_route.side_effect = provider([], inclusive=True, requests=requests)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
-    await walk(fetcher, sent_since=ms(0), general_status="delivered", to="41793026727")
-    assert requests[0].url.params["generalStatus"] == "DELIVERED"
-    assert requests[0].url.params["to"] == "41793026727"
-    assert requests[0].url.params["limit"] == "1000"
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error"),
-    [
-        ({"sent_since": datetime(2026, 1, 1)}, InvalidQueryError),  # naive
-        ({"sent_since": ms(5), "sent_until": ms(1)}, InvalidQueryError),
-        ({"sent_since": ms(0), "page_size": 0}, InvalidQueryError),
-        ({"sent_since": ms(0), "page_size": 1001}, InvalidQueryError),
-        ({"sent_since": ms(0), "mcc": "2x"}, InvalidQueryError),
-        ({"sent_since": ms(0), "limit": 10}, InvalidQueryError),  # page_size is the walk's
-        ({"sent_since": ms(0), "colour": "blue"}, TypeError),
-    ],
-)
-def test_a_bad_walk_fails_at_the_call(kwargs: dict[str, object], error: type[Exception]) -> None:
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
-    with pytest.raises(error):
-        fetcher.iter_logs(**kwargs)  # type: ignore[arg-type]
-
-
-def test_a_window_beyond_the_retention_warns() -> None:
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
-    with pytest.warns(RetentionWarning, match="48-hour"):
-        fetcher.iter_logs(sent_since=NOW - timedelta(hours=49))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fetcher.iter_logs(sent_since=NOW - timedelta(hours=47))
-
-
-async def test_the_window_and_the_retention_follow_the_fetchers_clock(
-    logs_route: respx.Route,
-) -> None:
-    then = datetime(2020, 2, 3, 12, 0, tzinfo=UTC)
-    requests: list[httpx.Request] = []
-    logs_route.side_effect = provider([], inclusive=True, requests=requests)
-    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), clock=lambda: then)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # an hour before its "now" is well inside 48 hours
-        assert await walk(fetcher, sent_since=then - timedelta(hours=1)) == []
-    with pytest.warns(RetentionWarning):
-        fetcher.iter_logs(sent_since=then - timedelta(hours=49))
-
-    [request] = requests
-    assert b"sentUntil=2020-02-03T12:00:00.001%2B00:00" in request.url.query
-
-
-# -- a real socket: truncation as the wire does it --------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def loopback_server(
-    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[str]:
-    """Serve raw HTTP on a free loopback port, for what no mock transport can do."""
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"http://127.0.0.1:{port}"
-        server.close()  # drop the connections still open, not wait for them
-
-
-@pytest.fixture
-async def truncating_server() -> Iterator[str]:  # type: ignore[misc]
-    """A loopback server that promises 1,000 bytes, sends 20 and hangs up."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            b'{"results": [{"mess'
-        )
-        await writer.drain()
-        writer.close()
-
-    async with loopback_server(serve) as url:
-        yield url
-
-
-@pytest.fixture
-async def trickling_server() -> Iterator[str]:  # type: ignore[misc]
-    """A loopback server that answers a byte every 50 ms: never idle long enough to time out."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
-        writer.write(b"Content-Length: 100000\r\n\r\n")
-        with contextlib.suppress(ConnectionError):
-            for _ in range(100_000):
-                writer.write(b" ")
-                await writer.drain()
-                await asyncio.sleep(0.05)
-        writer.close()
-
-    async with loopback_server(serve) as url:
-        yield url
-
-
-async def test_a_trickled_answer_fails_the_try_at_its_deadline(
-    trickling_server: str, respx_mock: respx.MockRouter
-) -> None:
-    respx_mock.route(host="127.0.0.1").pass_through()
-    sleeps = Sleeps()
-    async with LogsFetcher(
-        trickling_server,
-        API_KEY,
-        throttle=FakeThrottle(),
-        sleep=sleeps,
-        max_attempts=2,
-        timeout=0.3,  # each byte comes well within it...
-        deadline=0.4,  # ...but the answer as a whole never does
-    ) as fetcher:
-        with pytest.raises(TransportError, match=r"within 0\.4 s"):
-            await fetcher.fetch()
-    assert fetcher.stats.requests == 2  # retried, then given up
-    assert len(sleeps) == 1
-
-
-async def test_a_hook_raising_for_status_on_a_real_socket_is_still_a_typed_error(
-    respx_mock: respx.MockRouter,
-) -> None:
-    respx_mock.route(host="127.0.0.1").pass_through()
-    body = encode_error("E503", "down for maintenance", "json")
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        await writer.drain()
-        writer.close()
-
-    async def raise_for_status(response: httpx.Response) -> None:
-        response.raise_for_status()  # httpx closes the response before we see it
-
-    async with (
-        loopback_server(serve) as url,
-        httpx.AsyncClient(event_hooks={"response": [raise_for_status]}) as client,
-    ):
-        fetcher = LogsFetcher(
-            url, API_KEY, throttle=FakeThrottle(), client=client, sleep=Sleeps(), max_attempts=2
-        )
-        with pytest.raises(ServerError) as caught:
-            await fetcher.fetch()
-    assert caught.value.status_code == 503
-    assert fetcher.stats.requests == 2  # retried like any 503
-
-
-async def test_a_page_body_beyond_the_limit_is_refused_not_read_whole(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from infobip_voicelogs import fetcher as fetcher_module
-
-    monkeypatch.setattr(fetcher_module, "MAX_BODY_BYTES", 2_000)
-    page = encode_logs([log_at(ms(n), f"m{n}") for n in range(100)], "json")
-    assert len(page) > 2_000
-    calls: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(200, content=page, headers={"Content-Type": "application/json"})
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), client=client)
-        with pytest.raises(DecodeError, match="larger than 2,000 bytes"):
-            await fetcher.fetch()
-    assert len(calls) == 1  # not retried: the same page would be as large again
-
-
-async def test_only_the_start_of_a_huge_error_body_is_read(sleeps: Sleeps) -> None:
-    huge = encode_error("E500", "x" * 200_000, "json")
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(500, content=huge, headers={"Content-Type": "application/json"})
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        fetcher = LogsFetcher(
-            BASE, API_KEY, throttle=FakeThrottle(), client=client, sleep=sleeps, max_attempts=1
-        )
-        with pytest.raises(ServerError) as caught:
-            await fetcher.fetch()
-    assert caught.value.status_code == 500  # typed by its status, whatever its body
-
-
-async def test_a_truncated_body_on_the_wire_is_a_retried_transport_error(
-    truncating_server: str, respx_mock: respx.MockRouter
-) -> None:
-    respx_mock.route(host="127.0.0.1").pass_through()
-    sleeps = Sleeps()
-    async with LogsFetcher(
-        truncating_server, API_KEY, throttle=FakeThrottle(), sleep=sleeps, max_attempts=3
-    ) as fetcher:
-        with pytest.raises(TransportError, match="RemoteProtocolError"):
-            await fetcher.fetch()
-    assert fetcher.stats.requests == 3
-    assert len(sleeps) == 2
-
-
-# -- against the fake provider ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("page_size", [50, 28, 20])
-async def test_a_window_walk_on_the_fake_provider(page_size: int) -> None:
-    from infobip_voicelogs.testing import IN_PROCESS_URL, FakeClock, FakeInfobip
-
-    clock = FakeClock()
-    fake = FakeInfobip(clock=clock)
-    account = fake.add_account("acme")
-    account.generate(400, within=timedelta(hours=3))
-    account.generate(30, within=timedelta(hours=1), same_millisecond=True)
-    since, until = clock.now() - timedelta(hours=2), clock.now()
-    async with fake.in_process_client() as client:
-        fetcher = LogsFetcher(
-            IN_PROCESS_URL, account.api_key, client=client, throttle=FakeThrottle()
-        )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            got = await walk(fetcher, sent_since=since, sent_until=until, page_size=page_size)
-    want = expected(account.logs, since, until)
-    warned = len([w for w in caught if w.category is IncompleteWindowWarning])
-    assert len(got) == len(set(ids(got)))
-    assert set(ids(got)) <= set(ids(want))
-    if page_size > 30:
-        assert ids(got) == ids(want)  # newest first, in the provider's own order
-        assert warned == 0
-        return
-    # 30 logs share a millisecond: more than a page, so the walk asks for them a status
-    # group at a time. Only a group that alone fills a page can hide logs, and it is named.
-    dense_ms = Counter(log.sent_at for log in want).most_common(1)[0][0]
-    groups = Counter(log.general_status for log in want if log.sent_at == dense_ms)
-    crowded = {group for group, count in groups.items() if count >= page_size}
-    lost = {log.message_id for log in want} - set(ids(got))
-    assert all(log.general_status in crowded for log in want if log.message_id in lost)
-    assert len(lost) <= sum(groups[group] - page_size for group in crowded)
-    assert warned == (1 if crowded else 0)
+# -- against the fake provider -------------------------------------------------------------
 
 
 async def test_faults_of_the_fake_provider_are_retried_and_counted() -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import attrs
 import pytest
+from conftest import Sleeps
 
 from infobip_voicelogs import (
     ApiError,
@@ -29,14 +30,7 @@ from infobip_voicelogs.retry import (
     parse_retry_after,
 )
 
-# -- helpers ----------------------------------------------------------------------------------
-
-
-class Sleeps(list[float]):
-    """An injected sleep: records each wait and returns at once."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
+# -- helpers -------------------------------------------------------------------------------
 
 
 @attrs.define
@@ -72,7 +66,7 @@ def highest(low: float, high: float) -> float:
     return high
 
 
-# -- predicates -------------------------------------------------------------------------------
+# -- predicates ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -147,7 +141,7 @@ def test_without_retry_after_the_wait_is_full_jitter_up_to_the_ceiling() -> None
     assert RetryWait(uniform=lambda lo, hi: lo).for_error(ServerError(503), 3) == 0.0
 
 
-# -- the policy -------------------------------------------------------------------------------
+# -- the policy ----------------------------------------------------------------------------
 
 
 async def test_retries_until_success_and_counts_every_try() -> None:

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
+from conftest import START
 
 from infobip_voicelogs import GeneralStatus, Status, VoiceLog, decode_logs
 from infobip_voicelogs.codec import decode_error
 from infobip_voicelogs.testing import FakeClock, FakeInfobip, Fault
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PATH = "/tts/3/logs"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
 
 
 @pytest.fixture
@@ -47,7 +42,7 @@ def ids(response: httpx.Response) -> list[str | None]:
     ]
 
 
-# Credentials...
+# -- credentials ---------------------------------------------------------------------------
 
 
 async def test_each_account_sees_only_its_own_logs(fake: FakeInfobip) -> None:
@@ -130,7 +125,7 @@ async def test_other_paths_and_methods_are_404(fake: FakeInfobip) -> None:
             assert decode_error(response.content, "application/json").message_id == "NOT_FOUND"
 
 
-# Filters, limit and order...
+# -- filters, limit and order --------------------------------------------------------------
 
 
 @pytest.fixture
@@ -266,7 +261,7 @@ async def test_results_are_newest_first(fake: FakeInfobip) -> None:
     assert logs == account.logs
 
 
-# Formats and error shapes...
+# -- formats and error shapes --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -307,7 +302,7 @@ async def test_the_newer_error_shape_by_configuration(clock: FakeClock) -> None:
     assert decode_error(response.content, "application/json").message_id == "E401"
 
 
-# The rate limit...
+# -- the rate limit ------------------------------------------------------------------------
 
 
 async def test_a_burst_up_to_the_limit_passes_then_429(clock: FakeClock) -> None:
@@ -385,7 +380,7 @@ async def test_concurrent_requests_admit_exactly_the_limit(fake: FakeInfobip) ->
     assert len(fake.requests(account)) == 300
 
 
-# Retention and the journal...
+# -- retention and the journal -------------------------------------------------------------
 
 
 async def test_logs_are_kept_48_hours_on_the_fake_clock(

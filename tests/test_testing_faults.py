@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
+from conftest import START
 
 from infobip_voicelogs import DecodeError, decode_logs
 from infobip_voicelogs.codec import decode_error
 from infobip_voicelogs.testing import FakeAccount, FakeClock, FakeInfobip, Fault
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PATH = "/tts/3/logs"
 
 

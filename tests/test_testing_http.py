@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
+from conftest import START
 
 from infobip_voicelogs import DecodeError, decode_logs
 from infobip_voicelogs.codec import decode_error
@@ -23,7 +24,6 @@ from infobip_voicelogs.testing import (
 
 pytest.importorskip("uvicorn")
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PATH = "/tts/3/logs"
 
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from conftest import START
 
 from infobip_voicelogs import GeneralStatus, decode_logs
 from infobip_voicelogs.testing import FakeClock, FakeInfobip
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FINAL = {
     GeneralStatus.DELIVERED,
     GeneralStatus.UNDELIVERABLE,
@@ -21,16 +21,11 @@ FINAL = {
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
-
-
-@pytest.fixture
 def fake(clock: FakeClock) -> FakeInfobip:
     return FakeInfobip(clock=clock, seed=11)
 
 
-# The clock...
+# -- the clock -----------------------------------------------------------------------------
 
 
 def test_a_fake_clock_stands_still_until_moved() -> None:
@@ -64,7 +59,7 @@ def test_the_default_clock_is_real_time() -> None:
     assert before <= now <= datetime.now(UTC)
 
 
-# Generated logs...
+# -- generated logs ------------------------------------------------------------------------
 
 
 def test_generate_makes_realistic_logs_within_the_span(fake: FakeInfobip) -> None:
@@ -168,7 +163,7 @@ def test_update_changes_an_injected_log(fake: FakeInfobip) -> None:
         account.update("unknown", duration=1)
 
 
-# Traffic...
+# -- traffic -------------------------------------------------------------------------------
 
 
 def test_traffic_arrives_as_the_clock_moves(fake: FakeInfobip, clock: FakeClock) -> None:

@@ -21,7 +21,7 @@ from infobip_voicelogs import TokenBucket
 T = TypeVar("T")
 
 
-# -- the virtual clock -------------------------------------------------------------------------
+# -- the virtual clock ---------------------------------------------------------------------
 
 
 class _AutojumpSelector(selectors.DefaultSelector):
@@ -86,7 +86,7 @@ def hog_loop(start: float, *, until: float, then: Callable[[], object] = lambda:
     loop.call_at(start, hog)
 
 
-# -- basics ------------------------------------------------------------------------------------
+# -- basics --------------------------------------------------------------------------------
 
 
 def test_a_free_slot_is_granted_at_once_then_callers_are_spaced_at_one_over_rate() -> None:
@@ -182,7 +182,7 @@ def test_properties_and_repr() -> None:
     assert repr(bucket) == "TokenBucket(rate=2, configured_rate=2, burst=3, waiting=0)"
 
 
-# -- cancellation ------------------------------------------------------------------------------
+# -- cancellation --------------------------------------------------------------------------
 
 
 def test_a_cancelled_waiter_gives_its_slot_to_the_next() -> None:
@@ -354,7 +354,7 @@ def test_a_newcomer_never_overtakes_a_granted_waiter_that_has_not_resumed_yet() 
     assert run(main) == ["waiter", "newcomer"]
 
 
-# -- cooldown ----------------------------------------------------------------------------------
+# -- cooldown ------------------------------------------------------------------------------
 
 
 def test_cooldown_holds_queued_and_new_callers_then_resumes_without_a_burst() -> None:
@@ -400,7 +400,7 @@ def test_a_cooldown_set_outside_any_loop_counts_from_when_it_was_set() -> None:
     assert 2.9 < run(main) <= 3.0
 
 
-# -- adaptive rate -----------------------------------------------------------------------------
+# -- adaptive rate -------------------------------------------------------------------------
 
 
 def test_a_429_cuts_the_rate_and_successes_grow_it_back_to_the_configured_rate_only() -> None:
@@ -522,7 +522,7 @@ def test_adaptive_rate_settles_just_under_a_servers_real_limit(
     assert min(rates) >= 0.7 * 0.7 * limit
 
 
-# -- one loop at a time ------------------------------------------------------------------------
+# -- one loop at a time --------------------------------------------------------------------
 
 
 def test_a_bucket_moves_to_a_new_loop_once_idle_keeping_its_schedule() -> None:
@@ -558,7 +558,7 @@ def test_using_a_bucket_from_a_second_loop_while_callers_wait_raises() -> None:
         second.close()
 
 
-# -- properties --------------------------------------------------------------------------------
+# -- properties ----------------------------------------------------------------------------
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

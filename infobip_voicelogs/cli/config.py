@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..auth import auth_from
-from ..fetcher import _logs_url
+from ..endpoint import validate_base_url
 from ..poller import Account
 from ..throttle import TokenBucket
 
@@ -97,7 +97,7 @@ def _account(entry: Any, where: str, environ: Mapping[str, str]) -> Account:
         raise ConfigError(f"{where}: allow_insecure must be true or false")
     # What a fetcher would refuse later, at every cycle, is refused here, once.
     try:
-        _logs_url(base_url, allow_insecure=insecure)
+        validate_base_url(base_url, allow_insecure=insecure)
         auth_from(key)
     except ValueError as exc:  # the messages name no secret
         raise ConfigError(f"{where}: {exc}") from None

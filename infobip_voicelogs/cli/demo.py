@@ -25,7 +25,7 @@ from ..poller import Account, LogsPoller, fingerprint
 from ..store import SqliteStore
 from ..testing import FakeClock, FakeInfobip, Fault
 from ..testing.fake import IN_PROCESS_URL
-from .app import app, fail, run, stderr
+from .common import fail, run, stderr
 from .live import status_table
 
 __all__ = ["DemoReport", "demo", "run_demo"]
@@ -151,13 +151,13 @@ async def _check(
     )
 
 
-@app.command()
 def demo(
+    ctx: typer.Context,
     seconds: float = typer.Option(20.0, min=1.0, help="How long to poll."),
     interval: float = typer.Option(1.0, min=0.1, help="Seconds between an account's cycles."),
 ) -> None:
     """Poll three fake accounts with faults, then check the archive against the ground truth."""
-    report = run(run_demo(seconds, interval=interval))
+    report = run(run_demo(seconds, interval=interval), ctx)
     stderr.print(
         f"\n{report.deliveries} logs delivered ({report.retries} retries, "
         f"{report.rate_limited} 429s absorbed); archive holds {report.archived} of "

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import typer
 from rich.status import Status
 
+from .._time import utc_now
 from ..fetcher import LogsFetcher
 from ..models import MAX_PAGE_SIZE, GeneralStatus, LogsQuery, VoiceLog
-from .app import app, fail, parse_when, run, stderr
+from .common import fail, parse_when, run, stderr
 from .output import LogWriter, OutputFormat
 
 __all__ = ["fetch"]
@@ -19,8 +19,8 @@ __all__ = ["fetch"]
 _BATCH = 500
 
 
-@app.command()
 def fetch(
+    ctx: typer.Context,
     base_url: str = typer.Option(
         ..., "--base-url", envvar="INFOBIP_BASE_URL", help="Your account's base URL."
     ),
@@ -55,7 +55,7 @@ def fetch(
     ),
 ) -> None:
     """Fetch one account's voice logs: one page, or with --since every log of a window."""
-    now = datetime.now(UTC)
+    now = utc_now()
     window_start = parse_when(since, option="--since", now=now) if since else None
     window_end = parse_when(until, option="--until", now=now) if until else None
     filters: dict[str, Any] = {
@@ -96,5 +96,5 @@ def fetch(
                         progress.update(f"fetching… {writer.written} logs")
             writer.write(batch)
 
-    run(main())
+    run(main(), ctx)
     stderr.print(f"{writer.written} logs", highlight=False)

@@ -20,7 +20,7 @@ from ..errors import StoreError
 from ..models import VoiceLog
 from ..poller import DEFAULT_SHUTDOWN_GRACE, LogsPoller
 from ..store import SqliteStore
-from .app import app, fail, parse_span, run, stderr
+from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
 from .output import BackgroundWriter, LogWriter, OutputFormat
@@ -28,8 +28,8 @@ from .output import BackgroundWriter, LogWriter, OutputFormat
 __all__ = ["poll"]
 
 
-@app.command()
 def poll(
+    ctx: typer.Context,
     accounts_file: Path = typer.Option(
         ..., "--accounts", "-a", help="TOML file with one [[account]] table per account."
     ),
@@ -128,7 +128,7 @@ def poll(
         if once and failing:
             fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
 
-    run(main())
+    run(main(), ctx)
 
 
 class _Output:

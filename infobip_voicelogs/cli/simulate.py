@@ -8,13 +8,13 @@ from datetime import timedelta
 import typer
 
 from ..testing import FakeInfobip, Fault, running
-from .app import app, fail, run, stderr
+from .common import fail, run, stderr
 
 __all__ = ["simulate"]
 
 
-@app.command()
 def simulate(
+    ctx: typer.Context,
     port: int = typer.Option(8099, min=0, max=65535, help="Port on 127.0.0.1 (0: any free one)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     accounts: int = typer.Option(3, min=1, max=1000, help="How many accounts."),
@@ -59,4 +59,4 @@ def simulate(
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
-    run(main())
+    run(main(), ctx)

@@ -14,17 +14,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 import httpx
 
-from .._time import RETENTION
+from .._time import RETENTION, utc_now
+from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 from ..errors import AuthenticationError, LeaseLostError
-from ..fetcher import DEFAULT_TIMEOUT, LogsFetcher, Throttle
-from ..models import MAX_PAGE_SIZE, VoiceLog
-from ..retry import DEFAULT_MAX_ATTEMPTS
+from ..fetcher import LogsFetcher, Throttle
+from ..models import VoiceLog
 from ..store import CheckpointStore, Delivered, Lease, LeaseStore
 from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, LeaseKeeper, new_owner_id
 from ._records import Account, AccountResult, AccountStatus, Handler, add_results, fingerprint
@@ -168,7 +168,7 @@ class LogsPoller:
         self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_concurrency)
         self._client = client
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utc_now
         self._fetcher_options: dict[str, Any] = {
             "max_attempts": max_attempts,
             "timeout": timeout,

@@ -147,7 +147,7 @@ def migrate(connection: sqlite3.Connection, path: str) -> None:
             connection.execute(f"PRAGMA user_version = {target}")
 
 
-# Between VoiceLog and rows...
+# -- between VoiceLog and rows -------------------------------------------------------------
 
 
 def utc_text(value: datetime, *, timespec: str = "milliseconds") -> str:

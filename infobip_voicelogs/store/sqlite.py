@@ -19,10 +19,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
+from .._time import utc_now
 from ..errors import StoreError
 from ..models import VoiceLog
 from ._schema import (
@@ -63,10 +64,6 @@ _STALE_CONNECTION = frozenset(
 T = TypeVar("T")
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class SqliteStore:
     """The default `CheckpointStore`: one SQLite file (WAL mode), for one process.
 
@@ -101,7 +98,7 @@ class SqliteStore:
         *,
         archive: bool = False,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._path = os.fspath(path)
         self._archive = archive

@@ -14,15 +14,18 @@ from typing import Any
 
 import attrs
 
+from .._time import floor_ms
 from ..models import GeneralStatus, VoiceLog
 from .clock import Clock
 from .faults import Fault, FaultPlan
 from .query import LogFilter
-from .traffic import DEFAULT_OUTCOMES, LogLife, LogMaker, Traffic, random_uuid, truncate_to_ms
+from .traffic import DEFAULT_OUTCOMES, LogLife, LogMaker, Traffic, random_uuid
 
 __all__ = ["RATE_WINDOW", "RETENTION", "FakeAccount"]
 
-#: How long the provider keeps logs.
+#: How long the provider keeps logs. Written here again on purpose, not imported from the
+#: library's `_time`: the fake is the oracle the client is tested against, so its idea of
+#: the provider's rules must not change when the client's does.
 RETENTION = timedelta(hours=48)
 #: The window of the provider's rate limit ("120 requests per minute").
 RATE_WINDOW = timedelta(seconds=60)
@@ -87,7 +90,7 @@ class FakeAccount:
         """The API key a client sends as `Authorization: App <key>`."""
         return self._api_key
 
-    # Logs...
+    # -- logs ------------------------------------------------------------------------------
 
     def generate(
         self,
@@ -142,8 +145,8 @@ class FakeAccount:
         for log in logs:
             if log.sent_at is None or log.sent_at.utcoffset() is None:
                 raise ValueError(f"log {log.message_id!r} needs an aware sent_at")
-            done_at = None if log.done_at is None else truncate_to_ms(log.done_at)
-            log = attrs.evolve(log, sent_at=truncate_to_ms(log.sent_at), done_at=done_at)
+            done_at = None if log.done_at is None else floor_ms(log.done_at)
+            log = attrs.evolve(log, sent_at=floor_ms(log.sent_at), done_at=done_at)
             lives.append(LogLife(log, self._next_order()))
         with self._lock:
             self._insert(lives)
@@ -226,7 +229,7 @@ class FakeAccount:
                         break
         return found
 
-    # Faults...
+    # -- faults ----------------------------------------------------------------------------
 
     def script(self, *faults: Fault) -> None:
         """Queue faults: the next requests of this account get them, one each, in order.
@@ -244,7 +247,7 @@ class FakeAccount:
         """
         self.faults.randomly(probabilities, seed)
 
-    # The rate limit...
+    # -- the rate limit --------------------------------------------------------------------
 
     def admit(self, now: datetime) -> timedelta | None:
         """Count a request against the limit: `None` if it may pass, else the wait for a slot.
@@ -260,7 +263,7 @@ class FakeAccount:
             self._admitted.append(now)
             return None
 
-    # Internals...
+    # -- internals -------------------------------------------------------------------------
 
     def _next_order(self) -> tuple[int, int]:
         with self._lock:

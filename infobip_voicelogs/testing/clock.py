@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
+
+from .._time import floor_ms, utc_now
 
 __all__ = ["Clock", "FakeClock", "SystemClock"]
 
@@ -29,19 +31,16 @@ class SystemClock:
 
     def now(self) -> datetime:
         """The current real time, in UTC."""
-        return datetime.now(UTC)
+        return utc_now()
 
     def __repr__(self) -> str:
         return "SystemClock()"
 
 
-def _truncate_to_ms(value: datetime) -> datetime:
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-
 class FakeClock:
     """A clock a test controls: it stands still until moved, so hours pass instantly.
 
+    >>> from datetime import UTC
     >>> clock = FakeClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
     >>> clock.advance(timedelta(hours=49))
     >>> clock.now()
@@ -59,7 +58,7 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None, *, ticking: bool = False) -> None:
         if start is None:
-            start = _truncate_to_ms(datetime.now(UTC))
+            start = floor_ms(utc_now())
         if start.utcoffset() is None:
             raise ValueError("FakeClock needs an aware datetime; give it a timezone")
         self._base = start

@@ -15,9 +15,10 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
+import httpx
 
 from ..codec import encode_logs
 from ..models import GeneralStatus
@@ -27,9 +28,7 @@ from .faults import Fault
 from .query import BadQuery, parse_query, query_dict
 from .responses import ErrorShape, Response, RetryAfterStyle, error_response, negotiate
 from .traffic import DEFAULT_OUTCOMES
-
-if TYPE_CHECKING:
-    import httpx
+from .transport import FakeTransport
 
 __all__ = ["IN_PROCESS_URL", "LOGS_PATH", "TRANSPORT_EXTENSION", "FakeInfobip", "JournalEntry"]
 
@@ -115,7 +114,7 @@ class FakeInfobip:
     def __repr__(self) -> str:
         return f"FakeInfobip(accounts={list(self._accounts)!r})"
 
-    # Accounts...
+    # -- accounts --------------------------------------------------------------------------
 
     def add_account(
         self,
@@ -197,10 +196,6 @@ class FakeInfobip:
         >>> async with fake.in_process_client(account) as client:  # doctest: +SKIP
         ...     response = await client.get("/tts/3/logs")
         """
-        import httpx
-
-        from .transport import FakeTransport
-
         headers = dict(kwargs.pop("headers", None) or {})
         if account is not None:
             headers.setdefault("Authorization", f"App {account.api_key}")
@@ -208,7 +203,7 @@ class FakeInfobip:
             transport=FakeTransport(self), base_url=IN_PROCESS_URL, headers=headers, **kwargs
         )
 
-    # ASGI...
+    # -- ASGI ------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection: `http` requests, and `lifespan` for servers."""

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 import attrs
 
+from .._time import MILLISECOND, floor_ms
 from ..models import ErrorInfo, GeneralStatus, Price, Status, VoiceLog
 
 __all__ = ["DEFAULT_OUTCOMES", "LogLife", "LogMaker", "Traffic"]
@@ -88,14 +89,6 @@ TEXTS = (
 NUMBER_LENGTH = 11
 
 
-_MS = timedelta(milliseconds=1)
-
-
-def truncate_to_ms(value: datetime) -> datetime:
-    """`value` without its sub-millisecond part: the provider's timestamps have milliseconds."""
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-
 def random_uuid(rng: random.Random) -> str:
     """A version-4 UUID string drawn from `rng`, so ids repeat for a seed."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -157,7 +150,7 @@ class LogMaker:
         settle_after: timedelta | None = None,
     ) -> LogLife:
         """One log's life, drawn from `rng`: sent at `sent_at` (to the millisecond)."""
-        sent_at = truncate_to_ms(sent_at)
+        sent_at = floor_ms(sent_at)
         prefix, mccmnc = rng.choice(NETWORKS)
         digits = "".join(rng.choice("0123456789") for _ in range(NUMBER_LENGTH - len(prefix)))
         pending = VoiceLog(
@@ -174,7 +167,7 @@ class LogMaker:
             error=NO_ERROR,
         )
         span = settle_after if settle_after is not None else self.settle_after
-        settles_at = truncate_to_ms(sent_at + span * rng.uniform(0.5, 1.0))
+        settles_at = floor_ms(sent_at + span * rng.uniform(0.5, 1.0))
         group = rng.choices(list(self.outcomes), weights=list(self.outcomes.values()))[0]
         final = attrs.evolve(pending, done_at=settles_at, status=FINAL_STATUS[group])
         if group is GeneralStatus.DELIVERED:
@@ -219,9 +212,7 @@ class Traffic:
 
     def arrival(self, k: int) -> datetime:
         """When log number `k` is sent."""
-        return truncate_to_ms(
-            self.start + timedelta(microseconds=round(k * 1e6 / self.rate_per_second))
-        )
+        return floor_ms(self.start + timedelta(microseconds=round(k * 1e6 / self.rate_per_second)))
 
     def indexes(self, low: datetime, high: datetime) -> range:
         """The numbers of the logs sent in `[low, high]`, in increasing order."""
@@ -234,7 +225,7 @@ class Traffic:
             first += 1
         # Times are cut to the millisecond, so every log sent before `high` + 1 ms shows as
         # `high` or earlier: above 1000 a second, several of them.
-        reach = (high + _MS - self.start).total_seconds()
+        reach = (high + MILLISECOND - self.start).total_seconds()
         last = math.floor(reach * self.rate_per_second) + 1
         while last >= first and self.arrival(last) > high:
             last -= 1

@@ -1,0 +1,135 @@
+"""What the test files share: fakes that record, canned provider answers, a loopback server.
+
+Fixtures are found by pytest; the helpers are imported by name (`from conftest import
+FakeThrottle, Sleeps`), so that one copy serves every file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import httpx
+import pytest
+import respx
+
+from infobip_voicelogs import LogsFetcher, VoiceLog
+from infobip_voicelogs.codec import Format, encode_logs, media_type
+from infobip_voicelogs.testing import FakeClock
+
+# Scripts run as processes of their own (a fleet's pollers), not test modules.
+collect_ignore = ["fleet"]
+
+#: An account's base URL, and an API key shaped like the provider's (never a real one).
+BASE = "https://xyz.api.infobip.com"
+API_KEY = "003026bbc133714df1834b8638bb496e-8f4b3d9a"
+#: "Now" for the fetcher's tests: whole seconds, so milliseconds added to it are exact.
+NOW = datetime.now(UTC).replace(microsecond=0)
+#: The start of the window tests' logs: an hour ago, on a whole second.
+T0 = (NOW - timedelta(hours=1)).replace(microsecond=0)
+#: Where the fake provider's clock starts in the tests of the fake.
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+# -- recording fakes -----------------------------------------------------------------------
+
+
+class Sleeps(list[float]):
+    """An injected sleep between retries: records each wait, returns at once."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@attrs.define
+class FakeThrottle:
+    """A throttle that never waits (it reports ``wait`` seconds) and records what it hears."""
+
+    wait: float = 0.0
+    acquired: int = 0
+    successes: int = 0
+    cuts: int = 0
+    cooldowns: list[float] = attrs.Factory(list)
+
+    async def acquire(self) -> float:
+        self.acquired += 1
+        return self.wait
+
+    def on_success(self) -> None:
+        self.successes += 1
+
+    def on_rate_limited(self) -> None:
+        self.cuts += 1
+
+    def cooldown(self, seconds: float) -> None:
+        self.cooldowns.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def throttle() -> FakeThrottle:
+    return FakeThrottle()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The fake provider's clock, standing at `START` until a test moves it."""
+    return FakeClock(START)
+
+
+# -- the provider's answers, mocked --------------------------------------------------------
+
+
+def log_at(sent_at: datetime | None, message_id: str) -> VoiceLog:
+    """A log sent at ``sent_at`` (or without a sentAt), with just enough else to be one."""
+    return VoiceLog(bulk_id="bulk-1", message_id=message_id, to="41793026727", sent_at=sent_at)
+
+
+def logs_body(logs: list[VoiceLog], fmt: Format = "json") -> httpx.Response:
+    """A 200 carrying ``logs`` as the provider writes them."""
+    return httpx.Response(
+        200, content=encode_logs(logs, fmt), headers={"Content-Type": media_type(fmt)}
+    )
+
+
+def ms(n: int) -> datetime:
+    """The ``n``-th millisecond after `T0`."""
+    return T0 + timedelta(milliseconds=n)
+
+
+def ids(logs: list[VoiceLog]) -> list[str]:
+    """The logs' message ids, in order."""
+    return [str(log.message_id) for log in logs]
+
+
+@pytest.fixture
+def logs_route(respx_mock: respx.MockRouter) -> respx.Route:
+    """The logs endpoint of `BASE`, mocked: set its ``return_value`` or ``side_effect``."""
+    return respx_mock.get(host="xyz.api.infobip.com", path="/tts/3/logs")
+
+
+@pytest.fixture
+def fetcher(sleeps: Sleeps, throttle: FakeThrottle) -> LogsFetcher:
+    """A fetcher of `BASE` that never waits: its retries sleep into ``sleeps``."""
+    return LogsFetcher(BASE, API_KEY, throttle=throttle, sleep=sleeps)
+
+
+# -- a real socket -------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def loopback_server(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """Serve raw HTTP on a free loopback port, for what no mock transport can do."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+        server.close()  # drop the connections still open, not wait for them

@@ -1,0 +1,203 @@
+"""The package's imports go one way: no cycles, and each layer imports only those below it.
+
+The graph is read from the source (every `import` of the package, function-level ones
+included, those under `if TYPE_CHECKING:` excluded, since they never run), so a cycle
+hidden inside a function is found too.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import infobip_voicelogs
+
+PACKAGE = "infobip_voicelogs"
+ROOT = Path(infobip_voicelogs.__file__).parent
+
+# What each part of the package may import of ours, from the design's table of layers.
+# The leaves (stdlib only, nothing of ours) may be imported by every layer.
+LEAVES = frozenset({"__about__", "_time", "defaults", "errors", "telemetry"})
+BELOW_FETCHER = frozenset({"models", "codec", "auth", "throttle", "retry", "endpoint", "window"})
+MAY_IMPORT: dict[str, frozenset[str]] = {
+    **{leaf: frozenset() for leaf in LEAVES},
+    "models": frozenset(),
+    "codec": frozenset({"models"}),
+    "auth": frozenset(),
+    "throttle": frozenset(),
+    "retry": frozenset(),
+    "endpoint": frozenset(),
+    "redis": frozenset({"throttle"}),
+    "window": frozenset({"models"}),
+    "fetcher": BELOW_FETCHER,
+    "store": frozenset({"models"}),
+    "postgres": frozenset({"store", "models"}),
+    "poller": BELOW_FETCHER | {"fetcher", "store"},
+    "testing": frozenset({"codec", "models"}),
+    "cli": BELOW_FETCHER | {"fetcher", "store", "poller", "testing"},
+    # The package's face re-exports the library, never the command line or the fake.
+    "": BELOW_FETCHER | {"fetcher", "store", "poller", "redis", "postgres"},
+}
+# Who may talk HTTP: below the fetcher only `auth` (an httpx.Auth) and `endpoint` (its URLs).
+HTTPX_USERS = frozenset({"auth", "endpoint", "fetcher", "poller", "testing", "cli"})
+
+
+@functools.cache
+def modules(root: Path = ROOT) -> dict[str, Path]:
+    """Every module of the package at ``root`` by dotted name (a package by its own name)."""
+    found = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def runtime_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The import statements that run: all of them but those under `if TYPE_CHECKING:`."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for other in node.orelse:
+                yield from runtime_imports(other)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        yield from runtime_imports(node)
+
+
+def imported(name: str, path: Path, known: dict[str, Path]) -> tuple[set[str], set[str]]:
+    """The package's modules that ``name`` imports, and the other top-level names it does."""
+    ours: set[str] = set()
+    theirs: set[str] = set()
+    here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    for node in runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif node.level:
+            base = here[: len(here) - node.level + 1]
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            targets = [f"{module}.{alias.name}" for alias in node.names] + [module]
+        else:
+            module = node.module or ""
+            targets = [f"{module}.{alias.name}" for alias in node.names] + [module]
+        for target in targets:
+            if target.partition(".")[0] != name.partition(".")[0]:
+                theirs.add(target.partition(".")[0])
+            elif target in known:
+                ours.add(target)
+                break  # `from .x import y`: y is x's submodule, else x itself is meant
+    return ours, theirs
+
+
+@functools.cache
+def graph(root: Path = ROOT) -> dict[str, set[str]]:
+    known = modules(root)
+    return {name: imported(name, path, known)[0] for name, path in known.items()}
+
+
+def layer(module: str) -> str:
+    """The part of the package a module belongs to: `codec.json` is `codec`."""
+    return module.removeprefix(PACKAGE).lstrip(".").partition(".")[0]
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module, or a self-import
+    (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in edges[node]:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert sorted(cycles(edges)) == [["a", "b", "c"], ["e"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_a_cycle_hidden_in_a_function_is_found_and_a_typing_import_is_not_one(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from .one import A\n")
+    (package / "sub" / "one.py").write_text("def f():\n    from ..two import B\n")
+    (package / "two.py").write_text("from .sub import one\n")
+    (package / "three.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import two\n"
+    )
+    edges = graph(package)
+    assert edges["pkg.sub"] == {"pkg.sub.one"}
+    assert edges["pkg.three"] == set()
+    assert cycles(edges) == [["pkg.sub.one", "pkg.two"]]
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    edges = graph()
+    assert len(edges) > 30  # the walk saw the whole package
+    assert cycles(edges) == []
+
+
+def test_every_part_of_the_package_has_a_place_in_the_layers() -> None:
+    unplaced = sorted({layer(name) for name in modules()} - set(MAY_IMPORT))
+    assert unplaced == [], "add new modules to MAY_IMPORT, with what they may import"
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_imports_go_downward(name: str) -> None:
+    own = layer(name)
+    allowed = MAY_IMPORT.get(own, frozenset()) | LEAVES | {own}
+    upward = sorted(target for target in graph()[name] if layer(target) not in allowed)
+    assert upward == [], f"{name} imports above its layer"
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_only_the_http_layers_import_httpx(name: str) -> None:
+    _, theirs = imported(name, modules()[name], modules())
+    if "httpx" in theirs:
+        assert layer(name) in HTTPX_USERS
+
+
+def test_models_import_no_parsing_code() -> None:
+    _, theirs = imported(f"{PACKAGE}.models", ROOT / "models.py", modules())
+    assert theirs <= {"__future__", "attrs", "enum", "collections", "datetime", "decimal", "typing"}
