@@ -21,6 +21,7 @@ from .errors import (
     IncompleteWindowWarning,
     InfobipError,
     InvalidQueryError,
+    LeaseLostError,
     RateLimitError,
     RetentionWarning,
     ServerError,
@@ -31,7 +32,7 @@ from .fetcher import FetcherStats, LogsFetcher
 from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
 from .poller import Account, AccountResult, AccountStatus, LogsPoller
 from .retry import RetryEvent
-from .store import CheckpointStore, Delivered, SqliteStore, StoreError
+from .store import CheckpointStore, Delivered, Lease, LeaseStore, SqliteStore, StoreError
 from .throttle import TokenBucket
 
 __all__ = [
@@ -54,6 +55,9 @@ __all__ = [
     "IncompleteWindowWarning",
     "InfobipError",
     "InvalidQueryError",
+    "Lease",
+    "LeaseLostError",
+    "LeaseStore",
     "LogsFetcher",
     "LogsPoller",
     "LogsQuery",

@@ -10,6 +10,7 @@ InfobipError
 ├── DecodeError               a body that is not what it claims to be
 ├── InvalidQueryError         a request that cannot be sent (also a ValueError)
 └── StoreError                the checkpoint store is closed, cannot open, or is too new
+    └── LeaseLostError        a fenced commit found its account's lease held by another
 ```
 
 No message or repr built here ever contains a credential: the classes carry
@@ -28,6 +29,7 @@ __all__ = [
     "IncompleteWindowWarning",
     "InfobipError",
     "InvalidQueryError",
+    "LeaseLostError",
     "RateLimitError",
     "RetentionWarning",
     "ServerError",
@@ -159,6 +161,10 @@ class InvalidQueryError(InfobipError, ValueError):
 
 class StoreError(InfobipError):
     """The checkpoint store cannot serve: closed, cannot be opened, or of a newer version."""
+
+
+class LeaseLostError(StoreError):
+    """A fenced commit was refused, nothing written: the lease expired or passed to another."""
 
 
 # Warnings...

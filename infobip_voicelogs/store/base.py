@@ -4,6 +4,9 @@ A store remembers, per account, how far the poller has delivered (the checkpoint
 fingerprint of every recently delivered log, so a log is handed over again only when its
 state changed. Both are written in one atomic `commit` after the handler returned, which is
 what makes delivery at-least-once across crashes and exactly-once in normal operation.
+
+A store shared by several processes may also offer `LeaseStore`: each account leased to one
+process at a time, and commits fenced so that a process which lost its lease writes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import attrs
 
 from ..models import VoiceLog
 
-__all__ = ["CheckpointStore", "Delivered"]
+__all__ = ["CheckpointStore", "Delivered", "Lease", "LeaseStore"]
 
 
 def _has_message_id(instance: Delivered, attribute: attrs.Attribute[Any], value: VoiceLog) -> None:
@@ -83,4 +86,82 @@ class CheckpointStore(Protocol):
 
     async def aclose(self) -> None:
         """Finish the work in flight and release the store; calling it again does nothing."""
+        ...
+
+
+@attrs.frozen
+class Lease:
+    """The right of one process to poll one account, until `expires_at`.
+
+    Every claim of an account by a new holder bumps its `fence`, so the fence only grows: a
+    commit that carries an older fence, or that arrives after the lease expired, is refused
+    (`LeaseStore.commit_leased`). Times are the database's, never the host's.
+
+    >>> from datetime import UTC
+    >>> Lease("eu-1", owner="poller-a", fence=3, expires_at=datetime(2026, 1, 1, tzinfo=UTC)).fence
+    3
+    """
+
+    #: The account leased.
+    account: str
+    #: The holder's id, unique per process (`f"{hostname}:{pid}:{uuid4().hex[:8]}"`).
+    owner: str
+    #: Bumped by every claim of this account; only grows.
+    fence: int
+    #: When the lease lapses unless renewed, by the database's clock (aware UTC).
+    expires_at: datetime
+
+
+@runtime_checkable
+class LeaseStore(CheckpointStore, Protocol):
+    """A `CheckpointStore` that also leases accounts to processes, for a fleet of pollers.
+
+    Every process calls `lease` once a claim period with the same accounts; the store
+    records the process as alive, renews what it holds, sheds what exceeds a fair share,
+    and claims free or expired accounts up to that share. A batch is then committed with
+    `commit_leased`, which writes nothing (`LeaseLostError`) unless the lease still holds.
+
+    ```python
+    leases = await store.lease(me, accounts, ttl=20.0, busy=polling_now)
+    ...
+    await store.commit_leased(leases["eu-1"], checkpoint=now, delivered=batch)
+    await store.release(me)  # at shutdown: the others may claim at once
+    ```
+    """
+
+    async def lease(
+        self,
+        owner: str,
+        accounts: Sequence[str],
+        *,
+        ttl: float,
+        busy: Collection[str] = (),
+    ) -> dict[str, Lease]:
+        """Renew, shed and claim leases in one transaction; return every lease `owner` holds.
+
+        Records `owner` as alive for `ttl` seconds; renews its leases on `accounts` (same
+        fence, expiring `ttl` seconds from the database's now) and releases those it holds
+        on accounts no longer listed; computes the fair share, `ceil(len(accounts) / live
+        owners)`; releases leases above the share (never one in `busy`, the accounts being
+        polled right now); claims free or expired leases up to the share, bumping each
+        fence. Accounts never seen before are added.
+        """
+        ...
+
+    async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
+        """Give up these leases of `owner` at once, so others may claim them now.
+
+        `None` releases every lease of `owner` and marks the owner gone (a clean shutdown).
+        """
+        ...
+
+    async def commit_leased(
+        self, lease: Lease, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+    ) -> None:
+        """`commit`, but only while `lease` still holds: its owner, same fence, not expired.
+
+        The check and the writes are one transaction, the lease row locked first; if the
+        lease expired or passed to another process, nothing is written and
+        `LeaseLostError` is raised.
+        """
         ...
