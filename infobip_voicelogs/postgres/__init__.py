@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
 from ._schema import SCHEMA_VERSION
 from .store import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_SIZE,
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -31,6 +32,7 @@ from .store import (
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_TIMEOUT",

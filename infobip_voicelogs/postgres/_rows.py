@@ -1,7 +1,8 @@
-"""Between `VoiceLog`s and PostgreSQL: a batch as one array per column, a row back as a log.
+"""Between `VoiceLog`s and PostgreSQL: a batch as one JSON document, a row back as a log.
 
-A batch is sent as arrays and turned into rows by `unnest()` on the server: one statement
-per table for a whole batch, which is what makes 1,000-log commits fast.
+A batch goes to the server as one JSON array of objects, turned into rows there by
+`json_to_recordset()`: one parameter and one statement for 1,000 logs. orjson writes the
+document in about a millisecond; psycopg's text dumping of 25 arrays took ten times that.
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
+from ..errors import StoreError
 from ..models import ErrorInfo, Price, Status, VoiceLog
 from ..store.base import Delivered
 
-__all__ = [
-    "archive_arrays",
-    "fingerprint_arrays",
-    "latest_per_message",
-    "log_from_row",
-    "utc",
-]
+__all__ = ["batch_document", "latest_per_message", "log_from_row", "utc"]
 
 
 def utc(value: datetime, *, milliseconds: bool = False) -> datetime:
@@ -33,8 +31,11 @@ def utc(value: datetime, *, milliseconds: bool = False) -> datetime:
     return value
 
 
-def _ms(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value, milliseconds=True)
+def _aware(value: datetime | None) -> datetime | None:
+    # Sent as written, offset and all; the server truncates to milliseconds.
+    if value is not None and value.utcoffset() is None:
+        raise ValueError(f"{value!r} is naive; the store takes aware datetimes only")
+    return value
 
 
 def latest_per_message(delivered: Sequence[Delivered]) -> list[Delivered]:
@@ -46,50 +47,56 @@ def latest_per_message(delivered: Sequence[Delivered]) -> list[Delivered]:
     return list(last.values())
 
 
-def fingerprint_arrays(batch: Sequence[Delivered]) -> tuple[list[Any], ...]:
-    """The message ids, fingerprints and sent times of a batch, one list each."""
-    return (
-        [item.log.message_id for item in batch],
-        [item.fingerprint for item in batch],
-        [_ms(item.log.sent_at) for item in batch],
-    )
+def batch_document(batch: Sequence[Delivered], *, archive: bool) -> str:
+    """The batch as the JSON array `_schema.BATCH_FIELDS` reads; naive datetimes refused."""
+    rows = [_archive_row(item) if archive else _fingerprint_row(item) for item in batch]
+    try:
+        return orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError as exc:  # an integer beyond 64 bits, a lone surrogate
+        raise StoreError(f"cannot commit a batch: a value cannot be stored: {exc}") from None
 
 
-def archive_arrays(batch: Sequence[Delivered]) -> list[list[Any]]:
-    """The archive columns of a batch (`_schema.ARCHIVE_ARRAYS` order), one list each."""
-    rows = [_archive_row(item.log) for item in batch]
-    return [list(column) for column in zip(*rows, strict=True)]
+def _fingerprint_row(item: Delivered) -> dict[str, Any]:
+    log = item.log
+    return {
+        "message_id": log.message_id,
+        "fingerprint": item.fingerprint,
+        "sent_at": _aware(log.sent_at),
+    }
 
 
-def _archive_row(log: VoiceLog) -> tuple[Any, ...]:
+def _archive_row(item: Delivered) -> dict[str, Any]:
+    log = item.log
     price, status, error = log.price, log.status, log.error
     group = status.group if status is not None else None
-    return (
-        log.message_id,
-        log.bulk_id,
-        log.to,
-        log.from_,
-        log.text,
-        _ms(log.sent_at),
-        _ms(log.done_at),
-        log.duration,
-        log.mccmnc,
-        None if price is None else str(price.per_second),  # the exact decimal, as text
-        None if price is None else price.currency,
-        None if group is None else group.value,
-        None if status is None else status.group_name,
-        None if status is None else status.group_id,
-        None if status is None else status.id,
-        None if status is None else status.name,
-        None if status is None else status.description,
-        None if status is None else status.action,
-        None if error is None else error.group_id,
-        None if error is None else error.group_name,
-        None if error is None else error.id,
-        None if error is None else error.name,
-        None if error is None else error.description,
-        None if error is None else error.permanent,
-    )
+    return {
+        "message_id": log.message_id,
+        "fingerprint": item.fingerprint,
+        "bulk_id": log.bulk_id,
+        "to_number": log.to,
+        "from_sender": log.from_,
+        "text": log.text,
+        "sent_at": _aware(log.sent_at),
+        "done_at": _aware(log.done_at),
+        "duration": log.duration,
+        "mccmnc": log.mccmnc,
+        # The exact decimal, as text.
+        "price_per_second": None if price is None else str(price.per_second),
+        "currency": None if price is None else price.currency,
+        "status_group": None if group is None else group.value,
+        "status_group_name": None if status is None else status.group_name,
+        "status_group_id": None if status is None else status.group_id,
+        "status_id": None if status is None else status.id,
+        "status_name": None if status is None else status.name,
+        "status_description": None if status is None else status.description,
+        "status_action": None if status is None else status.action,
+        "error_group_id": None if error is None else error.group_id,
+        "error_group_name": None if error is None else error.group_name,
+        "error_id": None if error is None else error.id,
+        "error_name": None if error is None else error.name,
+        "error_description": None if error is None else error.description,
+        "error_permanent": None if error is None else error.permanent,
+    }
 
 
 def log_from_row(row: Mapping[str, Any]) -> VoiceLog:

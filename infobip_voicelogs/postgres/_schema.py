@@ -138,9 +138,8 @@ async def migrate(connection: AsyncConnection[Any], schema: str) -> None:
 # -- the archive's columns -----------------------------------------------------------------
 
 # Every archive column but `account`, `first_seen_at` and `updated_at` (one value a batch),
-# with its element type: a batch goes over as one array per column and comes back as rows
-# through unnest(), one statement for 1,000 logs.
-ARCHIVE_ARRAYS: tuple[tuple[str, str], ...] = (
+# with its type: the record type in which `json_to_recordset()` reads a batch's document.
+ARCHIVE_FIELDS: tuple[tuple[str, str], ...] = (
     ("message_id", "text"), ("bulk_id", "text"), ("to_number", "text"),
     ("from_sender", "text"), ("text", "text"), ("sent_at", "timestamptz"),
     ("done_at", "timestamptz"), ("duration", "bigint"), ("mccmnc", "text"),
@@ -152,31 +151,44 @@ ARCHIVE_ARRAYS: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 
 
+def _millisecond(name: str, kind: str) -> str:
+    # The archive keeps the provider's precision, milliseconds, as SqliteStore does.
+    return f"date_trunc('milliseconds', {name})" if kind == "timestamptz" else name
+
+
 class Statements:
     """Every statement of the store, with its schema filled in once."""
 
     def __init__(self, schema: str) -> None:
         s = quote_ident(schema)
-        columns = [name for name, _ in ARCHIVE_ARRAYS]
-        arrays = ", ".join(f"%s::{kind}[]" for _, kind in ARCHIVE_ARRAYS)
-        # The batch's time: the store's clock if it has one, else the transaction's now().
-        now = "(SELECT COALESCE(%s::timestamptz, now()) AS t) AS batch"
-        self.upsert_archive = (
-            f"INSERT INTO {s}.voice_logs (account, {', '.join(columns)}, first_seen_at, "
-            f"updated_at) SELECT %s, r.*, batch.t, batch.t FROM unnest({arrays}) AS r, "
-            f"{now} ON CONFLICT (account, message_id) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in [*columns[1:], "updated_at"])
+        columns = [name for name, _ in ARCHIVE_FIELDS]
+        fields = [("fingerprint", "text"), *ARCHIVE_FIELDS]
+        record = ", ".join(f"{name} {kind}" for name, kind in fields)
+        # One batch: its JSON document as rows, and when it is written: the store's clock
+        # if it has one, else the transaction's now().
+        batch = (
+            "batch AS MATERIALIZED (SELECT r.*, COALESCE(%(now)s::timestamptz, now()) AS at "
+            f"FROM json_to_recordset(%(batch)s::json) AS r ({record}))"
         )
-        self.upsert_fingerprints = (
+        write_fingerprints = (
             f"INSERT INTO {s}.fingerprints (account, message_id, fingerprint, sent_at, "
-            "updated_at) SELECT %s, r.id, r.fingerprint, "
+            "updated_at) SELECT %(account)s, message_id, fingerprint, "
             # A log without sent_at ages from when it was written, so prune still forgets it.
-            "COALESCE(r.sent_at, batch.t), batch.t "
-            f"FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) "
-            f"AS r (id, fingerprint, sent_at), {now} "
+            "COALESCE(date_trunc('milliseconds', sent_at), at), at FROM batch "
             "ON CONFLICT (account, message_id) DO UPDATE SET "
             "fingerprint = excluded.fingerprint, sent_at = excluded.sent_at, "
             "updated_at = excluded.updated_at"
+        )
+        self.upsert_fingerprints = f"WITH {batch} {write_fingerprints}"
+        # Both tables from one reading of the document: a data-modifying CTE.
+        self.upsert_fingerprints_and_archive = (
+            f"WITH {batch}, fingerprints_written AS ({write_fingerprints}) "
+            f"INSERT INTO {s}.voice_logs (account, {', '.join(columns)}, first_seen_at, "
+            "updated_at) SELECT %(account)s, "
+            + ", ".join(_millisecond(name, kind) for name, kind in ARCHIVE_FIELDS)
+            + ", at, at FROM batch ON CONFLICT (account, message_id) DO UPDATE SET "
+            # Every column takes the new value but the key and the first sighting.
+            + ", ".join(f"{c} = excluded.{c}" for c in [*columns[1:], "updated_at"])
         )
         self.upsert_checkpoint = (
             f"INSERT INTO {s}.checkpoints (account, checkpoint, updated_at) "
@@ -186,8 +198,8 @@ class Statements:
         self.checkpoint = f"SELECT checkpoint FROM {s}.checkpoints WHERE account = %s"
         self.accounts = f"SELECT account, checkpoint FROM {s}.checkpoints ORDER BY account"
         self.fingerprints = (
-            f"SELECT message_id, fingerprint FROM {s}.fingerprints "
-            "WHERE account = %s AND message_id = ANY(%s::text[])"
+            f"SELECT message_id, fingerprint FROM {s}.fingerprints WHERE account = %s "
+            "AND message_id IN (SELECT json_array_elements_text(%s::json))"
         )
         self.prune = f"DELETE FROM {s}.fingerprints WHERE sent_at < %s"
         self.archived = (

@@ -16,6 +16,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
@@ -26,11 +27,12 @@ from ..errors import LeaseLostError, StoreError
 from ..models import VoiceLog
 from ..store.base import Delivered, Lease
 from ._pool import ConnectFailures, make_pool
-from ._rows import archive_arrays, fingerprint_arrays, latest_per_message, log_from_row, utc
+from ._rows import batch_document, latest_per_message, log_from_row, utc
 from ._schema import SCHEMA_VERSION, Statements, migrate
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_TIMEOUT",
@@ -42,9 +44,13 @@ __all__ = [
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Seconds a call waits for a free pooled connection (also while the server is down).
 DEFAULT_POOL_TIMEOUT = 10.0
-#: Seconds a call's statements may run on the server (`statement_timeout`, and how long a
-#: transaction may sit idle holding locks), and its bound once it has a connection.
+#: Seconds a call's statements may run on the server (`statement_timeout`), and the call's
+#: bound once it has a connection.
 DEFAULT_TIMEOUT = 30.0
+#: Seconds a transaction may sit idle between its statements before the server ends it
+#: (`idle_in_transaction_session_timeout`): a poller paused mid-commit (SIGSTOP, a long
+#: GC) then stops holding its lease row locked, so others can take the account over.
+DEFAULT_IDLE_TIMEOUT = 10.0
 #: Connections the store's own pool opens at most.
 DEFAULT_MAX_SIZE = 10
 
@@ -76,6 +82,8 @@ class PostgresStore:
         connect_timeout: Seconds to establish one connection (own pool only).
         pool_timeout: Seconds a call waits for a connection before failing.
         timeout: Seconds a call's statements may run (server-side `statement_timeout`).
+        idle_timeout: Seconds a call's transaction may sit idle before the server ends it
+            (`idle_in_transaction_session_timeout`), releasing its locks.
         clock: Gives `first_seen_at` and `updated_at`; `None` (the default) uses the
             database's `now()`, one clock for the whole fleet.
     """
@@ -91,6 +99,7 @@ class PostgresStore:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         timeout: float = DEFAULT_TIMEOUT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._archive = archive
@@ -99,6 +108,8 @@ class PostgresStore:
         self._clock = clock
         self._pool_timeout = pool_timeout
         self._timeout = timeout
+        # Both server-side settings in milliseconds, set LOCAL in every transaction.
+        self._limits = (str(math.ceil(timeout * 1000)), str(math.ceil(idle_timeout * 1000)))
         self._secrets: list[str] = []
         if isinstance(dsn_or_pool, AsyncConnectionPool):
             self._pool: AsyncConnectionPool[Any] | None = dsn_or_pool
@@ -169,7 +180,9 @@ class PostgresStore:
         if not ids:
             return {}
         async with self._transaction("read fingerprints") as connection:
-            cursor = await connection.execute(self._sql.fingerprints, (account, ids), prepare=False)
+            cursor = await connection.execute(
+                self._sql.fingerprints, (account, orjson.dumps(ids).decode()), prepare=False
+            )
             rows = await cursor.fetchall()
         return {str(message_id): str(fingerprint) for message_id, fingerprint in rows}
 
@@ -332,19 +345,14 @@ class PostgresStore:
         now = None if self._clock is None else utc(self._clock(), milliseconds=True)
         at = None if checkpoint is None else utc(checkpoint)
         batch = latest_per_message(delivered)  # one statement cannot upsert a key twice
-        fingerprints = fingerprint_arrays(batch)
-        archive = archive_arrays(batch) if self._archive and batch else None
+        document = batch_document(batch, archive=self._archive) if batch else None
         sql = self._sql
+        upsert = sql.upsert_fingerprints_and_archive if self._archive else sql.upsert_fingerprints
 
         async def write(connection: AsyncConnection[Any]) -> None:
-            if batch:
-                await connection.execute(
-                    sql.upsert_fingerprints, (account, *fingerprints, now), prepare=False
-                )
-            if archive is not None:
-                await connection.execute(
-                    sql.upsert_archive, (account, *archive, now), prepare=False
-                )
+            if document is not None:
+                args = {"account": account, "batch": document, "now": now}
+                await connection.execute(upsert, args, prepare=False)
             if at is not None:
                 await connection.execute(sql.upsert_checkpoint, (account, at, now), prepare=False)
 
@@ -364,11 +372,10 @@ class PostgresStore:
                     connection.transaction(),
                 ):
                     # Local to this transaction: nothing lingers on a shared server connection.
-                    milliseconds = str(math.ceil(self._timeout * 1000))
                     await connection.execute(
                         "SELECT set_config('statement_timeout', %s, true), "
                         "set_config('idle_in_transaction_session_timeout', %s, true)",
-                        (milliseconds, milliseconds),
+                        self._limits,
                         prepare=False,
                     )
                     yield connection
