@@ -22,6 +22,7 @@ from .errors import (
     IncompleteWindowWarning,
     InfobipError,
     InvalidQueryError,
+    LeaseLostError,
     RateLimitError,
     RetentionWarning,
     ServerError,
@@ -32,7 +33,7 @@ from .fetcher import FetcherStats, LogsFetcher
 from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
 from .poller import Account, AccountResult, AccountStatus, LogsPoller
 from .retry import RetryEvent
-from .store import CheckpointStore, Delivered, SqliteStore, StoreError
+from .store import CheckpointStore, Delivered, Lease, LeaseStore, SqliteStore, StoreError
 from .throttle import TokenBucket
 
 __all__ = [
@@ -55,6 +56,9 @@ __all__ = [
     "IncompleteWindowWarning",
     "InfobipError",
     "InvalidQueryError",
+    "Lease",
+    "LeaseLostError",
+    "LeaseStore",
     "LogsFetcher",
     "LogsPoller",
     "LogsQuery",

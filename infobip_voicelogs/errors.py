@@ -10,6 +10,7 @@ InfobipError
 ├── DecodeError               a body that is not what it claims to be
 ├── InvalidQueryError         a request that cannot be sent (also a ValueError)
 └── StoreError                the checkpoint store is closed, cannot open, or is too new
+    └── LeaseLostError        a fenced commit found its account's lease held by another
 ```
 
 No message or repr built here ever contains a credential: the classes carry

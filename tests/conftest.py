@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import attrs
 import httpx
 import pytest
 import respx
+from pg_server import PostgresCluster, missing_reason
 
 from infobip_voicelogs import LogsFetcher, VoiceLog
 from infobip_voicelogs.codec import Format, encode_logs, media_type
@@ -133,3 +135,27 @@ async def loopback_server(
     async with server:
         yield f"http://127.0.0.1:{port}"
         server.close()  # drop the connections still open, not wait for them
+
+
+# -- real servers ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the whole run (skipped, or failed under CI, if none)."""
+    reason = missing_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and no PostgreSQL to test against: {reason}")
+        pytest.skip(reason)
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_dsn(pg_cluster: PostgresCluster) -> str:
+    """The DSN of a fresh, empty database of the session's cluster."""
+    return pg_cluster.create_database()

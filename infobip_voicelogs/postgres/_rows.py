@@ -1,0 +1,143 @@
+"""Between `VoiceLog`s and PostgreSQL: a batch as one JSON document, a row back as a log.
+
+A batch goes to the server as one JSON array of objects, turned into rows there by
+`json_to_recordset()`: one parameter and one statement for 1,000 logs. orjson writes the
+document in about a millisecond; psycopg's text dumping of 25 arrays took ten times that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from ..errors import StoreError
+from ..models import ErrorInfo, Price, Status, VoiceLog
+from ..store.base import Delivered
+
+__all__ = ["batch_document", "latest_per_message", "log_from_row", "utc"]
+
+
+def utc(value: datetime, *, milliseconds: bool = False) -> datetime:
+    """`value` in UTC, refused if naive; `milliseconds` truncates to the archive's precision."""
+    if value.utcoffset() is None:
+        raise ValueError(f"{value!r} is naive; the store takes aware datetimes only")
+    value = value.astimezone(UTC)
+    if milliseconds:
+        value = value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # Sent as written, offset and all; the server truncates to milliseconds.
+    if value is not None and value.utcoffset() is None:
+        raise ValueError(f"{value!r} is naive; the store takes aware datetimes only")
+    return value
+
+
+def latest_per_message(delivered: Sequence[Delivered]) -> list[Delivered]:
+    """The batch with each message once, its last occurrence winning, as in `SqliteStore`."""
+    last: dict[str, Delivered] = {}
+    for item in delivered:
+        assert item.log.message_id is not None  # Delivered checks it on construction
+        last[item.log.message_id] = item
+    return list(last.values())
+
+
+def batch_document(batch: Sequence[Delivered], *, archive: bool) -> str:
+    """The batch as the JSON array `_schema.BATCH_FIELDS` reads; naive datetimes refused."""
+    rows = [_archive_row(item) if archive else _fingerprint_row(item) for item in batch]
+    try:
+        return orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError as exc:  # an integer beyond 64 bits, a lone surrogate
+        raise StoreError(f"cannot commit a batch: a value cannot be stored: {exc}") from None
+
+
+def _fingerprint_row(item: Delivered) -> dict[str, Any]:
+    log = item.log
+    return {
+        "message_id": log.message_id,
+        "fingerprint": item.fingerprint,
+        "sent_at": _aware(log.sent_at),
+    }
+
+
+def _archive_row(item: Delivered) -> dict[str, Any]:
+    log = item.log
+    price, status, error = log.price, log.status, log.error
+    group = status.group if status is not None else None
+    return {
+        "message_id": log.message_id,
+        "fingerprint": item.fingerprint,
+        "bulk_id": log.bulk_id,
+        "to_number": log.to,
+        "from_sender": log.from_,
+        "text": log.text,
+        "sent_at": _aware(log.sent_at),
+        "done_at": _aware(log.done_at),
+        "duration": log.duration,
+        "mccmnc": log.mccmnc,
+        # The exact decimal, as text.
+        "price_per_second": None if price is None else str(price.per_second),
+        "currency": None if price is None else price.currency,
+        "status_group": None if group is None else group.value,
+        "status_group_name": None if status is None else status.group_name,
+        "status_group_id": None if status is None else status.group_id,
+        "status_id": None if status is None else status.id,
+        "status_name": None if status is None else status.name,
+        "status_description": None if status is None else status.description,
+        "status_action": None if status is None else status.action,
+        "error_group_id": None if error is None else error.group_id,
+        "error_group_name": None if error is None else error.group_name,
+        "error_id": None if error is None else error.id,
+        "error_name": None if error is None else error.name,
+        "error_description": None if error is None else error.description,
+        "error_permanent": None if error is None else error.permanent,
+    }
+
+
+def log_from_row(row: Mapping[str, Any]) -> VoiceLog:
+    """The `VoiceLog` a `voice_logs` row was written from."""
+    return VoiceLog(
+        bulk_id=row["bulk_id"],
+        message_id=row["message_id"],
+        to=row["to_number"],
+        from_=row["from_sender"],
+        text=row["text"],
+        sent_at=None if row["sent_at"] is None else utc(row["sent_at"]),
+        done_at=None if row["done_at"] is None else utc(row["done_at"]),
+        duration=row["duration"],
+        mccmnc=row["mccmnc"],
+        price=(
+            None
+            if row["price_per_second"] is None
+            else Price(per_second=Decimal(row["price_per_second"]), currency=row["currency"])
+        ),
+        status=(
+            None
+            if row["status_id"] is None
+            else Status(
+                group_id=row["status_group_id"],
+                group_name=row["status_group_name"],
+                id=row["status_id"],
+                name=row["status_name"],
+                description=row["status_description"],
+                action=row["status_action"],
+            )
+        ),
+        error=(
+            None
+            if row["error_id"] is None
+            else ErrorInfo(
+                group_id=row["error_group_id"],
+                group_name=row["error_group_name"],
+                id=row["error_id"],
+                name=row["error_name"],
+                description=row["error_description"],
+                permanent=row["error_permanent"],
+            )
+        ),
+    )

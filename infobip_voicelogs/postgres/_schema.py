@@ -1,0 +1,263 @@
+"""The tables of `PostgresStore`, their migrations, and the SQL that writes and leases.
+
+The archive has the same tables, columns and indexes as `SqliteStore`'s file, in native
+PostgreSQL types: timestamps are `timestamptz`, `error_permanent` is a `boolean`, prices
+stay exact decimal text. The layout is documented for users in `docs/archive.md`; keep the
+two in step. A change of layout is a new entry in `_MIGRATIONS` and a new `SCHEMA_VERSION`,
+never an edit of an old entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from ..errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "Statements", "migrate", "quote_ident"]
+
+#: The layout of the tables this version writes (the row of `voicelogs_schema`).
+SCHEMA_VERSION = 1
+
+# Each migration takes a schema from the version before it to its own number (index + 1).
+# `{s}` is the quoted schema name.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE {s}.checkpoints (
+            account     text PRIMARY KEY,
+            checkpoint  timestamptz NOT NULL,
+            updated_at  timestamptz NOT NULL
+        )""",
+        """CREATE TABLE {s}.fingerprints (
+            account     text NOT NULL,
+            message_id  text NOT NULL,
+            fingerprint text NOT NULL,
+            sent_at     timestamptz NOT NULL,
+            updated_at  timestamptz NOT NULL,
+            PRIMARY KEY (account, message_id)
+        )""",
+        "CREATE INDEX fingerprints_by_sent_at ON {s}.fingerprints (sent_at)",
+        """CREATE TABLE {s}.voice_logs (
+            account            text NOT NULL,
+            message_id         text NOT NULL,
+            bulk_id            text,
+            to_number          text,
+            from_sender        text,
+            text               text,
+            sent_at            timestamptz,
+            done_at            timestamptz,
+            duration           bigint,
+            mccmnc             text,
+            price_per_second   text,
+            currency           text,
+            status_group       text,
+            status_group_name  text,
+            status_group_id    bigint,
+            status_id          bigint,
+            status_name        text,
+            status_description text,
+            status_action      text,
+            error_group_id     bigint,
+            error_group_name   text,
+            error_id           bigint,
+            error_name         text,
+            error_description  text,
+            error_permanent    boolean,
+            first_seen_at      timestamptz NOT NULL,
+            updated_at         timestamptz NOT NULL,
+            PRIMARY KEY (account, message_id)
+        )""",
+        "CREATE INDEX voice_logs_by_account_sent_at ON {s}.voice_logs (account, sent_at)",
+        # A lease is free when it has no owner or its time is up; the fence only grows.
+        """CREATE TABLE {s}.leases (
+            account     text PRIMARY KEY,
+            owner       text,
+            fence       bigint NOT NULL DEFAULT 0,
+            expires_at  timestamptz
+        )""",
+        "CREATE INDEX leases_by_owner ON {s}.leases (owner)",
+        # Every poller process that called lease(), alive until its last call's ttl ran out.
+        """CREATE TABLE {s}.lease_owners (
+            owner       text PRIMARY KEY,
+            alive_until timestamptz NOT NULL
+        )""",
+    ),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+
+def quote_ident(name: str) -> str:
+    """`name` as a PostgreSQL quoted identifier."""
+    if not name or "\x00" in name:
+        raise ValueError(f"{name!r} is not a usable schema name")
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def migrate(connection: AsyncConnection[Any], schema: str) -> None:
+    """Bring `schema` to `SCHEMA_VERSION` in one transaction; refuse a newer one.
+
+    A transaction-scoped advisory lock serializes processes migrating at once (it ends
+    with the transaction, so it is safe behind a transaction-pooling PgBouncer).
+    """
+    s = quote_ident(schema)
+    async with connection.transaction():
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            (f"infobip_voicelogs.schema:{schema}",),
+            prepare=False,
+        )
+        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {s}", prepare=False)
+        await connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.voicelogs_schema ("
+            "one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL)",
+            prepare=False,
+        )
+        cursor = await connection.execute(
+            f"SELECT version FROM {s}.voicelogs_schema", prepare=False
+        )
+        row = await cursor.fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the schema {schema!r} has schema version {version}, but this version of "
+                f"infobip-voicelogs knows versions up to {SCHEMA_VERSION}: upgrade the library"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target - 1]:
+                await connection.execute(statement.format(s=s), prepare=False)
+        if version < SCHEMA_VERSION:
+            await connection.execute(
+                f"INSERT INTO {s}.voicelogs_schema (version) VALUES (%s) "
+                "ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+                (SCHEMA_VERSION,),
+                prepare=False,
+            )
+
+
+# -- the archive's columns -----------------------------------------------------------------
+
+# Every archive column but `account`, `first_seen_at` and `updated_at` (one value a batch),
+# with its type: the record type in which `json_to_recordset()` reads a batch's document.
+ARCHIVE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("message_id", "text"), ("bulk_id", "text"), ("to_number", "text"),
+    ("from_sender", "text"), ("text", "text"), ("sent_at", "timestamptz"),
+    ("done_at", "timestamptz"), ("duration", "bigint"), ("mccmnc", "text"),
+    ("price_per_second", "text"), ("currency", "text"), ("status_group", "text"),
+    ("status_group_name", "text"), ("status_group_id", "bigint"), ("status_id", "bigint"),
+    ("status_name", "text"), ("status_description", "text"), ("status_action", "text"),
+    ("error_group_id", "bigint"), ("error_group_name", "text"), ("error_id", "bigint"),
+    ("error_name", "text"), ("error_description", "text"), ("error_permanent", "boolean"),
+)  # fmt: skip
+
+
+def _millisecond(name: str, kind: str) -> str:
+    # The archive keeps the provider's precision, milliseconds, as SqliteStore does.
+    return f"date_trunc('milliseconds', {name})" if kind == "timestamptz" else name
+
+
+class Statements:
+    """Every statement of the store, with its schema filled in once."""
+
+    def __init__(self, schema: str) -> None:
+        s = quote_ident(schema)
+        columns = [name for name, _ in ARCHIVE_FIELDS]
+        fields = [("fingerprint", "text"), *ARCHIVE_FIELDS]
+        record = ", ".join(f"{name} {kind}" for name, kind in fields)
+        # One batch: its JSON document as rows, and when it is written: the store's clock
+        # if it has one, else the transaction's now().
+        batch = (
+            "batch AS MATERIALIZED (SELECT r.*, COALESCE(%(now)s::timestamptz, now()) AS at "
+            f"FROM json_to_recordset(%(batch)s::json) AS r ({record}))"
+        )
+        write_fingerprints = (
+            f"INSERT INTO {s}.fingerprints (account, message_id, fingerprint, sent_at, "
+            "updated_at) SELECT %(account)s, message_id, fingerprint, "
+            # A log without sent_at ages from when it was written, so prune still forgets it.
+            "COALESCE(date_trunc('milliseconds', sent_at), at), at FROM batch "
+            "ON CONFLICT (account, message_id) DO UPDATE SET "
+            "fingerprint = excluded.fingerprint, sent_at = excluded.sent_at, "
+            "updated_at = excluded.updated_at"
+        )
+        self.upsert_fingerprints = f"WITH {batch} {write_fingerprints}"
+        # Both tables from one reading of the document: a data-modifying CTE.
+        self.upsert_fingerprints_and_archive = (
+            f"WITH {batch}, fingerprints_written AS ({write_fingerprints}) "
+            f"INSERT INTO {s}.voice_logs (account, {', '.join(columns)}, first_seen_at, "
+            "updated_at) SELECT %(account)s, "
+            + ", ".join(_millisecond(name, kind) for name, kind in ARCHIVE_FIELDS)
+            + ", at, at FROM batch ON CONFLICT (account, message_id) DO UPDATE SET "
+            # Every column takes the new value but the key and the first sighting.
+            + ", ".join(f"{c} = excluded.{c}" for c in [*columns[1:], "updated_at"])
+        )
+        self.upsert_checkpoint = (
+            f"INSERT INTO {s}.checkpoints (account, checkpoint, updated_at) "
+            "VALUES (%s, %s, COALESCE(%s::timestamptz, now())) ON CONFLICT (account) "
+            "DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at"
+        )
+        self.checkpoint = f"SELECT checkpoint FROM {s}.checkpoints WHERE account = %s"
+        self.accounts = f"SELECT account, checkpoint FROM {s}.checkpoints ORDER BY account"
+        self.fingerprints = (
+            f"SELECT message_id, fingerprint FROM {s}.fingerprints WHERE account = %s "
+            "AND message_id IN (SELECT json_array_elements_text(%s::json))"
+        )
+        self.prune = f"DELETE FROM {s}.fingerprints WHERE sent_at < %s"
+        self.archived = (
+            f"SELECT * FROM {s}.voice_logs {{where}} "
+            "ORDER BY sent_at IS NULL, sent_at DESC, account, message_id"
+        )
+
+        # -- leases: one claim period's transaction, in order ------------------------------
+        ttl = "now() + %(ttl)s * interval '1 second'"
+        self.owner_alive = (
+            f"INSERT INTO {s}.lease_owners (owner, alive_until) VALUES (%(owner)s, {ttl}) "
+            "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until"
+        )
+        # Forget processes gone for a day; SKIP LOCKED: never wait for one coming back.
+        self.forget_owners = (
+            f"DELETE FROM {s}.lease_owners WHERE owner IN (SELECT owner FROM {s}.lease_owners "
+            "WHERE alive_until < now() - interval '1 day' FOR UPDATE SKIP LOCKED)"
+        )
+        # Only the missing rows, in account order: processes adding the same accounts at
+        # once wait for each other in one order, never in a cycle.
+        self.add_accounts = (
+            f"INSERT INTO {s}.leases (account) SELECT a FROM unnest(%(accounts)s::text[]) AS a "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l WHERE l.account = a) ORDER BY a "
+            "ON CONFLICT (account) DO NOTHING"
+        )
+        # Still ours means nobody claimed it since (a claim sets its owner): renewing keeps
+        # the fence, even if the time ran out meanwhile.
+        self.renew = (
+            f"UPDATE {s}.leases SET expires_at = {ttl} "
+            "WHERE owner = %(owner)s AND account = ANY(%(accounts)s::text[]) "
+            "RETURNING account, owner, fence, expires_at"
+        )
+        self.release_unlisted = (
+            f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL "
+            "WHERE owner = %(owner)s AND NOT account = ANY(%(accounts)s::text[])"
+        )
+        self.live_owners = f"SELECT count(*) FROM {s}.lease_owners WHERE alive_until > now()"
+        self.release = (
+            f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL "
+            "WHERE owner = %(owner)s AND account = ANY(%(accounts)s::text[])"
+        )
+        self.release_all = (
+            f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL WHERE owner = %(owner)s"
+        )
+        self.owner_gone = f"DELETE FROM {s}.lease_owners WHERE owner = %(owner)s"
+        # SKIP LOCKED: rows another process is claiming or committing right now are not
+        # free for us; we take others and never wait.
+        self.claim = (
+            f"WITH free AS (SELECT account FROM {s}.leases "
+            "WHERE account = ANY(%(accounts)s::text[]) "
+            "AND (owner IS NULL OR expires_at IS NULL OR expires_at <= now()) "
+            "ORDER BY account LIMIT %(want)s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {s}.leases l SET owner = %(owner)s, fence = l.fence + 1, "
+            f"expires_at = {ttl} FROM free WHERE l.account = free.account "
+            "RETURNING l.account, l.owner, l.fence, l.expires_at"
+        )
+        # The fence check of commit_leased: the row lock keeps a claimer out until we commit.
+        self.check_lease = (
+            f"SELECT owner = %s AND fence = %s AND expires_at > now() "
+            f"FROM {s}.leases WHERE account = %s FOR UPDATE"
+        )
