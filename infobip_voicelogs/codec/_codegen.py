@@ -8,12 +8,14 @@ equal prices, statuses and errors between logs, and writes the instance's slots 
 Any failure just raises: the precise cattrs hooks (`_convert`) then say where and why.
 
 The source is registered in `linecache` under a name of its own, so a traceback through
-a generated function shows its lines, as it does for cattrs's own generated code.
+a generated function shows its lines, as it does for cattrs's own generated code. The
+precise path respells older field names with the same generated lines (`respeller`).
 For `VoiceLog` from JSON it begins:
 
     def structure_VoiceLog(wire, _=None):
         if type(wire) is not dict: raise bad(wire, 'an object')
-        if 'mccMnc' in wire: wire = respell(wire, VoiceLog)
+        if 'mccMnc' in wire and wire.get('mccmnc') is None:
+            wire = {**wire, 'mccmnc': wire['mccMnc']}
         if len(wire) >= 12:
             try:
                 row = getter(wire)
@@ -38,9 +40,9 @@ import attrs
 from ..models import ErrorInfo, Price, Status
 from ._readers import TYPE_CHECKS, Reader, bad, optional_reader
 from ._timestamps import fromisoformat
-from ._wire import ALIASES, respell, split_optional, wire_name
+from ._wire import ALIASES, split_optional, wire_name
 
-__all__ = ["direct_setters", "fast_hook"]
+__all__ = ["direct_setters", "fast_hook", "respeller"]
 
 T = TypeVar("T")
 
@@ -57,7 +59,16 @@ def fast_hook(
     cls: type[T], readers: Mapping[type, Reader], *, xml: bool
 ) -> Callable[[Any, Any], T]:
     """A generated function that structures a wire dict as a `cls`, or raises."""
-    return _HookBuilder(readers, xml=xml).build(cls)
+    return _HookBuilder(readers, xml=xml).structure(cls)
+
+
+def respeller(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A function that copies each older spelling of a field to the current one, where that
+    is absent or null, into a new dict (the argument is never changed).
+
+    It is the lines the fast hooks inline, compiled alone, so both paths respell alike.
+    """
+    return _HookBuilder({}, xml=False).respeller(cls)
 
 
 def direct_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
@@ -103,9 +114,10 @@ def _register_source(source: str, description: str) -> str:
 
 
 class _HookBuilder:
-    """Writes one structuring function: its lines of source and the globals they use.
+    """Writes one generated function: its lines of source and the globals they use.
 
-    One method per step of structuring an object. A nested class's steps are written
+    `structure` and `respeller` each write and compile one function; the private methods
+    are the steps of structuring an object, one each. A nested class's steps are written
     inside its parent's, its names prefixed with the field's (`price_row`), and every name
     is checked to be fresh, so a field called `type` or `row` cannot shadow another.
     """
@@ -124,12 +136,11 @@ class _HookBuilder:
             "KeyError": KeyError,
             "len": len,
             "new": object.__new__,
-            "respell": respell,
             "type": type,
         }
         self._taken = set(self._globals)
 
-    def build(self, cls: type[T]) -> Callable[[Any, Any], T]:
+    def structure(self, cls: type[T]) -> Callable[[Any, Any], T]:
         """Write, compile and return the function that structures a `cls`."""
         function = self._fresh(f"structure_{cls.__name__}")
         wire, built = self._fresh("wire"), self._fresh("built")
@@ -138,9 +149,21 @@ class _HookBuilder:
         with self._block():
             self._object(cls, source=wire, target=built, prefix="")
             self._line(f"return {built}")
-        source = "".join(f"{line}\n" for line in self._lines)
         fmt = "xml" if self._xml else "json"
-        filename = _register_source(source, f"structure {cls.__qualname__} ({fmt})")
+        return self._compile(function, f"structure {cls.__qualname__} ({fmt})")
+
+    def respeller(self, cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """Write, compile and return the function that respells a `cls`'s wire dict."""
+        function, wire = self._fresh(f"respell_{cls.__name__}"), self._fresh("wire")
+        self._line(f"def {function}({wire}):")
+        with self._block():
+            self._respell(cls, wire)
+            self._line(f"return {wire}")
+        return self._compile(function, f"respell {cls.__qualname__}")
+
+    def _compile(self, function: str, description: str) -> Callable[..., Any]:
+        source = "".join(f"{line}\n" for line in self._lines)
+        filename = _register_source(source, description)
         namespace = dict(self._globals)
         exec(compile(source, filename, "exec"), namespace)
         return namespace[function]  # type: ignore[no-any-return]
@@ -167,11 +190,13 @@ class _HookBuilder:
         self._line(f"if type({source}) is not dict: raise bad({source}, 'an object')")
 
     def _respell(self, cls: type, source: str) -> None:
-        """Older spellings cost one `in` test each when absent, which they nearly always are."""
-        olds = [f"{old!r} in {source}" for old, _ in ALIASES.get(cls, ())]
-        if olds:
-            cls_name = self._global(cls.__name__, cls)
-            self._line(f"if {' or '.join(olds)}: {source} = respell({source}, {cls_name})")
+        """Copy each older spelling the provider sent to the current one, if that is unset."""
+        for old, current in ALIASES.get(cls, ()):
+            # Inline, not a call: the newer spec and the XML example use the older names,
+            # so a whole page may take this path.
+            self._line(f"if {old!r} in {source} and {source}.get({current!r}) is None:")
+            with self._block():
+                self._line(f"{source} = {{**{source}, {current!r}: {source}[{old!r}]}}")
 
     def _take_row(self, cls: type, source: str, prefix: str) -> str:
         """Take every field's wire value into a tuple; return the tuple's variable."""

@@ -18,9 +18,9 @@ from cattrs.preconf.orjson import make_converter
 
 from ..errors import DecodeError
 from ..models import VoiceLog
-from ._codegen import fast_hook
+from ._codegen import fast_hook, respeller
 from ._readers import Reader, bad, optional_reader
-from ._wire import MODELS, excerpt, renames, respell, wire_name
+from ._wire import MODELS, excerpt, renames, wire_name
 
 __all__ = ["build_converter", "structure_all"]
 
@@ -55,11 +55,12 @@ def _precise_hook(cls: type[T], converter: cattrs.Converter) -> Callable[[Any, A
         _cattrs_detailed_validation=True,
         **renames(cls),
     )
+    respell = respeller(cls)
 
     def structure(obj: Any, _: Any = None) -> T:
         if type(obj) is not dict:
             raise bad(obj, "an object")
-        obj = respell(obj, cls)
+        obj = respell(obj)
         # Null is as absent as missing: cattrs then names a missing required field itself.
         return generated({k: v for k, v in obj.items() if v is not None}, cls)
 

@@ -21,7 +21,6 @@ __all__ = [
     "amount_text",
     "excerpt",
     "renames",
-    "respell",
     "split_optional",
     "wire_name",
 ]
@@ -47,7 +46,8 @@ _WIRE_NAMES: dict[type, dict[str, str]] = {
     ErrorInfo: {"group_id": "groupId", "group_name": "groupName"},
 }
 
-#: Older spellings the provider still sends, each with the current one the hooks read.
+#: Older spellings the provider still sends, each with the current one the hooks read
+#: (`_codegen.respeller` copies one to the other).
 ALIASES: dict[type, tuple[tuple[str, str], ...]] = {
     VoiceLog: (("mccMnc", "mccmnc"),),
     Price: (("pricePerMessage", "pricePerSecond"),),
@@ -64,17 +64,6 @@ def wire_name(cls: type, name: str) -> str:
 def renames(cls: type) -> dict[str, Any]:
     """cattrs's overrides that give `cls`'s fields their wire names."""
     return {name: override(rename=wire) for name, wire in _WIRE_NAMES[cls].items()}
-
-
-def respell(obj: dict[str, Any], cls: type) -> dict[str, Any]:
-    """`obj` with each older spelling copied to the current one, where that is absent or null.
-
-    The argument is never changed: a copy is made when there is something to copy.
-    """
-    for old, current in ALIASES.get(cls, ()):
-        if old in obj and obj.get(current) is None:
-            obj = {**obj, current: obj[old]}
-    return obj
 
 
 def split_optional(tp: Any) -> tuple[Any, bool]:
