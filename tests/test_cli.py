@@ -488,3 +488,49 @@ def test_poll_exits_on_signals_while_its_output_is_stuck(
     lines = [orjson.loads(line) for line in again.stdout.splitlines()]
     acme = {line["messageId"] for line in lines if line["account"] == "acme"}
     assert acme == {log.message_id for log in fake.accounts["acme"].logs}  # ...so offered again
+
+
+@pytest.mark.postgres
+def test_poll_once_into_postgres_from_the_environment(
+    runner: CliRunner, server: FakeServer, fake: FakeInfobip, tmp_path: Path, postgres_dsn: str
+) -> None:
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    args = ["poll", "-a", str(accounts), "--once", "--no-live", "--format", "ndjson"]
+    env = {"ACME_KEY": KEY, "INFOBIP_STORE_URL": postgres_dsn}
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    lines = [orjson.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    truth = {
+        (name, log.message_id) for name in ("acme", "globex") for log in fake.accounts[name].logs
+    }
+    assert {(line["account"], line["messageId"]) for line in lines} == truth
+
+    async def archived() -> set[tuple[str, str | None]]:
+        from infobip_voicelogs.postgres import PostgresStore
+
+        async with PostgresStore(postgres_dsn) as store:
+            return {
+                (name, log.message_id)
+                for name in ("acme", "globex")
+                for log in await store.archived(name)
+            }
+
+    assert asyncio.run(archived()) == truth
+    again = runner.invoke(app, args, env=env)
+    assert again.exit_code == 0, again.output
+    assert not [line for line in again.stdout.splitlines() if line.startswith("{")]
+
+
+def test_poll_with_an_unreachable_postgres_exits_2_without_its_password(
+    runner: CliRunner, server: FakeServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("psycopg")
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    url = "postgresql://voicelogs:hunter2-secret@127.0.0.1:9/voicelogs?connect_timeout=2"
+    result = runner.invoke(
+        app,
+        ["poll", "-a", str(accounts), "--store", url, "--once", "--no-live"],
+        env={"ACME_KEY": KEY},
+    )
+    assert result.exit_code == 2, result.output
+    assert "hunter2-secret" not in result.output

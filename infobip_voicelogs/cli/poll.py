@@ -6,7 +6,7 @@ import asyncio
 import io
 import signal
 import sys
-from contextlib import suppress
+from contextlib import aclosing, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from ..codec import encode_ndjson
 from ..errors import StoreError
 from ..models import VoiceLog
 from ..poller import DEFAULT_SHUTDOWN_GRACE, LogsPoller
-from ..store import SqliteStore
+from .backends import open_store, redacted
 from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
@@ -33,7 +33,12 @@ def poll(
     accounts_file: Path = typer.Option(
         ..., "--accounts", "-a", help="TOML file with one [[account]] table per account."
     ),
-    store_path: Path = typer.Option(Path("voicelogs.db"), "--store", help="SQLite store file."),
+    store_spec: str = typer.Option(
+        "voicelogs.db",
+        "--store",
+        envvar="INFOBIP_STORE_URL",
+        help="A SQLite file, or a postgresql:// URL that a fleet of poll processes shares.",
+    ),
     archive: bool = typer.Option(
         True, "--archive/--no-archive", help="Keep every log's last state."
     ),
@@ -81,7 +86,7 @@ def poll(
 
     async def poll_until_stopped() -> LogsPoller:
         async with (
-            SqliteStore(store_path, archive=archive) as store,
+            aclosing(open_store(store_spec, archive=archive)) as store,
             LogsPoller(
                 accounts,
                 store=store,
@@ -93,7 +98,7 @@ def poll(
             ) as poller,
         ):
             try:
-                await store.accounts()  # a store that cannot be opened is a usage error
+                await store.checkpoint(accounts[0].name)  # one that cannot open: a usage error
             except StoreError as exc:
                 fail(str(exc))
             shutdown.install(poller, asyncio.current_task())
@@ -120,7 +125,7 @@ def poll(
         finally:
             if out is not None:
                 out.close()
-        stderr.print(f"\nstopped; {delivered} logs delivered; store {store_path}")
+        stderr.print(f"\nstopped; {delivered} logs delivered; store {redacted(store_spec)}")
         if shutdown.signal is not None:
             raise typer.Exit(128 + shutdown.signal)  # 130 for SIGINT, 143 for SIGTERM
         assert poller is not None
