@@ -17,7 +17,7 @@ def simulate(
     ctx: typer.Context,
     port: int = typer.Option(8099, min=0, max=65535, help="Port on 127.0.0.1 (0: any free one)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    accounts: int = typer.Option(3, min=1, max=1000, help="How many accounts."),
+    accounts: int = typer.Option(3, min=1, max=10_000, help="How many accounts."),
     rate: float = typer.Option(1.0, min=0.0, help="New logs per second per account."),
     backlog: int = typer.Option(200, min=0, help="Logs each account has at start."),
     fault_rate: float = typer.Option(
