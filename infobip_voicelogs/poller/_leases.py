@@ -37,6 +37,9 @@ _TRUST = 0.9
 # The longest one claim may take, as a share of the ttl: a later answer is of no use, the
 # leases it renewed having lapsed locally by then (the store has its own, shorter bounds).
 _CLAIM_TIMEOUT_SHARE = 1.0
+# The longest a release at shutdown may take: the leases lapse by themselves anyway, and a
+# shutdown must keep its stated bound.
+RELEASE_TIMEOUT = 2.0
 
 
 def new_owner_id() -> str:
@@ -139,7 +142,7 @@ class LeaseKeeper:
         self._leases = {}
         self._notify()
         try:
-            async with asyncio.timeout(self.ttl * _CLAIM_TIMEOUT_SHARE):
+            async with asyncio.timeout(min(RELEASE_TIMEOUT, self.ttl)):
                 await self._store.release(self.owner)
         except Exception as exc:  # they lapse by themselves within the ttl
             logger.warning(
