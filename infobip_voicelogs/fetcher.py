@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 import warnings
 from collections.abc import (
     AsyncGenerator,
@@ -35,6 +36,7 @@ from urllib.parse import quote
 import attrs
 import httpx
 
+from . import telemetry
 from .__about__ import __version__
 from .auth import auth_from
 from .codec import Format, decode_error, decode_logs, media_type
@@ -251,6 +253,8 @@ class LogsFetcher:
         max_retry_after: The longest `Retry-After` worth waiting for; longer raises at once.
         on_retry: Called with a `RetryEvent` before each retry's wait.
         sleep: The coroutine function that waits between tries (for tests).
+        account: The account's name, for metrics, spans and log records (recorded as an
+            attribute only after `telemetry.configure(account_names=True)`).
         clock: Returns "now" as an aware datetime: the default end of an `iter_logs`
             window and what its 48-hour retention check compares with (for tests and
             the fake provider's clock). `None` is the real time in UTC.
@@ -275,6 +279,7 @@ class LogsFetcher:
         on_retry: Callable[[RetryEvent], object] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] | None = None,
+        account: str | None = None,
     ) -> None:
         if format not in ("json", "xml"):
             raise ValueError(f"format must be 'json' or 'xml', not {format!r}")
@@ -293,6 +298,8 @@ class LogsFetcher:
         self._throttle: Throttle = (
             throttle if throttle is not None else TokenBucket(DEFAULT_RATE, burst=1, adaptive=True)
         )
+        self._account = account
+        telemetry.watch_throttle(self._throttle, account)
         self._timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
         self._headers = {"Accept": media_type(format), "User-Agent": USER_AGENT}
         self._on_retry = on_retry
@@ -361,11 +368,14 @@ class LogsFetcher:
         """
         params = query.to_params() if query is not None else {}
         url = f"{self._url}?{_query_string(params)}" if params else self._url
-        return await self._policy.call(self._send, url)
+        with telemetry.FetchSpan(self._account):
+            return await self._policy.call(self._send, url)
 
     async def _send(self, url: str) -> list[VoiceLog]:
         """One try: wait for the throttle, send, and translate the outcome."""
-        self._throttle_wait += await self._throttle.acquire()
+        waited = await self._throttle.acquire()
+        self._throttle_wait += waited
+        telemetry.throttle_waited(waited)
         self._requests += 1
         try:
             # A server may trickle its answer and never trip `timeout`: a try has a deadline.
@@ -376,9 +386,13 @@ class LogsFetcher:
             raise TransportError(f"no complete answer within {self._deadline:g} s") from None
         if response.is_success:
             self._throttle.on_success()
-            return decode_logs(body, response.headers.get("content-type", ""))
+            started = time.perf_counter()
+            logs = decode_logs(body, response.headers.get("content-type", ""))
+            telemetry.decoded(len(logs), time.perf_counter() - started)
+            return logs
         if response.status_code == 429:
             self._rate_limited += 1
+            telemetry.rate_limited()
         raise _error_for(response, body)
 
     async def _get(self, url: str) -> tuple[httpx.Response, bytes]:
@@ -614,5 +628,9 @@ def _warn_incomplete(what: str, yielded: int) -> None:
         "to or bulk ids, to reach them)"
     )
     # Logged too, every time: a warning is shown once per place, and a poller walks again.
-    logger.warning("incomplete window: %s", message)
+    logger.warning(
+        "incomplete window: %s",
+        message,
+        extra={"account": telemetry.current_account(), "outcome": "incomplete"},
+    )
     warnings.warn(message, IncompleteWindowWarning, stacklevel=4)

@@ -37,6 +37,7 @@ from typing import Protocol, TypeVar
 import attrs
 import tenacity
 
+from . import telemetry
 from .errors import ApiError, RateLimitError, TransportError
 
 __all__ = [
@@ -303,7 +304,9 @@ class RetryPolicy:
             event.attempt,
             self.max_attempts,
             event.reason,
+            extra={"account": telemetry.current_account(), "outcome": "retry"},
         )
+        telemetry.retried(status, event.attempt, wait)
         if self.on_retry is not None:
             self.on_retry(event)
 
