@@ -188,6 +188,6 @@ asyncio.run(main())
         line.startswith("infobip_voicelogs_logs_decoded") and line.endswith(" 7.0")
         for line in metric_lines
     ), text
-    waits = "infobip_voicelogs_throttle_wait_seconds_count"
+    waits = "infobip_voicelogs_throttle_acquired_total"
     assert any(line.startswith(waits) for line in metric_lines)
     assert '="k"' not in text  # never the credential
