@@ -3,7 +3,7 @@
 The fetchers and the one `httpx.AsyncClient` (and connection pool) they share are made in
 the app's lifespan and used by every request, so concurrent requests for one account queue
 politely on its 2 requests/s. A bad query is a 422, a provider that keeps saying 429 is a
-503 with `Retry-After`, a refused credential is a 502.
+503 with `Retry-After`, a refused credential is a 502, a provider too slow is a 504.
 
     python examples/fastapi_backend.py     # serves a fake provider in-process, prints answers
 
@@ -43,6 +43,8 @@ from infobip_voicelogs import (
 #: longer than this is passed on to our own caller as a 503 rather than waited for.
 MAX_ATTEMPTS = 2
 MAX_RETRY_AFTER = 5.0
+#: The most one request of ours spends on the provider: throttle waits and retries included.
+REQUEST_BUDGET = 15.0
 
 
 def create_app(
@@ -101,6 +103,10 @@ def create_app(
             status_code=503,
             headers={"Retry-After": str(retry_after)},
         )
+
+    @app.exception_handler(TimeoutError)
+    async def too_slow(_request: Request, _exc: TimeoutError) -> JSONResponse:
+        return JSONResponse({"detail": "the provider did not answer in time"}, status_code=504)
 
     @app.exception_handler(AuthenticationError)
     async def refused(_request: Request, _exc: AuthenticationError) -> JSONResponse:
