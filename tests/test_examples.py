@@ -105,6 +105,69 @@ async def test_fastapi_backend_shares_one_client_and_maps_errors() -> None:
     assert int(limited.headers["retry-after"]) >= 1
 
 
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Any:
+    """A throwaway redis-server on a free 127.0.0.1 port (skipped without the binary)."""
+    import shutil
+    import socket
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):  # up to ~10 s for the server to accept connections
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("redis-server did not start")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def test_fastapi_backend_shares_each_accounts_limit_through_redis(
+    request: pytest.FixtureRequest,
+) -> None:
+    from datetime import timedelta
+
+    import httpx
+
+    from infobip_voicelogs.testing import IN_PROCESS_URL, FakeInfobip
+
+    pytest.importorskip("infobip_voicelogs.redis", reason="RedisBucket has not landed yet")
+    redis_url = request.getfixturevalue("redis_url")  # a server only when it will be used
+    backend = _load("fastapi_backend.py")
+    fake = FakeInfobip(seed=9)
+    shop = fake.add_account("shop")
+    shop.generate(10, within=timedelta(hours=1), settle_after=timedelta(0))
+    app = backend.create_app(
+        {"shop": (IN_PROCESS_URL, shop.api_key)},
+        client=fake.in_process_client,
+        redis_url=redis_url,
+    )
+    async with app.router.lifespan_context(app):
+        assert type(app.state.fetchers["shop"].throttle).__name__ == "RedisBucket"
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as web:
+            answers = [await web.get("/accounts/shop/logs") for _ in range(2)]
+    assert [answer.status_code for answer in answers] == [200, 200]
+
+
 # -- the bot, as a real process that receives SIGTERM ---------------------------------------
 
 

@@ -142,22 +142,33 @@ class FetchSpan:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if ENABLED:
+            self._record(exc_type, exc, tb)
+        if self._token is not None:
+            ACCOUNT.reset(self._token)
+
+    def _record(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         name = _named(ACCOUNT.get())
+        failed = exc_type is not None and issubclass(exc_type, Exception)
         if exc_type is None:
             _FETCHES.add((("account", name), ("outcome", "ok")))
         else:
-            outcome = "error" if issubclass(exc_type, Exception) else "cancelled"
+            outcome = "error" if failed else "cancelled"
             _FETCHES.add(
                 (("account", name), ("outcome", outcome), ("error.type", exc_type.__name__))
             )
         if self._span is not None:
-            if exc_type is not None:
+            if failed:
+                assert exc_type is not None
                 span = _instruments.trace_api.get_current_span()
                 span.set_attribute("error.type", exc_type.__name__)
                 span.set_status(_instruments.trace_api.StatusCode.ERROR, exc_type.__name__)
             self._span.__exit__(exc_type, exc, tb)
-        if self._token is not None:
-            ACCOUNT.reset(self._token)
 
 
 def throttle_waited(seconds: float) -> None:
