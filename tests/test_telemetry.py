@@ -157,6 +157,19 @@ async def test_the_poller_context_names_a_fetcher_without_an_account(fake: FakeI
     assert fetch.parent.span_id == cycle.context.span_id
 
 
+async def test_the_fetch_span_is_current_while_httpx_sends(fake: FakeInfobip) -> None:
+    # What opentelemetry-instrumentation-httpx parents its client span on.
+    current: list[int] = []
+
+    async def peek(_request: Any) -> None:
+        current.append(trace.get_current_span().get_span_context().span_id)
+
+    async with fake.in_process_client(event_hooks={"request": [peek]}) as client:
+        await fetcher_for(fake, client, account="acme").fetch()
+    (span,) = SPANS.get_finished_spans()
+    assert current == [span.context.span_id]
+
+
 async def test_the_rate_gauge_follows_an_adaptive_cut() -> None:
     bucket = TokenBucket(10.0)
     telemetry.watch_throttle(bucket, "gauge-acct")
@@ -164,6 +177,17 @@ async def test_the_rate_gauge_follows_an_adaptive_cut() -> None:
     assert value("throttle.rate", account="gauge-acct") == 10.0
     bucket.on_rate_limited()
     assert value("throttle.rate", account="gauge-acct") == pytest.approx(7.0)
+
+
+def test_the_rate_gauge_forgets_a_bucket_that_is_gone() -> None:
+    import gc
+
+    bucket = TokenBucket(3.0)
+    telemetry.watch_throttle(bucket, "short-lived")
+    assert value("throttle.rate", account="short-lived") == 3.0
+    del bucket
+    gc.collect()
+    assert "short-lived" not in str(points().get("infobip_voicelogs.throttle.rate"))
 
 
 def test_poller_records_lag_deliveries_failures_and_leases() -> None:
@@ -212,6 +236,37 @@ async def test_retry_log_records_carry_account_and_outcome(
     (record,) = [r for r in caplog.records if r.getMessage().startswith("retrying")]
     assert record.__dict__["account"] == "acme"
     assert record.__dict__["outcome"] == "retry"
+
+
+def test_with_the_api_but_no_provider_no_span_is_started() -> None:
+    script = """
+import asyncio
+from datetime import timedelta
+from opentelemetry import trace
+from infobip_voicelogs import LogsFetcher, telemetry
+from infobip_voicelogs.testing import IN_PROCESS_URL, FakeInfobip
+assert telemetry.ENABLED
+fake = FakeInfobip(seed=1)
+fake.add_account("a", api_key="k").generate(3, within=timedelta(hours=1))
+seen = []
+async def peek(request):
+    seen.append(trace.get_current_span().get_span_context().is_valid)
+async def main():
+    async with fake.in_process_client(event_hooks={"request": [peek]}) as client:
+        logs = await LogsFetcher(IN_PROCESS_URL, "k", client=client, account="a").fetch()
+    print(len(logs), seen)
+asyncio.run(main())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3 [False]"
 
 
 def test_without_opentelemetry_everything_is_a_no_op() -> None:

@@ -104,7 +104,9 @@ _REDIS_FALLBACKS = _Tally()
 _REDIS_ERRORS = _Tally()
 
 # Gauges' state: per account (or per throttle) values read at collection time.
-_THROTTLES: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+# Throttles by id: (weak reference, account name). A plain dict rather than a WeakKeyDictionary,
+# whose iteration a reader's thread could see change under it; list(dict.values()) is one step.
+_THROTTLES: dict[int, tuple[weakref.ref[Any], str | None]] = {}
 _NEWEST: dict[str, datetime] = {}
 _FAILURES: dict[str, int] = {}
 _LEASES = [0]
@@ -118,11 +120,18 @@ def watch_throttle(bucket: Any, account: str | None = None) -> None:
     """
     if not ENABLED:
         return
+    key = id(bucket)
+    found = _THROTTLES.get(key)
+    if found is not None and found[0]() is bucket:
+        if account is not None:
+            _THROTTLES[key] = (found[0], account)
+        return
     try:
-        if account is not None or bucket not in _THROTTLES:
-            _THROTTLES[bucket] = account
+        # The callback runs when the bucket dies, before its id can be reused.
+        ref = weakref.ref(bucket, lambda _ref, key=key: _THROTTLES.pop(key, None))  # type: ignore[misc]
     except TypeError:
-        pass
+        return
+    _THROTTLES[key] = (ref, account)
 
 
 def _per_account(values: dict[str, float], pick: Any) -> Iterable[Any]:
@@ -137,7 +146,10 @@ def _per_account(values: dict[str, float], pick: Any) -> Iterable[Any]:
 def _observe_rates(_options: Any) -> Iterable[Any]:
     named: dict[str, float] = {}
     rates = []
-    for bucket, name in list(_THROTTLES.items()):
+    for ref, name in list(_THROTTLES.values()):
+        bucket = ref()
+        if bucket is None:
+            continue
         rate = float(bucket.rate)
         rates.append(rate)
         if name is not None:
