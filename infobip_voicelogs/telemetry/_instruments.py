@@ -147,10 +147,9 @@ def _observe_rates(_options: Any) -> Iterable[Any]:
     named: dict[str, float] = {}
     rates = []
     for ref, name in list(_THROTTLES.values()):
-        bucket = ref()
-        if bucket is None:
+        rate = getattr(ref(), "rate", None)  # gone, or a throttle without a rate: skipped
+        if not isinstance(rate, int | float):
             continue
-        rate = float(bucket.rate)
         rates.append(rate)
         if name is not None:
             named[name] = min(rate, named.get(name, math.inf))
