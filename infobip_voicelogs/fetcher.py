@@ -628,9 +628,5 @@ def _warn_incomplete(what: str, yielded: int) -> None:
         "to or bulk ids, to reach them)"
     )
     # Logged too, every time: a warning is shown once per place, and a poller walks again.
-    logger.warning(
-        "incomplete window: %s",
-        message,
-        extra={"account": telemetry.current_account(), "outcome": "incomplete"},
-    )
+    logger.warning("incomplete window: %s", message)
     warnings.warn(message, IncompleteWindowWarning, stacklevel=4)

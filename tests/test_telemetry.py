@@ -269,6 +269,19 @@ asyncio.run(main())
     assert result.stdout.strip() == "3 [False]"
 
 
+def test_every_library_record_names_the_account_of_its_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="infobip_voicelogs")
+    library = logging.getLogger("infobip_voicelogs")
+    with telemetry.account("ctx-acct"):
+        library.warning("inside")
+    library.warning("outside")
+    inside, outside = caplog.records[-2:]
+    assert inside.__dict__["account"] == "ctx-acct"
+    assert outside.__dict__["account"] is None
+
+
 def test_without_opentelemetry_everything_is_a_no_op() -> None:
     script = """
 import sys

@@ -23,6 +23,7 @@ bucket; each is safe to call whether or not OpenTelemetry is installed.
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -108,6 +109,18 @@ def account(name: str) -> Iterator[None]:
         yield
     finally:
         ACCOUNT.reset(token)
+
+
+class _AccountFilter(logging.Filter):
+    """Gives every record of the library's logger an ``account`` field: the running task's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "account"):
+            record.account = ACCOUNT.get()
+        return True
+
+
+logging.getLogger("infobip_voicelogs").addFilter(_AccountFilter())
 
 
 # -- the fetcher, retry and throttle side ------------------------------------------------------
