@@ -319,6 +319,7 @@ class HealthServer:
         if method != b"GET":
             return 405, b"GET only\n", text
         if target == b"/metrics":
-            return _prometheus_text()
+            # Collecting thousands of series takes a while: off the loop the pollers run on.
+            return await asyncio.to_thread(_prometheus_text)
         health = self.health()
         return health.status_code, orjson.dumps(health.body), "application/json"
