@@ -14,13 +14,20 @@ that machine noise hits both alike:
 
 The fetcher's throttle is a real `TokenBucket`, set so high that it never waits: its cost
 is counted, its waiting is not. Target: fetch() / bare <= 1.3.
+
+Then the cost of the OpenTelemetry metrics (docs/observability.md), each row's fetch()/bare
+against the same ratio without opentelemetry installed (a child process that cannot import
+it): with the API and no meter provider (target: no measurable difference), and with an SDK
+`MeterProvider` and an `InMemoryMetricReader` set globally (target: <= 1.05x).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +35,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if "--row-without-otel" in sys.argv:
+    sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # as if not installed
 
 from _pages import page
 
@@ -41,6 +50,7 @@ from infobip_voicelogs import (
 BASE = "https://xyz.api.infobip.com"
 URL = f"{BASE}/tts/3/logs"
 TARGET = 1.3
+METRICS_TARGET = 1.05
 
 
 async def measure(logs_per_page: int, rounds: int, per_round: int) -> dict[str, float]:
@@ -115,14 +125,55 @@ async def run(rounds: int, per_round: int) -> None:
         if logs_per_page == 50:
             verdicts.append(r["ratio"] <= TARGET)
     print(f"target: fetch()/bare <= {TARGET} on the 50-log page (the 1-log row is for scale)")
+    verdicts.append(await telemetry_rows(rounds, per_round))
     print("PASS" if all(verdicts) else "OVER TARGET")
+
+
+async def telemetry_rows(rounds: int, per_round: int) -> bool:
+    """The metrics rows; True if within their targets."""
+    child = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, __file__, "--row-without-otel", str(rounds), str(per_round)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = {"without opentelemetry": json.loads(child.stdout)}
+    rows["API, no provider"] = await measure(50, rounds, per_round)
+
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from infobip_voicelogs import telemetry
+
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    rows["SDK metrics on"] = await measure(50, rounds, per_round)
+    telemetry.configure(account_names=True)
+    rows["SDK metrics on, account names"] = await measure(50, rounds, per_round)
+    telemetry.configure(account_names=False)
+
+    base = rows["without opentelemetry"]["ratio"]
+    print()
+    print("metrics, 50-log page: fetch() CPU us, fetch()/bare, and that ratio over the same")
+    print("ratio without opentelemetry installed")
+    print(f"{'':<31} {'fetch()':>8} {'fetch()/bare':>13} {'vs without':>11}")
+    for name, r in rows.items():
+        print(f"{name:<31} {r['fetch']:>8.1f} {r['ratio']:>13.3f} {r['ratio'] / base:>11.3f}")
+    on = rows["SDK metrics on"]["ratio"] / base
+    print(f"target: SDK metrics on <= {METRICS_TARGET}x of without")
+    return on <= METRICS_TARGET
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds, for CI smoke")
+    parser.add_argument("--row-without-otel", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.quick:
+    if args.row_without_otel:
+        rounds, per_round = args.row_without_otel
+        print(json.dumps(asyncio.run(measure(50, rounds, per_round))))
+    elif args.quick:
         asyncio.run(run(rounds=6, per_round=100))
     else:
         asyncio.run(run(rounds=25, per_round=300))

@@ -11,6 +11,8 @@ Every public name is importable from here; the modules behind them are the layer
 described in the design (`models`, `codec`, `throttle`, `retry`, `fetcher`, ...).
 """
 
+import logging
+
 from .__about__ import __version__
 from .auth import ApiKeyAuth, BasicAuth, BearerAuth, IbssoAuth
 from .codec import Format, decode_logs, encode_logs
@@ -79,3 +81,7 @@ __all__ = [
     "encode_logs",
     "validate_base_url",
 ]
+
+# A library logs, the application decides where to: without its own configuration nothing
+# is printed (not even "No handlers could be found").
+logging.getLogger("infobip_voicelogs").addHandler(logging.NullHandler())

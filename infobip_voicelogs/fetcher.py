@@ -16,6 +16,7 @@ error tree; nothing from httpx escapes.
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from typing import Any, Protocol, Self
 import attrs
 import httpx
 
+from . import telemetry
 from .__about__ import __version__
 from ._time import RETENTION, utc_now
 from .auth import auth_from
@@ -184,6 +186,8 @@ class LogsFetcher:
         max_retry_after: The longest `Retry-After` worth waiting for; longer raises at once.
         on_retry: Called with a `RetryEvent` before each retry's wait.
         sleep: The coroutine function that waits between tries (for tests).
+        account: The account's name, for metrics, spans and log records (recorded as an
+            attribute only after `telemetry.configure(account_names=True)`).
         clock: Returns "now" as an aware datetime: the default end of an `iter_logs`
             window and what its 48-hour retention check compares with (for tests and
             the fake provider's clock). `None` is the real time in UTC.
@@ -208,6 +212,7 @@ class LogsFetcher:
         on_retry: Callable[[RetryEvent], object] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] | None = None,
+        account: str | None = None,
     ) -> None:
         if format not in ("json", "xml"):
             raise ValueError(f"format must be 'json' or 'xml', not {format!r}")
@@ -226,6 +231,8 @@ class LogsFetcher:
         self._throttle: Throttle = (
             throttle if throttle is not None else TokenBucket(DEFAULT_RATE, burst=1, adaptive=True)
         )
+        self._account = account
+        telemetry.watch_throttle(self._throttle, account)
         self._timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
         self._headers = {"Accept": media_type(format), "User-Agent": USER_AGENT}
         self._on_retry = on_retry
@@ -289,11 +296,14 @@ class LogsFetcher:
         """
         params = query.to_params() if query is not None else {}
         url = f"{self._url}?{query_string(params)}" if params else self._url
-        return await self._policy.call(self._send, url)
+        with telemetry.FetchSpan(self._account):
+            return await self._policy.call(self._send, url)
 
     async def _send(self, url: str) -> list[VoiceLog]:
         """One try: wait for the throttle, send, and translate the outcome."""
-        self._throttle_wait += await self._throttle.acquire()
+        waited = await self._throttle.acquire()
+        self._throttle_wait += waited
+        telemetry.throttle_waited(waited)
         self._requests += 1
         try:
             # A server may trickle its answer and never trip `timeout`: a try has a deadline.
@@ -304,9 +314,13 @@ class LogsFetcher:
             raise TransportError(f"no complete answer within {self._deadline:g} s") from None
         if response.is_success:
             self._throttle.on_success()
-            return decode_logs(body, response.headers.get("content-type", ""))
+            started = time.perf_counter()
+            logs = decode_logs(body, response.headers.get("content-type", ""))
+            telemetry.decoded(len(logs), time.perf_counter() - started)
+            return logs
         if response.status_code == 429:
             self._rate_limited += 1
+            telemetry.rate_limited()
         raise _error_for(response, body)
 
     async def _get(self, url: str) -> tuple[httpx.Response, bytes]:

@@ -37,6 +37,7 @@ from typing import Protocol, TypeVar
 import attrs
 import tenacity
 
+from . import telemetry
 from .defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_RETRY_AFTER
 from .errors import ApiError, RateLimitError, TransportError
 
@@ -303,7 +304,9 @@ class RetryPolicy:
             event.attempt,
             self.max_attempts,
             event.reason,
+            extra={"account": telemetry.current_account(), "outcome": "retry"},
         )
+        telemetry.retried(status, event.attempt, wait)
         if self.on_retry is not None:
             self.on_retry(event)
 

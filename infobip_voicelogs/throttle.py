@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
+from . import telemetry
+
 __all__ = ["TokenBucket"]
 
 # Adaptive rate, after the CUBIC-based client-side rate limiter of the AWS SDKs' "adaptive"
@@ -80,6 +82,7 @@ class TokenBucket:
     """
 
     __slots__ = (
+        "__weakref__",  # for the telemetry's rate gauge
         "_adaptive",
         "_burst",
         "_clock",
@@ -183,6 +186,7 @@ class TokenBucket:
         self._last_cut = -math.inf
         self._cubic_k = 0.0
         self._cubic_c = ADAPTIVE_SCALE
+        telemetry.watch_throttle(self)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -271,7 +275,10 @@ class TokenBucket:
         if not (math.isfinite(seconds) and seconds >= 0):
             raise ValueError(f"cooldown seconds must be finite and >= 0, not {seconds!r}")
         # Queued waiters see the new end when the armed timer fires and re-checks (lazily).
-        self._cooldown_until = max(self._cooldown_until, self._now() + seconds)
+        until = self._now() + seconds
+        if until > self._cooldown_until:
+            self._cooldown_until = until
+            telemetry.cooldown_started(seconds)
 
     def on_rate_limited(self) -> None:
         """Record a 429: cut the effective rate by `ADAPTIVE_BETA`, not below ``min_rate``.

@@ -38,7 +38,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "postgres": frozenset({"store", "models"}),
     "poller": BELOW_FETCHER | {"fetcher", "store"},
     "testing": frozenset({"codec", "models"}),
-    "cli": BELOW_FETCHER | {"fetcher", "store", "poller", "testing"},
+    # What serves a poller's health to a process manager: the CLI and applications use it.
+    "health": frozenset({"poller"}),
+    "cli": BELOW_FETCHER | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health"},
     # The package's face re-exports the library, never the command line or the fake.
     "": BELOW_FETCHER | {"fetcher", "store", "poller", "redis", "postgres"},
 }

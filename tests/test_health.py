@@ -1,0 +1,193 @@
+"""The poller's health: the pure judgement, and the HTTP server that serves it and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infobip_voicelogs import Account, LogsPoller, ServerError, SqliteStore, VoiceLog
+from infobip_voicelogs.health import (
+    MAX_REQUEST_BYTES,
+    STOP_TIMEOUT,
+    HealthServer,
+    poller_health,
+)
+from infobip_voicelogs.poller import AccountStatus
+from infobip_voicelogs.testing import IN_PROCESS_URL, FakeClock, FakeInfobip
+
+REPO = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def judge(statuses: dict[str, AccountStatus], *, after: float, loop_time: float = 0.0):  # type: ignore[no-untyped-def]
+    return poller_health(
+        statuses,
+        interval=60.0,
+        started=T0,
+        now=T0 + timedelta(seconds=after),
+        loop_time=loop_time,
+    )
+
+
+def test_accounts_polled_within_three_intervals_are_healthy() -> None:
+    statuses = {"a": AccountStatus(cycles=3, last_polled=T0 + timedelta(seconds=100))}
+    assert judge(statuses, after=280).status_code == 200
+    late = judge(statuses, after=281)
+    assert late.status_code == 503
+    assert list(late.body["late"]) == ["a"]
+    assert late.body["status"] == "late"
+
+
+def test_an_account_never_polled_counts_from_the_start() -> None:
+    statuses = {"new": AccountStatus()}
+    assert judge(statuses, after=179).ok
+    late = judge(statuses, after=200)
+    assert "never polled since start" in late.body["late"]["new"]
+
+
+def test_backing_off_for_a_known_reason_is_healthy_until_the_attempt_is_overdue() -> None:
+    failing = AccountStatus(
+        cycles=5,
+        failures=5,
+        consecutive_failures=5,
+        last_error=ServerError(503, None, "busy"),
+        last_polled=T0,
+        next_due=1000.0,  # backoff: the next attempt is far ahead on the loop's clock
+    )
+    healthy = judge({"f": failing}, after=900, loop_time=100.0)
+    assert healthy.ok
+    assert healthy.body["backing_off"]["f"]["consecutive_failures"] == 5
+    assert "ServerError" in healthy.body["backing_off"]["f"]["last_error"]
+    stuck = judge({"f": failing}, after=2000, loop_time=1000.0 + 181)
+    assert not stuck.ok
+    assert "overdue" in stuck.body["late"]["f"]
+
+
+def test_an_account_held_elsewhere_is_never_late() -> None:
+    statuses = {"theirs": AccountStatus(held=False), "mine": AccountStatus(last_polled=T0)}
+    result = judge(statuses, after=10_000)
+    assert list(result.body["late"]) == ["mine"]
+    assert result.body["accounts"] == {"ok": 0, "backing_off": 0, "elsewhere": 1, "late": 1}
+
+
+async def _raw(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+async def test_the_server_serves_a_real_pollers_health(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    fake = FakeInfobip(clock=clock, seed=4)
+    shop = fake.add_account("shop")
+    shop.generate(20, within=timedelta(hours=1))
+    delivered: list[VoiceLog] = []
+
+    async def handler(_account: str, logs: list[VoiceLog]) -> None:
+        delivered.extend(logs)
+
+    async with (
+        fake.in_process_client() as client,
+        SqliteStore(tmp_path / "s.db") as store,
+        LogsPoller(
+            [Account("shop", IN_PROCESS_URL, auth=shop.api_key)],
+            store=store,
+            handler=handler,
+            client=client,
+            clock=clock.now,
+            interval=60.0,
+        ) as poller,
+        HealthServer(poller, clock=clock.now) as server,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
+    ):
+        await poller.run_once()
+        assert len(delivered) == 20
+        ok = await http.get("/healthz")
+        assert ok.status_code == 200
+        assert ok.json()["accounts"]["ok"] == 1
+        clock.advance(timedelta(minutes=10))
+        late = await http.get("/healthz")
+        assert late.status_code == 503
+        assert late.headers["content-type"] == "application/json"
+        assert "shop" in late.json()["late"]
+        assert (await http.get("/nothing")).status_code == 404
+        assert (await http.post("/healthz")).status_code == 405
+        huge = await _raw(server.port, b"GET /healthz HTTP/1.1\r\nX: " + b"a" * MAX_REQUEST_BYTES)
+        assert huge.startswith(b"HTTP/1.1 431 ")
+        garbage = await _raw(server.port, b"hello\r\n\r\n")
+        assert garbage.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_the_server_stops_in_bounded_time_with_idle_clients_connected() -> None:
+    class Idle:
+        interval = 60.0
+
+        def status(self) -> dict[str, AccountStatus]:
+            return {}
+
+    async with asyncio.timeout(STOP_TIMEOUT + 5):
+        server = HealthServer(Idle())
+        async with server:
+            port = server.port
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+            await asyncio.sleep(0)
+        for reader, writer in idle:
+            assert await reader.read() == b""  # closed by the server, no answer
+            writer.close()
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_metrics_serves_the_library_instruments_in_prometheus_text() -> None:
+    # A process has one meter provider: this runs in its own, as the CLI would.
+    script = """
+import asyncio, httpx
+from datetime import timedelta
+from infobip_voicelogs import LogsFetcher
+from infobip_voicelogs.health import HealthServer, install_prometheus
+from infobip_voicelogs.testing import IN_PROCESS_URL, FakeInfobip
+install_prometheus()
+fake = FakeInfobip(seed=1)
+fake.add_account("a", api_key="k").generate(7, within=timedelta(hours=1))
+class Idle:
+    interval = 60.0
+    def status(self): return {}
+async def main():
+    async with fake.in_process_client() as client:
+        await LogsFetcher(IN_PROCESS_URL, "k", client=client).fetch()
+    async with HealthServer(Idle()) as server:
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"http://127.0.0.1:{server.port}/metrics")
+    print(r.status_code, r.headers["content-type"])
+    print(r.text)
+asyncio.run(main())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    status_line, text = result.stdout.split("\n", 1)
+    assert status_line.startswith("200 text/plain")
+    metric_lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert any(
+        line.startswith("infobip_voicelogs_logs_decoded") and line.endswith(" 7.0")
+        for line in metric_lines
+    ), text
+    waits = "infobip_voicelogs_throttle_acquired_total"
+    assert any(line.startswith(waits) for line in metric_lines)
+    assert '="k"' not in text  # never the credential
