@@ -313,3 +313,32 @@ asyncio.run(main())
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "5"
+
+
+async def test_a_poller_cycle_is_recorded_as_one_span_with_its_fetches(fake: FakeInfobip) -> None:
+    from infobip_voicelogs import Account, LogsPoller, SqliteStore, VoiceLog
+
+    taken: list[VoiceLog] = []
+
+    async def handler(account: str, logs: list[VoiceLog]) -> None:
+        taken.extend(logs)
+
+    before = value("poll.delivered", account="acme", kind="new")
+    account = Account("acme", IN_PROCESS_URL, auth="acme-key", throttle=TokenBucket(1e3, 100))
+    async with (
+        fake.in_process_client() as client,
+        SqliteStore(":memory:") as store,
+        LogsPoller([account], store=store, handler=handler, client=client) as poller,
+    ):
+        report = await poller.run_once()
+    assert report["acme"].ok
+    assert value("poll.delivered", account="acme", kind="new") == before + len(taken) == before + 30
+    assert value("poll.cycle.duration", account="acme", outcome="ok") >= 1
+    newest = max(log.sent_at for log in taken if log.sent_at is not None)
+    assert poller.status()["acme"].newest_sent_at == newest
+    assert 0 <= value("poll.lag", account="acme") < 3600 + 60
+    spans = SPANS.get_finished_spans()
+    cycle = next(s for s in spans if s.name == "infobip_voicelogs.poll.cycle")
+    fetches = [s for s in spans if s.name == "infobip_voicelogs.fetch"]
+    assert fetches
+    assert all(s.parent is not None and s.parent.span_id == cycle.context.span_id for s in fetches)

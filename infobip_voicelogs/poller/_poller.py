@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import httpx
 
+from .. import telemetry
 from .._time import RETENTION, utc_now
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 from ..errors import AuthenticationError, LeaseLostError
@@ -405,6 +406,8 @@ class LogsPoller:
                 fleet.period,
             )
         else:
+            for name in lost:
+                telemetry.lease_lost(name)
             if gained or lost:
                 logger.info(
                     "leases: %d accounts gained, %d lost; this poller holds %d",
@@ -413,6 +416,7 @@ class LogsPoller:
                     len(fleet.holding()),
                 )
         self._mark_held()
+        telemetry.leases_held(len(fleet.holding()))
 
     def _mark_held(self) -> None:
         holding = self._fleet.holding() if self._fleet is not None else None
@@ -444,16 +448,18 @@ class LogsPoller:
         task = asyncio.current_task()
         assert task is not None
         self._cycling.add(task)
+        started = asyncio.get_running_loop().time()
         try:
-            async with self._slots:
-                lease = None
-                if self._fleet is not None:
-                    await self._fleet.settled()
-                    lease = self._fleet.held(name)
-                # Marked busy in the same step as the lease is read: a claim sent from now
-                # on will not shed this account while it is polled.
-                self._polling.add(name)
-                result = await self._poll(name, lease)
+            with telemetry.cycle_span(name):
+                async with self._slots:
+                    lease = None
+                    if self._fleet is not None:
+                        await self._fleet.settled()
+                        lease = self._fleet.held(name)
+                    # Marked busy in the same step as the lease is read: a claim sent from
+                    # now on will not shed this account while it is polled.
+                    self._polling.add(name)
+                    result = await self._poll(name, lease)
         except asyncio.CancelledError:
             # Cut short by aclose() or stop() after the grace, and by nothing else: that is
             # this cycle's failure, reported in its result, not a cancellation of the caller.
@@ -470,7 +476,18 @@ class LogsPoller:
             self._cycling.discard(task)
             self._polling.discard(name)
             self._cut.discard(task)
-        self._record(name, result, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        self._record(name, result, now)
+        status = self._status[name]
+        telemetry.record_cycle(
+            name,
+            seconds=now - started,
+            outcome="ok" if result.error is None else type(result.error).__name__,
+            new=result.new,
+            changed=result.changed,
+            newest_sent_at=status.newest_sent_at,
+            consecutive_failures=status.consecutive_failures,
+        )
         return result
 
     async def _poll(self, name: str, lease: Lease | None) -> AccountResult:
@@ -520,7 +537,13 @@ class LogsPoller:
             await self._deliver(name, logs, self._committer(name, lease, batch, checkpoint))
         elif checkpoint is not None:
             await self._committer(name, lease, (), checkpoint)()
-        return AccountResult(delivered=len(batch), new=new, changed=changed)
+        dated = [item.log.sent_at for item in batch if item.log.sent_at is not None]
+        return AccountResult(
+            delivered=len(batch),
+            new=new,
+            changed=changed,
+            newest_sent_at=max(dated, default=None),
+        )
 
     def _check_lease(self, lease: Lease) -> None:
         """Refuse to hand a batch over on a lease this process can no longer trust.
@@ -659,6 +682,7 @@ class LogsPoller:
                 throttle=self._throttle_for(account),
                 client=self._client,
                 allow_insecure=account.allow_insecure,
+                account=name,
                 **self._fetcher_options,
             )
             self._fetchers[name] = fetcher
@@ -678,6 +702,10 @@ class LogsPoller:
             "changed": before.changed + result.changed,
             "last_polled": self._clock(),
         }
+        if result.newest_sent_at is not None and (
+            before.newest_sent_at is None or result.newest_sent_at > before.newest_sent_at
+        ):
+            changes["newest_sent_at"] = result.newest_sent_at
         if stats is not None:
             changes.update(
                 requests=stats.requests, retries=stats.retries, rate_limited=stats.rate_limited
@@ -690,6 +718,7 @@ class LogsPoller:
             # Not this account's failure: another process holds it now and delivers the
             # batch this one could not commit (fenced: nothing of it was written here).
             self._fleet.forget(name)
+            telemetry.batch_fenced(name)
             changes.update(lost_leases=before.lost_leases + 1, held=False, last_error=result.error)
             self._status[name] = attrs.evolve(before, **changes)
             logger.warning(

@@ -49,12 +49,14 @@ class AccountResult:
         new: Logs never delivered before.
         changed: Logs delivered before whose state has changed.
         error: The exception that failed the cycle (fetch, handler or store), or `None`.
+        newest_sent_at: The newest `sent_at` among the logs delivered (and committed).
     """
 
     delivered: int = 0
     new: int = 0
     changed: int = 0
     error: Exception | None = None
+    newest_sent_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,13 +87,18 @@ class AccountStatus:
     held: bool = True
     #: Batches whose commit was refused because the lease had passed to another process.
     lost_leases: int = 0
+    #: The newest `sent_at` of any log delivered so far: the poller's lag is now minus this.
+    newest_sent_at: datetime | None = None
 
 
 def add_results(one: AccountResult, other: AccountResult) -> AccountResult:
+    """Two batches' results as one (their errors aside: the caller sets the cycle's)."""
+    dates = [d for d in (one.newest_sent_at, other.newest_sent_at) if d is not None]
     return AccountResult(
         delivered=one.delivered + other.delivered,
         new=one.new + other.new,
         changed=one.changed + other.changed,
+        newest_sent_at=max(dates, default=None),
     )
 
 
