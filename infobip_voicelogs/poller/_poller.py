@@ -233,7 +233,11 @@ class LogsPoller:
                 try:
                     await fetcher.aclose()
                 except Exception:  # close the others all the same
-                    logger.exception("account %s: closing its fetcher failed", name)
+                    logger.exception(
+                        "account %s: closing its fetcher failed",
+                        name,
+                        extra={"account": name, "outcome": "close_failed"},
+                    )
 
     def stop(self) -> None:
         """Ask `run()` to return: cycles in flight get the shutdown grace, then are cancelled.
@@ -587,6 +591,7 @@ class LogsPoller:
                 name,
                 checkpoint.isoformat(),
                 oldest.isoformat(),
+                extra={"account": name, "outcome": "beyond_retention"},
             )
         return min(max(since, oldest), now)
 
@@ -600,6 +605,7 @@ class LogsPoller:
                 "account %s: %d logs without a messageId cannot be tracked and were skipped",
                 name,
                 untracked,
+                extra={"account": name, "outcome": "untracked"},
             )
         known = await self._store.fingerprints(name, tracked.keys())
         batch: list[Delivered] = []
@@ -655,6 +661,7 @@ class LogsPoller:
                 " its batch of %d logs will be offered again",
                 name,
                 size,
+                extra={"account": name, "outcome": "handler_abandoned"},
             )
         elif task.cancelled():
             logger.warning(
@@ -662,6 +669,7 @@ class LogsPoller:
                 " will be offered again",
                 name,
                 size,
+                extra={"account": name, "outcome": "handler_cancelled"},
             )
         elif task.exception() is not None:
             logger.error(
@@ -669,6 +677,7 @@ class LogsPoller:
                 " it will be offered again",
                 name,
                 exc_info=task.exception(),
+                extra={"account": name, "outcome": "handler_failed"},
             )
 
     def _fetcher(self, name: str) -> LogsFetcher:
@@ -725,6 +734,7 @@ class LogsPoller:
                 "account %s: its lease passed to another poller; the batch in flight was not"
                 " committed here, and the new holder delivers it again",
                 name,
+                extra={"account": name, "outcome": "lease_lost"},
             )
             return
         failures = before.consecutive_failures + 1
@@ -745,4 +755,5 @@ class LogsPoller:
             type(result.error).__name__,
             result.error,
             next_due - now,
+            extra={"account": name, "outcome": type(result.error).__name__},
         )
