@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
-__all__ = ["BIN", "PASSWORD_ROLE", "PostgresCluster", "missing_reason"]
+__all__ = ["BIN", "PASSWORD_ROLE", "PostgresCluster", "free_port", "missing_reason"]
 
 #: Where Debian's postgresql-15 package puts the server binaries (PG_BIN overrides it).
 BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -49,7 +49,7 @@ def missing_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -74,7 +74,7 @@ class PostgresCluster:
         if reason is not None:
             raise RuntimeError(reason)
         root = Path(tempfile.mkdtemp(prefix="voicelogs-pg-"))
-        cluster = cls(root, _free_port())
+        cluster = cls(root, free_port())
         try:
             if os.geteuid() == 0:
                 shutil.chown(root, USER)

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg_server import PASSWORD_ROLE, PostgresCluster
+from pg_server import PASSWORD_ROLE, PostgresCluster, free_port
 from psycopg_pool import AsyncConnectionPool
 from test_store import (
     ABSENT,
@@ -451,7 +451,7 @@ async def test_errors_never_show_the_password(pg_cluster: PostgresCluster) -> No
 async def test_an_unreachable_server_fails_each_call_with_a_store_error(
     pg_cluster: PostgresCluster,
 ) -> None:
-    dsn = f"postgresql://postgres:pw-xyz@127.0.0.1:{pg_cluster.port + 1}/postgres"  # nobody there
+    dsn = f"postgresql://postgres:pw-xyz@127.0.0.1:{free_port()}/postgres"  # nobody listens
     async with PostgresStore(dsn, pool_timeout=1.0, connect_timeout=2) as store:
         for _ in range(2):
             with pytest.raises(StoreError, match=r"cannot lease accounts.*refused") as caught:
@@ -671,6 +671,27 @@ async def test_leases_on_accounts_no_longer_listed_are_released(
     await a.lease("a", ["x", "y"], ttl=30)
     assert sorted(await a.lease("a", ["x"], ttl=30)) == ["x"]
     assert sorted(await b.lease("b", ["y"], ttl=30)) == ["y"]
+
+
+async def test_leases_and_fences_survive_a_restart_of_postgres(
+    fleet: Callable[[], PostgresStore], pg_cluster: PostgresCluster
+) -> None:
+    store = fleet()
+    before = await store.lease("a", ["x", "y"], ttl=60)
+
+    await asyncio.to_thread(pg_cluster.restart)
+    for attempt in range(20):  # the pool reconnects: a bounded number of tries
+        try:
+            after = await store.lease("a", ["x", "y"], ttl=60)
+            break
+        except StoreError:
+            assert attempt < 19
+            await asyncio.sleep(0.5)
+
+    assert {a: lease.fence for a, lease in after.items()} == {"x": 1, "y": 1}
+    await store.commit_leased(after["x"], checkpoint=NOON, delivered=[])
+    await store.commit_leased(before["y"], checkpoint=NOON, delivered=[])  # same fence: valid
+    assert await store.accounts() == {"x": NOON, "y": NOON}
 
 
 async def test_lease_arguments_are_checked(fleet: Callable[[], PostgresStore]) -> None:

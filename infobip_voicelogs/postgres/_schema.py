@@ -209,6 +209,9 @@ class Statements:
 
         # -- leases: one claim period's transaction, in order ------------------------------
         ttl = "now() + %(ttl)s * interval '1 second'"
+        # Account lists arrive as JSON arrays: psycopg's text dumping of a 10,000-name list
+        # costs ~12 ms a statement, orjson's well under one.
+        accounts = "ARRAY(SELECT json_array_elements_text(%(accounts)s::json))"
         self.owner_alive = (
             f"INSERT INTO {s}.lease_owners (owner, alive_until) VALUES (%(owner)s, {ttl}) "
             "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until"
@@ -221,7 +224,7 @@ class Statements:
         # Only the missing rows, in account order: processes adding the same accounts at
         # once wait for each other in one order, never in a cycle.
         self.add_accounts = (
-            f"INSERT INTO {s}.leases (account) SELECT a FROM unnest(%(accounts)s::text[]) AS a "
+            f"INSERT INTO {s}.leases (account) SELECT a FROM unnest({accounts}) AS a "
             f"WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l WHERE l.account = a) ORDER BY a "
             "ON CONFLICT (account) DO NOTHING"
         )
@@ -229,17 +232,17 @@ class Statements:
         # the fence, even if the time ran out meanwhile.
         self.renew = (
             f"UPDATE {s}.leases SET expires_at = {ttl} "
-            "WHERE owner = %(owner)s AND account = ANY(%(accounts)s::text[]) "
+            f"WHERE owner = %(owner)s AND account = ANY({accounts}) "
             "RETURNING account, owner, fence, expires_at"
         )
         self.release_unlisted = (
             f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL "
-            "WHERE owner = %(owner)s AND NOT account = ANY(%(accounts)s::text[])"
+            f"WHERE owner = %(owner)s AND NOT account = ANY({accounts})"
         )
         self.live_owners = f"SELECT count(*) FROM {s}.lease_owners WHERE alive_until > now()"
         self.release = (
             f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL "
-            "WHERE owner = %(owner)s AND account = ANY(%(accounts)s::text[])"
+            f"WHERE owner = %(owner)s AND account = ANY({accounts})"
         )
         self.release_all = (
             f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL WHERE owner = %(owner)s"
@@ -249,7 +252,7 @@ class Statements:
         # free for us; we take others and never wait.
         self.claim = (
             f"WITH free AS (SELECT account FROM {s}.leases "
-            "WHERE account = ANY(%(accounts)s::text[]) "
+            f"WHERE account = ANY({accounts}) "
             "AND (owner IS NULL OR expires_at IS NULL OR expires_at <= now()) "
             "ORDER BY account LIMIT %(want)s FOR UPDATE SKIP LOCKED) "
             f"UPDATE {s}.leases l SET owner = %(owner)s, fence = l.fence + 1, "

@@ -181,7 +181,7 @@ class PostgresStore:
             return {}
         async with self._transaction("read fingerprints") as connection:
             cursor = await connection.execute(
-                self._sql.fingerprints, (account, orjson.dumps(ids).decode()), prepare=False
+                self._sql.fingerprints, (account, _json(ids)), prepare=False
             )
             rows = await cursor.fetchall()
         return {str(message_id): str(fingerprint) for message_id, fingerprint in rows}
@@ -271,7 +271,7 @@ class PostgresStore:
         if not ttl > 0:
             raise ValueError(f"ttl must be positive, not {ttl!r}")
         listed = sorted(set(accounts))
-        args: dict[str, Any] = {"owner": owner, "accounts": listed, "ttl": ttl}
+        args: dict[str, Any] = {"owner": owner, "accounts": _json(listed), "ttl": ttl}
         sql = self._sql
         async with self._transaction("lease accounts") as connection:
             await connection.execute(sql.owner_alive, args, prepare=False)
@@ -289,7 +289,7 @@ class PostgresStore:
                 # Shed the last accounts in order, never one being polled right now.
                 sheddable = sorted((a for a in held if a not in busy), reverse=True)[:excess]
                 await connection.execute(
-                    sql.release, {**args, "accounts": sheddable}, prepare=False
+                    sql.release, {**args, "accounts": _json(sheddable)}, prepare=False
                 )
                 for account in sheddable:
                     del held[account]
@@ -310,7 +310,7 @@ class PostgresStore:
                 await connection.execute(self._sql.release_all, args, prepare=False)
                 await connection.execute(self._sql.owner_gone, args, prepare=False)
             elif accounts:
-                args["accounts"] = sorted(set(accounts))
+                args["accounts"] = _json(sorted(set(accounts)))
                 await connection.execute(self._sql.release, args, prepare=False)
 
     async def commit_leased(
@@ -421,6 +421,11 @@ class PostgresStore:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def _json(names: list[str]) -> str:
+    """A list of names as the JSON array the statements read."""
+    return orjson.dumps(names).decode()
 
 
 async def _leases(
