@@ -448,6 +448,35 @@ async def test_errors_never_show_the_password(pg_cluster: PostgresCluster) -> No
     assert all(secret not in text for text in shown)
 
 
+def test_a_malformed_connection_string_is_refused_without_repeating_it() -> None:
+    with pytest.raises(StoreError, match="not a PostgreSQL connection string") as caught:
+        PostgresStore("host=db password=s3cret junk")
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_a_call_blocked_on_a_lock_ends_at_its_timeout_and_leaks_nothing(
+    postgres_dsn: str,
+) -> None:
+    async with PostgresStore(postgres_dsn, timeout=1.0, max_size=1) as store:
+        [lease] = (await store.lease("a", ["eu-1"], ttl=60)).values()
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as other:
+            # Another client holds the lease row: the fenced commit must wait for it ...
+            await other.execute("SELECT * FROM leases WHERE account = 'eu-1' FOR UPDATE")
+            with pytest.raises(StoreError, match="statement timeout"):
+                await store.commit_leased(lease, checkpoint=NOON, delivered=[])
+
+            # ... and a cancelled call leaves the store's one connection usable.
+            blocked = asyncio.create_task(store.commit_leased(lease, checkpoint=NOON, delivered=[]))
+            await asyncio.sleep(0.2)
+            blocked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await blocked
+            await other.rollback()
+
+        await store.commit_leased(lease, checkpoint=NOON, delivered=[])
+        assert await store.accounts() == {"eu-1": NOON}
+
+
 async def test_an_unreachable_server_fails_each_call_with_a_store_error(
     pg_cluster: PostgresCluster,
 ) -> None:

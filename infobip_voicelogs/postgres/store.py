@@ -122,8 +122,12 @@ class PostgresStore:
             self._owns_pool = True
             try:
                 params = conninfo_to_dict(dsn_or_pool)
-            except psycopg.Error as exc:
-                raise StoreError(f"not a PostgreSQL connection string: {exc}") from None
+            except psycopg.Error:
+                # libpq's message quotes the string, password and all: not repeated here.
+                raise StoreError(
+                    "not a PostgreSQL connection string (neither a postgresql:// URL nor "
+                    "key=value pairs that libpq can read)"
+                ) from None
             if params.get("password"):
                 self._secrets.append(str(params["password"]))
             shown = ("host", "port", "dbname", "user")  # never the password
