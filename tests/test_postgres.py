@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg_server import PASSWORD_ROLE, PostgresCluster, free_port
+from pg_server import PASSWORD_ROLE, PgBouncer, PostgresCluster, free_port
 from psycopg_pool import AsyncConnectionPool
 from test_store import (
     ABSENT,
@@ -522,6 +522,48 @@ async def test_a_restart_fails_calls_while_down_and_loses_nothing(
 
         assert [log.message_id for log in await store.archived()] == ["m-1", "m-2", "m-3"]
         assert await store.checkpoint("eu-1") == NOON
+
+
+@pytest.fixture
+def pgbouncer(pg_cluster: PostgresCluster) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction pooling mode in front of the session's cluster."""
+    if not Path(PgBouncer.BINARY).exists():
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    bouncer = PgBouncer(pg_cluster)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+async def test_everything_works_through_a_transaction_pooling_pgbouncer(
+    pgbouncer: PgBouncer, postgres_dsn: str
+) -> None:
+    dsn = pgbouncer.dsn(postgres_dsn.rsplit("/", 1)[1])
+    # Two server connections behind many client ones: any session state, a session
+    # advisory lock or a server-side prepared statement would surface on another client.
+    stores = [PostgresStore(dsn, archive=True, max_size=4) for _ in range(3)]
+    try:
+
+        async def poller(n: int, store: PostgresStore) -> None:
+            owner = f"p{n}"
+            for round_ in range(6):
+                leases = await store.lease(owner, ACCOUNTS, ttl=30)
+                for account, lease in leases.items():
+                    logs = [voice_log(f"{account}/{round_}/{k}") for k in range(3)]
+                    ids = [log.message_id or "" for log in logs]
+                    assert await store.fingerprints(account, ids) == {}
+                    await store.commit_leased(lease, checkpoint=NOON, delivered=delivered(*logs))
+            await store.release(owner)
+
+        await asyncio.gather(*(poller(n, store) for n, store in enumerate(stores)))
+        archived = await stores[0].archived()
+    finally:
+        await asyncio.gather(*(store.aclose() for store in stores))
+
+    ids = [log.message_id for log in archived]
+    assert len(ids) == len(set(ids))  # no log written twice
+    assert {message_id.split("/")[0] for message_id in ids if message_id} == set(ACCOUNTS)
 
 
 # -- leases --------------------------------------------------------------------------------
