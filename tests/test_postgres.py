@@ -765,6 +765,57 @@ async def test_leases_and_fences_survive_a_restart_of_postgres(
     assert await store.accounts() == {"x": NOON, "y": NOON}
 
 
+CHILD = """
+import asyncio, sys
+from datetime import UTC, datetime
+from infobip_voicelogs import Delivered, VoiceLog
+from infobip_voicelogs.postgres import PostgresStore
+
+async def main(dsn, accounts):
+    async with PostgresStore(dsn, archive=True) as store:
+        n = 0
+        while True:  # a poller that commits as fast as it can, until it is killed
+            leases = await store.lease("child", accounts, ttl=1.0)
+            print(max(lease.fence for lease in leases.values()), flush=True)
+            for account, lease in leases.items():
+                n += 1
+                log = VoiceLog(message_id=f"child-{n}", sent_at=datetime.now(UTC))
+                await store.commit_leased(
+                    lease, checkpoint=datetime.now(UTC), delivered=[Delivered(log, "f")]
+                )
+
+asyncio.run(main(sys.argv[1], sys.argv[2:]))
+"""
+
+
+async def test_a_killed_holder_s_accounts_pass_to_another_process(
+    fleet: Callable[[], PostgresStore], postgres_dsn: str
+) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, postgres_dsn, *ACCOUNTS, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        fence = int(await asyncio.wait_for(child.stdout.readline(), timeout=30))
+        await asyncio.wait_for(child.stdout.readline(), timeout=30)  # mid-stream of commits
+        child.kill()  # SIGKILL: no release, a transaction perhaps cut in the middle
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
+
+    store = fleet()
+    held: dict[str, Lease] = {}
+    for _ in range(100):  # bounded: the child's 1 s leases lapse by the database's clock
+        held = await store.lease("survivor", ACCOUNTS, ttl=30)
+        if len(held) == len(ACCOUNTS):
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(held) == ACCOUNTS
+    assert all(lease.fence > fence for lease in held.values())
+    await store.commit_leased(held[ACCOUNTS[0]], checkpoint=NOON, delivered=[])
+
+
 async def test_lease_arguments_are_checked(fleet: Callable[[], PostgresStore]) -> None:
     store = fleet()
     with pytest.raises(ValueError, match="ttl"):
