@@ -396,6 +396,30 @@ async def test_many_stores_migrating_at_once_make_one_schema(postgres_dsn: str) 
     ]
 
 
+async def test_a_role_without_create_rights_uses_a_schema_made_by_another(
+    pg_cluster: PostgresCluster, postgres_dsn: str
+) -> None:
+    async with PostgresStore(postgres_dsn, schema="voicelogs") as owner:
+        await owner.accounts()  # the owner's role creates the schema and its tables
+    database = postgres_dsn.rsplit("/", 1)[1]
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    pg_cluster.sql(f"CREATE ROLE {role} LOGIN")
+    pg_cluster.sql(
+        f"GRANT USAGE ON SCHEMA voicelogs TO {role}; "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA voicelogs TO {role}",
+        database=database,
+    )
+    app_dsn = postgres_dsn.replace("postgresql://postgres@", f"postgresql://{role}@")
+
+    async with PostgresStore(app_dsn, schema="voicelogs", archive=True) as app:
+        [lease] = (await app.lease("a", ["eu-1"], ttl=30)).values()
+        await app.commit_leased(lease, checkpoint=NOON, delivered=delivered(voice_log("m-1")))
+        assert await app.archived() == [voice_log("m-1")]
+    async with PostgresStore(app_dsn, schema="elsewhere") as cannot:
+        with pytest.raises(StoreError, match="permission denied"):
+            await cannot.accounts()
+
+
 async def test_a_schema_of_a_newer_version_is_refused_clearly(postgres_dsn: str) -> None:
     async with PostgresStore(postgres_dsn) as store:
         await store.accounts()
