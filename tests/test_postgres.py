@@ -673,10 +673,10 @@ async def test_an_expired_lease_passes_to_another_with_a_higher_fence(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     a, b = fleet(), fleet()
-    [old] = (await a.lease("a", ["eu-1"], ttl=0.5)).values()
+    [old] = (await a.lease("a", ["eu-1"], ttl=2.0)).values()
     assert await b.lease("b", ["eu-1"], ttl=30) == {}  # held, and "a" counts as alive
 
-    for _ in range(100):  # until the database's clock passes the lease: bounded
+    for _ in range(300):  # until the database's clock passes the lease: bounded
         taken = await b.lease("b", ["eu-1"], ttl=30)
         if taken:
             break
