@@ -234,9 +234,11 @@ class Statements:
 
         # -- leases: one claim period's transaction, in order ------------------------------
         ttl = "now() + %(ttl)s * interval '1 second'"
-        # Account lists arrive as JSON arrays: psycopg's text dumping of a 10,000-name list
-        # costs ~12 ms a statement, orjson's well under one.
-        accounts = "ARRAY(SELECT json_array_elements_text(%(accounts)s::json))"
+        # Account lists arrive as JSON arrays (psycopg's text dumping of a 10,000-name list
+        # costs ~12 ms a statement, orjson's well under one) and are read as a set: IN and
+        # NOT IN over a subquery hash it, where `= ANY(array)` compared each row with every
+        # name (10,000 accounts: up to 0.5 s a claim period instead of ~50 ms).
+        listed = "(SELECT json_array_elements_text(%(accounts)s::json))"
         self.owner_alive = (
             f"INSERT INTO {s}.lease_owners (owner, alive_until) VALUES (%(owner)s, {ttl}) "
             "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until"
@@ -249,7 +251,8 @@ class Statements:
         # Only the missing rows, in account order: processes adding the same accounts at
         # once wait for each other in one order, never in a cycle.
         self.add_accounts = (
-            f"INSERT INTO {s}.leases (account) SELECT a FROM unnest({accounts}) AS a "
+            f"INSERT INTO {s}.leases (account) SELECT a FROM json_array_elements_text("
+            "%(accounts)s::json) AS a "
             f"WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l WHERE l.account = a) ORDER BY a "
             "ON CONFLICT (account) DO NOTHING"
         )
@@ -257,17 +260,17 @@ class Statements:
         # the fence, even if the time ran out meanwhile.
         self.renew = (
             f"UPDATE {s}.leases SET expires_at = {ttl} "
-            f"WHERE owner = %(owner)s AND account = ANY({accounts}) "
+            f"WHERE owner = %(owner)s AND account IN {listed} "
             "RETURNING account, owner, fence, expires_at"
         )
         self.release_unlisted = (
             f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL "
-            f"WHERE owner = %(owner)s AND NOT account = ANY({accounts})"
+            f"WHERE owner = %(owner)s AND account NOT IN {listed}"
         )
         self.live_owners = f"SELECT count(*) FROM {s}.lease_owners WHERE alive_until > now()"
         self.release = (
             f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL "
-            f"WHERE owner = %(owner)s AND account = ANY({accounts})"
+            f"WHERE owner = %(owner)s AND account IN {listed}"
         )
         self.release_all = (
             f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL WHERE owner = %(owner)s"
@@ -277,7 +280,7 @@ class Statements:
         # free for us; we take others and never wait.
         self.claim = (
             f"WITH free AS (SELECT account FROM {s}.leases "
-            f"WHERE account = ANY({accounts}) "
+            f"WHERE account IN {listed} "
             "AND (owner IS NULL OR expires_at IS NULL OR expires_at <= now()) "
             "ORDER BY account LIMIT %(want)s FOR UPDATE SKIP LOCKED) "
             f"UPDATE {s}.leases l SET owner = %(owner)s, fence = l.fence + 1, "
