@@ -19,12 +19,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
-__all__ = ["BIN", "PASSWORD_ROLE", "PostgresCluster", "missing_reason"]
+__all__ = ["BIN", "PASSWORD_ROLE", "PgBouncer", "PostgresCluster", "free_port", "missing_reason"]
 
 #: Where Debian's postgresql-15 package puts the server binaries (PG_BIN overrides it).
 BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -49,7 +50,7 @@ def missing_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -74,7 +75,7 @@ class PostgresCluster:
         if reason is not None:
             raise RuntimeError(reason)
         root = Path(tempfile.mkdtemp(prefix="voicelogs-pg-"))
-        cluster = cls(root, _free_port())
+        cluster = cls(root, free_port())
         try:
             if os.geteuid() == 0:
                 shutil.chown(root, USER)
@@ -172,6 +173,62 @@ class PostgresCluster:
             raise RuntimeError(
                 f"{' '.join(command[-4:])} failed: {exc.stderr.strip()}\n{log}"
             ) from exc
+
+
+class PgBouncer:
+    """A PgBouncer in transaction pooling mode in front of a cluster, with two server
+    connections per database: consecutive transactions of one client land on different
+    server connections, as they do in production.
+    """
+
+    BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+    def __init__(self, cluster: PostgresCluster) -> None:
+        self.port = free_port()
+        self.root = cluster.root / f"pgbouncer-{self.port}"
+        self.root.mkdir()
+        (self.root / "users.txt").write_text(f'"{USER}" ""\n')
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={cluster.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.root / 'users.txt'}\n"
+            "pool_mode = transaction\ndefault_pool_size = 2\nmax_client_conn = 200\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+        )
+        if os.geteuid() == 0:
+            shutil.chown(self.root, USER)
+        command = [self.BINARY, os.fspath(self.root / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", USER, "--", *command]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = 100
+        while deadline:  # until it listens: bounded
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.process.poll() is not None:
+                error = self.process.stderr.read() if self.process.stderr else b""
+                raise RuntimeError(f"pgbouncer exited: {error!r}")
+            deadline -= 1
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("pgbouncer did not listen within 5 s")
+
+    def dsn(self, database: str) -> str:
+        """The URL of a database of the cluster, through this PgBouncer."""
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        """Stop this PgBouncer (the one process it started)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
 
 
 @contextlib.contextmanager

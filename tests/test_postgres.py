@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg_server import PASSWORD_ROLE, PostgresCluster
+from pg_server import PASSWORD_ROLE, PgBouncer, PostgresCluster, free_port
 from psycopg_pool import AsyncConnectionPool
 from test_store import (
     ABSENT,
@@ -396,6 +396,30 @@ async def test_many_stores_migrating_at_once_make_one_schema(postgres_dsn: str) 
     ]
 
 
+async def test_a_role_without_create_rights_uses_a_schema_made_by_another(
+    pg_cluster: PostgresCluster, postgres_dsn: str
+) -> None:
+    async with PostgresStore(postgres_dsn, schema="voicelogs") as owner:
+        await owner.accounts()  # the owner's role creates the schema and its tables
+    database = postgres_dsn.rsplit("/", 1)[1]
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    pg_cluster.sql(f"CREATE ROLE {role} LOGIN")
+    pg_cluster.sql(
+        f"GRANT USAGE ON SCHEMA voicelogs TO {role}; "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA voicelogs TO {role}",
+        database=database,
+    )
+    app_dsn = postgres_dsn.replace("postgresql://postgres@", f"postgresql://{role}@")
+
+    async with PostgresStore(app_dsn, schema="voicelogs", archive=True) as app:
+        [lease] = (await app.lease("a", ["eu-1"], ttl=30)).values()
+        await app.commit_leased(lease, checkpoint=NOON, delivered=delivered(voice_log("m-1")))
+        assert await app.archived() == [voice_log("m-1")]
+    async with PostgresStore(app_dsn, schema="elsewhere") as cannot:
+        with pytest.raises(StoreError, match="permission denied"):
+            await cannot.accounts()
+
+
 async def test_a_schema_of_a_newer_version_is_refused_clearly(postgres_dsn: str) -> None:
     async with PostgresStore(postgres_dsn) as store:
         await store.accounts()
@@ -448,10 +472,39 @@ async def test_errors_never_show_the_password(pg_cluster: PostgresCluster) -> No
     assert all(secret not in text for text in shown)
 
 
+def test_a_malformed_connection_string_is_refused_without_repeating_it() -> None:
+    with pytest.raises(StoreError, match="not a PostgreSQL connection string") as caught:
+        PostgresStore("host=db password=s3cret junk")
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_a_call_blocked_on_a_lock_ends_at_its_timeout_and_leaks_nothing(
+    postgres_dsn: str,
+) -> None:
+    async with PostgresStore(postgres_dsn, timeout=1.0, max_size=1) as store:
+        [lease] = (await store.lease("a", ["eu-1"], ttl=60)).values()
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as other:
+            # Another client holds the lease row: the fenced commit must wait for it ...
+            await other.execute("SELECT * FROM leases WHERE account = 'eu-1' FOR UPDATE")
+            with pytest.raises(StoreError, match="statement timeout"):
+                await store.commit_leased(lease, checkpoint=NOON, delivered=[])
+
+            # ... and a cancelled call leaves the store's one connection usable.
+            blocked = asyncio.create_task(store.commit_leased(lease, checkpoint=NOON, delivered=[]))
+            await asyncio.sleep(0.2)
+            blocked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await blocked
+            await other.rollback()
+
+        await store.commit_leased(lease, checkpoint=NOON, delivered=[])
+        assert await store.accounts() == {"eu-1": NOON}
+
+
 async def test_an_unreachable_server_fails_each_call_with_a_store_error(
     pg_cluster: PostgresCluster,
 ) -> None:
-    dsn = f"postgresql://postgres:pw-xyz@127.0.0.1:{pg_cluster.port + 1}/postgres"  # nobody there
+    dsn = f"postgresql://postgres:pw-xyz@127.0.0.1:{free_port()}/postgres"  # nobody listens
     async with PostgresStore(dsn, pool_timeout=1.0, connect_timeout=2) as store:
         for _ in range(2):
             with pytest.raises(StoreError, match=r"cannot lease accounts.*refused") as caught:
@@ -493,6 +546,48 @@ async def test_a_restart_fails_calls_while_down_and_loses_nothing(
 
         assert [log.message_id for log in await store.archived()] == ["m-1", "m-2", "m-3"]
         assert await store.checkpoint("eu-1") == NOON
+
+
+@pytest.fixture
+def pgbouncer(pg_cluster: PostgresCluster) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction pooling mode in front of the session's cluster."""
+    if not Path(PgBouncer.BINARY).exists():
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    bouncer = PgBouncer(pg_cluster)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+async def test_everything_works_through_a_transaction_pooling_pgbouncer(
+    pgbouncer: PgBouncer, postgres_dsn: str
+) -> None:
+    dsn = pgbouncer.dsn(postgres_dsn.rsplit("/", 1)[1])
+    # Two server connections behind many client ones: any session state, a session
+    # advisory lock or a server-side prepared statement would surface on another client.
+    stores = [PostgresStore(dsn, archive=True, max_size=4) for _ in range(3)]
+    try:
+
+        async def poller(n: int, store: PostgresStore) -> None:
+            owner = f"p{n}"
+            for round_ in range(6):
+                leases = await store.lease(owner, ACCOUNTS, ttl=30)
+                for account, lease in leases.items():
+                    logs = [voice_log(f"{account}/{round_}/{k}") for k in range(3)]
+                    ids = [log.message_id or "" for log in logs]
+                    assert await store.fingerprints(account, ids) == {}
+                    await store.commit_leased(lease, checkpoint=NOON, delivered=delivered(*logs))
+            await store.release(owner)
+
+        await asyncio.gather(*(poller(n, store) for n, store in enumerate(stores)))
+        archived = await stores[0].archived()
+    finally:
+        await asyncio.gather(*(store.aclose() for store in stores))
+
+    ids = [log.message_id for log in archived]
+    assert len(ids) == len(set(ids))  # no log written twice
+    assert {message_id.split("/")[0] for message_id in ids if message_id} == set(ACCOUNTS)
 
 
 # -- leases --------------------------------------------------------------------------------
@@ -578,10 +673,10 @@ async def test_an_expired_lease_passes_to_another_with_a_higher_fence(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     a, b = fleet(), fleet()
-    [old] = (await a.lease("a", ["eu-1"], ttl=0.5)).values()
+    [old] = (await a.lease("a", ["eu-1"], ttl=2.0)).values()
     assert await b.lease("b", ["eu-1"], ttl=30) == {}  # held, and "a" counts as alive
 
-    for _ in range(100):  # until the database's clock passes the lease: bounded
+    for _ in range(300):  # until the database's clock passes the lease: bounded
         taken = await b.lease("b", ["eu-1"], ttl=30)
         if taken:
             break
@@ -671,6 +766,78 @@ async def test_leases_on_accounts_no_longer_listed_are_released(
     await a.lease("a", ["x", "y"], ttl=30)
     assert sorted(await a.lease("a", ["x"], ttl=30)) == ["x"]
     assert sorted(await b.lease("b", ["y"], ttl=30)) == ["y"]
+
+
+async def test_leases_and_fences_survive_a_restart_of_postgres(
+    fleet: Callable[[], PostgresStore], pg_cluster: PostgresCluster
+) -> None:
+    store = fleet()
+    before = await store.lease("a", ["x", "y"], ttl=60)
+
+    await asyncio.to_thread(pg_cluster.restart)
+    for attempt in range(20):  # the pool reconnects: a bounded number of tries
+        try:
+            after = await store.lease("a", ["x", "y"], ttl=60)
+            break
+        except StoreError:
+            assert attempt < 19
+            await asyncio.sleep(0.5)
+
+    assert {a: lease.fence for a, lease in after.items()} == {"x": 1, "y": 1}
+    await store.commit_leased(after["x"], checkpoint=NOON, delivered=[])
+    await store.commit_leased(before["y"], checkpoint=NOON, delivered=[])  # same fence: valid
+    assert await store.accounts() == {"x": NOON, "y": NOON}
+
+
+CHILD = """
+import asyncio, sys
+from datetime import UTC, datetime
+from infobip_voicelogs import Delivered, VoiceLog
+from infobip_voicelogs.postgres import PostgresStore
+
+async def main(dsn, accounts):
+    async with PostgresStore(dsn, archive=True) as store:
+        n = 0
+        while True:  # a poller that commits as fast as it can, until it is killed
+            leases = await store.lease("child", accounts, ttl=1.0)
+            print(max(lease.fence for lease in leases.values()), flush=True)
+            for account, lease in leases.items():
+                n += 1
+                log = VoiceLog(message_id=f"child-{n}", sent_at=datetime.now(UTC))
+                await store.commit_leased(
+                    lease, checkpoint=datetime.now(UTC), delivered=[Delivered(log, "f")]
+                )
+
+asyncio.run(main(sys.argv[1], sys.argv[2:]))
+"""
+
+
+async def test_a_killed_holder_s_accounts_pass_to_another_process(
+    fleet: Callable[[], PostgresStore], postgres_dsn: str
+) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, postgres_dsn, *ACCOUNTS, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        fence = int(await asyncio.wait_for(child.stdout.readline(), timeout=30))
+        await asyncio.wait_for(child.stdout.readline(), timeout=30)  # mid-stream of commits
+        child.kill()  # SIGKILL: no release, a transaction perhaps cut in the middle
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
+
+    store = fleet()
+    held: dict[str, Lease] = {}
+    for _ in range(100):  # bounded: the child's 1 s leases lapse by the database's clock
+        held = await store.lease("survivor", ACCOUNTS, ttl=30)
+        if len(held) == len(ACCOUNTS):
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(held) == ACCOUNTS
+    assert all(lease.fence > fence for lease in held.values())
+    await store.commit_leased(held[ACCOUNTS[0]], checkpoint=NOON, delivered=[])
 
 
 async def test_lease_arguments_are_checked(fleet: Callable[[], PostgresStore]) -> None:

@@ -1,4 +1,9 @@
-"""The store's own connection pool: bounded, PgBouncer-safe, and able to say why it is empty.
+"""How `PostgresStore` talks to the server: one bounded transaction per call, on a pool.
+
+Every call borrows a connection, runs one transaction and gives the connection back, with
+its limits set `LOCAL` to that transaction: no session state survives a call, so a
+transaction-pooling PgBouncer may hand the next call any server connection. Every psycopg
+error becomes a `StoreError` naming the operation and the cause, never the password.
 
 A pool connects in the background, so a call that finds no connection only learns "no
 connection within N seconds". `ConnectFailures` remembers the last failed attempt, so that
@@ -7,12 +12,185 @@ the `StoreError` can say *why* (refused, unknown host, password rejected) as wel
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Self
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-__all__ = ["ConnectFailures", "make_pool"]
+from ..errors import StoreError
+from ._schema import migrate
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_SIZE",
+    "DEFAULT_POOL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "ConnectFailures",
+    "Connector",
+    "make_pool",
+]
+
+#: Seconds to establish one connection (libpq's `connect_timeout`).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds a call waits for a free pooled connection (also while the server is down).
+DEFAULT_POOL_TIMEOUT = 10.0
+#: Seconds a call's statements may run on the server (`statement_timeout`), and the call's
+#: bound once it has a connection.
+DEFAULT_TIMEOUT = 30.0
+#: Seconds a transaction may sit idle between its statements before the server ends it
+#: (`idle_in_transaction_session_timeout`): a poller paused mid-commit (SIGSTOP, a long
+#: GC) then stops holding its lease row locked, so others can take the account over.
+DEFAULT_IDLE_TIMEOUT = 10.0
+#: Connections the store's own pool opens at most.
+DEFAULT_MAX_SIZE = 10
+
+
+class Connector:
+    """The pool (given or made on first use), the schema migration, and one call's transaction.
+
+    `label()` names the store in error messages.
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | AsyncConnectionPool[Any],
+        *,
+        schema: str,
+        label: Callable[[], str],
+        min_size: int,
+        max_size: int,
+        connect_timeout: float,
+        pool_timeout: float,
+        timeout: float,
+        idle_timeout: float,
+    ) -> None:
+        self._schema = schema
+        self._label = label
+        self._pool_timeout = pool_timeout
+        self._timeout = timeout
+        # Both server-side limits in milliseconds, set LOCAL in every transaction.
+        self._limits = (str(math.ceil(timeout * 1000)), str(math.ceil(idle_timeout * 1000)))
+        self._secrets: list[str] = []
+        if isinstance(dsn_or_pool, AsyncConnectionPool):
+            self._pool: AsyncConnectionPool[Any] | None = dsn_or_pool
+            self._dsn = ""
+            self._owns_pool = False
+            self._where = f"pool {dsn_or_pool.name!r}"
+        else:
+            self._pool = None
+            self._dsn = dsn_or_pool
+            self._owns_pool = True
+            try:
+                params = conninfo_to_dict(dsn_or_pool)
+            except psycopg.Error:
+                # libpq's message quotes the string, password and all: not repeated here.
+                raise StoreError(
+                    "not a PostgreSQL connection string (neither a postgresql:// URL nor "
+                    "key=value pairs that libpq can read)"
+                ) from None
+            if params.get("password"):
+                self._secrets.append(str(params["password"]))
+            shown = ("host", "port", "dbname", "user")  # never the password
+            self._where = " ".join(f"{key}={params[key]}" for key in shown if key in params)
+        self._min_size, self._max_size = min_size, max(max_size, min_size)
+        self._connect_timeout = max(2, math.ceil(connect_timeout))  # libpq takes whole seconds
+        self._failures = ConnectFailures()
+        self._migrated = False
+        self._opening: asyncio.Lock | None = None
+        self._closed = False
+        self._in_flight = 0
+        self._idle: asyncio.Event | None = None
+
+    @property
+    def where(self) -> str:
+        """Host, port, database and user of the connection string (or the pool's name)."""
+        return self._where
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose` was called."""
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Let the calls already made finish, then close the pool if it is ours."""
+        self._closed = True
+        if self._in_flight:
+            self._idle = self._idle or asyncio.Event()
+            await self._idle.wait()
+        if self._owns_pool and self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close(timeout=self._pool_timeout)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, operation: str) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection in a transaction, every error a `StoreError`, time bounded."""
+        if self._closed:
+            raise StoreError(f"{self._label()}: cannot {operation}: the store is closed")
+        self._in_flight += 1
+        try:
+            async with asyncio.timeout(self._pool_timeout + self._timeout):
+                pool = await self._ready()
+                async with (
+                    pool.connection(timeout=self._pool_timeout) as connection,
+                    connection.transaction(),
+                ):
+                    # Local to this transaction: nothing lingers on a shared server connection.
+                    await connection.execute(
+                        "SELECT set_config('statement_timeout', %s, true), "
+                        "set_config('idle_in_transaction_session_timeout', %s, true)",
+                        self._limits,
+                        prepare=False,
+                    )
+                    yield connection
+        except psycopg.Error as exc:
+            cause = str(exc).strip() or type(exc).__name__
+            if isinstance(exc, PoolTimeout) and self._failures.last is not None:
+                cause = f"{cause}; the last connection attempt failed: {self._failures.last}"
+            raise StoreError(f"{self._label()}: cannot {operation}: {self._scrub(cause)}") from None
+        except TimeoutError:
+            raise StoreError(
+                f"{self._label()}: cannot {operation}: no answer within "
+                f"{self._pool_timeout + self._timeout:g} s"
+            ) from None
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight and self._idle is not None:
+                self._idle.set()
+
+    async def _ready(self) -> AsyncConnectionPool[Any]:
+        """The pool, opened and the schema migrated on first use."""
+        if self._migrated and self._pool is not None:
+            return self._pool
+        self._opening = self._opening or asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                self._pool = make_pool(
+                    self._dsn,
+                    failures=self._failures,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    connect_timeout=self._connect_timeout,
+                    pool_timeout=self._pool_timeout,
+                )
+                await self._pool.open(wait=False)
+            if not self._migrated:
+                async with self._pool.connection(timeout=self._pool_timeout) as connection:
+                    await migrate(connection, self._schema)
+                self._migrated = True
+        return self._pool
+
+    def _scrub(self, text: str) -> str:
+        """`text` without any password of the connection string."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 class ConnectFailures:

@@ -8,27 +8,30 @@ transaction-pooling PgBouncer. Times that decide leases are the database's `now(
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 import orjson
-import psycopg
 from psycopg import AsyncConnection
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
-from ..errors import LeaseLostError, StoreError
+from ..errors import LeaseLostError
 from ..models import VoiceLog
 from ..store.base import Delivered, Lease
-from ._pool import ConnectFailures, make_pool
+from ._pool import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_POOL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Connector,
+)
 from ._rows import batch_document, latest_per_message, log_from_row, utc
-from ._schema import SCHEMA_VERSION, Statements, migrate
+from ._schema import SCHEMA_VERSION, Statements
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -39,20 +42,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "PostgresStore",
 ]
-
-#: Seconds to establish one connection (libpq's `connect_timeout`).
-DEFAULT_CONNECT_TIMEOUT = 5.0
-#: Seconds a call waits for a free pooled connection (also while the server is down).
-DEFAULT_POOL_TIMEOUT = 10.0
-#: Seconds a call's statements may run on the server (`statement_timeout`), and the call's
-#: bound once it has a connection.
-DEFAULT_TIMEOUT = 30.0
-#: Seconds a transaction may sit idle between its statements before the server ends it
-#: (`idle_in_transaction_session_timeout`): a poller paused mid-commit (SIGSTOP, a long
-#: GC) then stops holding its lease row locked, so others can take the account over.
-DEFAULT_IDLE_TIMEOUT = 10.0
-#: Connections the store's own pool opens at most.
-DEFAULT_MAX_SIZE = 10
 
 
 class PostgresStore:
@@ -106,36 +95,18 @@ class PostgresStore:
         self._schema = schema
         self._sql = Statements(schema)
         self._clock = clock
-        self._pool_timeout = pool_timeout
-        self._timeout = timeout
-        # Both server-side settings in milliseconds, set LOCAL in every transaction.
-        self._limits = (str(math.ceil(timeout * 1000)), str(math.ceil(idle_timeout * 1000)))
-        self._secrets: list[str] = []
-        if isinstance(dsn_or_pool, AsyncConnectionPool):
-            self._pool: AsyncConnectionPool[Any] | None = dsn_or_pool
-            self._dsn = ""
-            self._owns_pool = False
-            self._where = f"pool {dsn_or_pool.name!r}"
-        else:
-            self._pool = None
-            self._dsn = dsn_or_pool
-            self._owns_pool = True
-            try:
-                params = conninfo_to_dict(dsn_or_pool)
-            except psycopg.Error as exc:
-                raise StoreError(f"not a PostgreSQL connection string: {exc}") from None
-            if params.get("password"):
-                self._secrets.append(str(params["password"]))
-            shown = ("host", "port", "dbname", "user")  # never the password
-            self._where = " ".join(f"{key}={params[key]}" for key in shown if key in params)
-        self._min_size, self._max_size = min_size, max(max_size, min_size)
-        self._connect_timeout = max(2, math.ceil(connect_timeout))  # libpq takes whole seconds
-        self._failures = ConnectFailures()
-        self._migrated = False
-        self._opening: asyncio.Lock | None = None
-        self._closed = False
-        self._in_flight = 0
-        self._idle: asyncio.Event | None = None
+        self._connector = Connector(
+            dsn_or_pool,
+            schema=schema,
+            label=self.__repr__,
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            pool_timeout=pool_timeout,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+        )
+        self._transaction = self._connector.transaction
 
     @property
     def archive(self) -> bool:
@@ -148,10 +119,10 @@ class PostgresStore:
         return self._schema
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._connector.closed else "open"
         return (
-            f"PostgresStore({self._where}, schema={self._schema!r}, archive={self._archive!r})"
-            f" <{state}>"
+            f"PostgresStore({self._connector.where}, schema={self._schema!r}, "
+            f"archive={self._archive!r}) <{state}>"
         )
 
     async def __aenter__(self) -> Self:
@@ -181,7 +152,7 @@ class PostgresStore:
             return {}
         async with self._transaction("read fingerprints") as connection:
             cursor = await connection.execute(
-                self._sql.fingerprints, (account, orjson.dumps(ids).decode()), prepare=False
+                self._sql.fingerprints, (account, _json(ids)), prepare=False
             )
             rows = await cursor.fetchall()
         return {str(message_id): str(fingerprint) for message_id, fingerprint in rows}
@@ -217,13 +188,7 @@ class PostgresStore:
         A pool given to the store is left open. Any call after `aclose` raises `StoreError`;
         calling it again does nothing.
         """
-        self._closed = True
-        if self._in_flight:
-            self._idle = self._idle or asyncio.Event()
-            await self._idle.wait()
-        if self._owns_pool and self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close(timeout=self._pool_timeout)
+        await self._connector.aclose()
 
     # -- beyond the protocol ---------------------------------------------------------------
 
@@ -271,7 +236,7 @@ class PostgresStore:
         if not ttl > 0:
             raise ValueError(f"ttl must be positive, not {ttl!r}")
         listed = sorted(set(accounts))
-        args: dict[str, Any] = {"owner": owner, "accounts": listed, "ttl": ttl}
+        args: dict[str, Any] = {"owner": owner, "accounts": _json(listed), "ttl": ttl}
         sql = self._sql
         async with self._transaction("lease accounts") as connection:
             await connection.execute(sql.owner_alive, args, prepare=False)
@@ -289,7 +254,7 @@ class PostgresStore:
                 # Shed the last accounts in order, never one being polled right now.
                 sheddable = sorted((a for a in held if a not in busy), reverse=True)[:excess]
                 await connection.execute(
-                    sql.release, {**args, "accounts": sheddable}, prepare=False
+                    sql.release, {**args, "accounts": _json(sheddable)}, prepare=False
                 )
                 for account in sheddable:
                     del held[account]
@@ -310,7 +275,7 @@ class PostgresStore:
                 await connection.execute(self._sql.release_all, args, prepare=False)
                 await connection.execute(self._sql.owner_gone, args, prepare=False)
             elif accounts:
-                args["accounts"] = sorted(set(accounts))
+                args["accounts"] = _json(sorted(set(accounts)))
                 await connection.execute(self._sql.release, args, prepare=False)
 
     async def commit_leased(
@@ -358,69 +323,10 @@ class PostgresStore:
 
         return write
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self, operation: str) -> AsyncIterator[AsyncConnection[Any]]:
-        """A pooled connection in a transaction, every error a `StoreError`, time bounded."""
-        if self._closed:
-            raise StoreError(f"{self!r}: cannot {operation}: the store is closed")
-        self._in_flight += 1
-        try:
-            async with asyncio.timeout(self._pool_timeout + self._timeout):
-                pool = await self._ready()
-                async with (
-                    pool.connection(timeout=self._pool_timeout) as connection,
-                    connection.transaction(),
-                ):
-                    # Local to this transaction: nothing lingers on a shared server connection.
-                    await connection.execute(
-                        "SELECT set_config('statement_timeout', %s, true), "
-                        "set_config('idle_in_transaction_session_timeout', %s, true)",
-                        self._limits,
-                        prepare=False,
-                    )
-                    yield connection
-        except psycopg.Error as exc:
-            cause = str(exc).strip() or type(exc).__name__
-            if isinstance(exc, PoolTimeout) and self._failures.last is not None:
-                cause = f"{cause}; the last connection attempt failed: {self._failures.last}"
-            raise StoreError(f"{self!r}: cannot {operation}: {self._scrub(cause)}") from None
-        except TimeoutError:
-            raise StoreError(
-                f"{self!r}: cannot {operation}: no answer within "
-                f"{self._pool_timeout + self._timeout:g} s"
-            ) from None
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight and self._idle is not None:
-                self._idle.set()
 
-    async def _ready(self) -> AsyncConnectionPool[Any]:
-        """The pool, opened and the schema migrated on first use."""
-        if self._migrated and self._pool is not None:
-            return self._pool
-        self._opening = self._opening or asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                self._pool = make_pool(
-                    self._dsn,
-                    failures=self._failures,
-                    min_size=self._min_size,
-                    max_size=self._max_size,
-                    connect_timeout=self._connect_timeout,
-                    pool_timeout=self._pool_timeout,
-                )
-                await self._pool.open(wait=False)
-            if not self._migrated:
-                async with self._pool.connection(timeout=self._pool_timeout) as connection:
-                    await migrate(connection, self._schema)
-                self._migrated = True
-        return self._pool
-
-    def _scrub(self, text: str) -> str:
-        """`text` without any password of the connection string."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+def _json(names: list[str]) -> str:
+    """A list of names as the JSON array the statements read."""
+    return orjson.dumps(names).decode()
 
 
 async def _leases(
