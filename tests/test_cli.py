@@ -534,3 +534,38 @@ def test_poll_with_an_unreachable_postgres_exits_2_without_its_password(
     )
     assert result.exit_code == 2, result.output
     assert "hunter2-secret" not in result.output
+
+
+def test_poll_serves_metrics_and_health_then_stops_on_sigterm(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("opentelemetry.exporter.prometheus")
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    command = [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
+    args = ["poll", "-a", str(accounts), "--store", str(tmp_path / "logs.db"), "--no-live"]
+    env = {**os.environ, "ACME_KEY": KEY, "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.Popen(
+        [*command, *args, "--metrics-port", "0", "--interval", "1s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "/metrics and /healthz on http://127.0.0.1:" in line, line
+        base = line.split(" on ", 1)[1].strip()
+        for _ in range(100):  # until both accounts have had a cycle
+            health = httpx.get(f"{base}/healthz", timeout=5)
+            metrics = httpx.get(f"{base}/metrics", timeout=5).text
+            if health.status_code == 200 and "infobip_voicelogs_poll_delivered" in metrics:
+                break
+            time.sleep(0.2)
+        assert health.status_code == 200, health.text
+        assert "infobip_voicelogs_poll_delivered" in metrics
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 143
+    finally:
+        process.kill()
+        process.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import signal
 import sys
@@ -17,6 +18,7 @@ from rich.live import Live
 
 from ..codec import encode_ndjson
 from ..errors import StoreError
+from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
 from ..poller import DEFAULT_SHUTDOWN_GRACE, LogsPoller
 from .backends import open_store, redacted
@@ -58,6 +60,22 @@ def poll(
         min=0,
         help="Seconds a shutdown gives the cycles in flight to finish before cancelling them.",
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve /metrics (Prometheus) and /healthz on this port (needs the metrics extra).",
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host", help="The address /metrics and /healthz listen on."
+    ),
+    late_after: float = typer.Option(
+        DEFAULT_LATE_AFTER,
+        "--late-after",
+        min=0.1,
+        help="/healthz answers 503 when an account went this many intervals without a poll.",
+    ),
 ) -> None:
     """Poll many accounts: every new log and every change, once, into the store."""
     try:
@@ -83,6 +101,11 @@ def poll(
         delivered += len(logs)
 
     shutdown = _Shutdown(once=once)
+    if metrics_port is not None:
+        try:
+            install_prometheus()
+        except RuntimeError as exc:
+            fail(str(exc))
 
     async def poll_until_stopped() -> LogsPoller:
         async with (
@@ -102,20 +125,21 @@ def poll(
             except StoreError as exc:
                 fail(str(exc))
             shutdown.install(poller, asyncio.current_task())
-            polling = poller.run_once() if once else poller.run()
-            if live:
-                with Live(status_table(poller), console=stderr, auto_refresh=False) as screen:
-                    refresher = asyncio.create_task(_refresh(screen, poller))
+            async with contextlib.AsyncExitStack() as serving:
+                if metrics_port is not None:
+                    health = HealthServer(
+                        poller, host=metrics_host, port=metrics_port, late_after=late_after
+                    )
                     try:
-                        await polling
-                    finally:
-                        refresher.cancel()
-                        screen.update(status_table(poller), refresh=True)
-            else:
-                await polling
+                        await serving.enter_async_context(health)
+                    except OSError as exc:
+                        fail(f"cannot serve /metrics on {metrics_host}:{metrics_port}: {exc}")
+                    stderr.print(f"/metrics and /healthz on http://{metrics_host}:{health.port}")
+                await _poll(poller, once=once, live=live)
         return poller
 
     async def main() -> None:
+
         try:
             poller = await poll_until_stopped()
         except asyncio.CancelledError:
@@ -217,6 +241,20 @@ class _Shutdown:
             self._poller.stop()
         elif self._task is not None:
             self._task.cancel()
+
+
+async def _poll(poller: LogsPoller, *, once: bool, live: bool) -> None:
+    polling = poller.run_once() if once else poller.run()
+    if not live:
+        await polling
+        return
+    with Live(status_table(poller), console=stderr, auto_refresh=False) as screen:
+        refresher = asyncio.create_task(_refresh(screen, poller))
+        try:
+            await polling
+        finally:
+            refresher.cancel()
+            screen.update(status_table(poller), refresh=True)
 
 
 async def _refresh(screen: Live, poller: LogsPoller) -> None:
