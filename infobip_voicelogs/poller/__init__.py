@@ -8,15 +8,17 @@ or whose state changed. The records it works with (`Account`, `AccountResult`,
 """
 
 from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, new_owner_id
-from ._poller import (
-    ABANDON_WAIT,
+from ._poller import PRUNE_MARGIN, LogsPoller
+from ._records import (
     AUTH_BACKOFF_FACTOR,
-    DEFAULT_SHUTDOWN_GRACE,
     MAX_BACKOFF,
-    PRUNE_MARGIN,
-    LogsPoller,
+    Account,
+    AccountResult,
+    AccountStatus,
+    Handler,
+    fingerprint,
 )
-from ._records import Account, AccountResult, AccountStatus, Handler, fingerprint
+from ._shutdown import ABANDON_WAIT, DEFAULT_SHUTDOWN_GRACE
 
 __all__ = [
     "ABANDON_WAIT",

@@ -20,6 +20,8 @@ import secrets
 import socket
 from collections.abc import Collection, Sequence
 
+from .. import telemetry
+from ..errors import LeaseLostError
 from ..store import Lease, LeaseStore
 
 __all__ = ["DEFAULT_CLAIM_INTERVAL", "DEFAULT_LEASE_TTL", "LeaseKeeper", "new_owner_id"]
@@ -131,6 +133,46 @@ class LeaseKeeper:
         if gained or lost:
             self._notify()
         return gained, lost
+
+    async def claim(self, busy: Collection[str]) -> None:
+        """`refresh`, logged and counted; a failure (the store down) is logged, not raised:
+        the leases stay trusted until their local deadline, and the next claim tries again."""
+        try:
+            gained, lost = await self.refresh(busy)
+        except Exception as exc:
+            logger.warning(
+                "claiming accounts failed (%s: %s); trying again in %g s",
+                type(exc).__name__,
+                exc,
+                self.period,
+                extra={"outcome": "claim_failed"},
+            )
+        else:
+            for name in lost:
+                telemetry.lease_lost(name)
+            if gained or lost:
+                logger.info(
+                    "leases: %d accounts gained, %d lost; this poller holds %d",
+                    len(gained),
+                    len(lost),
+                    len(self.holding()),
+                    extra={"outcome": "leases_changed"},
+                )
+        telemetry.leases_held(len(self.holding()))
+
+    def check(self, lease: Lease) -> None:
+        """Refuse (`LeaseLostError`) a batch on a lease this process can no longer trust.
+
+        A walk may take longer than the lease (a slow provider, a paused process): the
+        handler must not get logs that the new holder delivers too. The commit is fenced in
+        any case; this keeps the duplicates to a batch already inside a handler.
+        """
+        now = self.held(lease.account)
+        if now is None or now.fence != lease.fence:
+            raise LeaseLostError(
+                f"the lease on account {lease.account!r} lapsed or passed to another poller"
+                " before its batch was handed over"
+            )
 
     def forget(self, account: str) -> None:
         """A commit found the lease gone: stop polling `account` until it is claimed again."""

@@ -23,37 +23,28 @@ import httpx
 from .. import telemetry
 from .._time import RETENTION, utc_now
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
-from ..errors import AuthenticationError, LeaseLostError
+from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
 from ..models import VoiceLog
 from ..store import CheckpointStore, Delivered, Lease, LeaseStore
 from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, LeaseKeeper, new_owner_id
-from ._records import Account, AccountResult, AccountStatus, Handler, add_results, fingerprint
+from ._records import (
+    Account,
+    AccountResult,
+    AccountStatus,
+    Handler,
+    add_results,
+    fingerprint,
+    next_status,
+)
+from ._shutdown import DEFAULT_SHUTDOWN_GRACE, Shutdown
 
-__all__ = [
-    "ABANDON_WAIT",
-    "AUTH_BACKOFF_FACTOR",
-    "DEFAULT_SHUTDOWN_GRACE",
-    "MAX_BACKOFF",
-    "PRUNE_MARGIN",
-    "LogsPoller",
-]
+__all__ = ["PRUNE_MARGIN", "LogsPoller"]
 
 logger = logging.getLogger("infobip_voicelogs")
 
 #: Fingerprints are kept this much longer than the retention, for clocks that disagree.
 PRUNE_MARGIN = timedelta(hours=1)
-#: The longest an account in trouble is left alone between attempts.
-MAX_BACKOFF = 3600.0
-#: A refused credential will not heal by itself soon: back off this many times longer.
-AUTH_BACKOFF_FACTOR = 10
-#: Seconds a shutdown (cancellation, `stop()`, `aclose()`) gives the cycles in flight, and a
-#: handler call in particular, to finish and commit before they are cancelled.
-DEFAULT_SHUTDOWN_GRACE = 5.0
-#: After the grace, how long a cancelled handler may take to unwind before it is abandoned.
-ABANDON_WAIT = 1.0
-# What a cut-short cycle may take beyond ABANDON_WAIT to unwind (its own bookkeeping).
-_UNWIND_MARGIN = 0.5
 
 
 class LogsPoller:
@@ -162,9 +153,6 @@ class LogsPoller:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        if not 0 <= shutdown_grace < float("inf"):
-            raise ValueError("shutdown_grace must be a finite number of seconds >= 0")
-        self._grace = float(shutdown_grace)
         self._page_size = page_size
         self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -178,12 +166,8 @@ class LogsPoller:
         }
         self._fetchers: dict[str, LogsFetcher] = {}
         self._status = {name: AccountStatus() for name in self._accounts}
-        self._stopping = asyncio.Event()
-        self._cycling: set[asyncio.Task[Any]] = set()  # tasks inside a cycle right now
-        self._cut: set[asyncio.Task[Any]] = set()  # cycles cancelled after the grace
+        self._shutdown = Shutdown(shutdown_grace)
         self._polling: set[str] = set()  # accounts inside a cycle right now
-        self._cycle_of: dict[asyncio.Future[Any], asyncio.Task[Any]] = {}  # handler -> cycle
-        self._deadline: float | None = None  # when the shutdown grace ends (loop time)
         self._closed = False
         self._throttle_factory = throttle_factory
         self._fleet: LeaseKeeper | None = None
@@ -218,12 +202,11 @@ class LogsPoller:
         """
         self.stop()
         self._closed = True
-        me = asyncio.current_task()
         # Not the cycle that is calling aclose from its own handler: it finishes after us.
-        others = self._cycling - {me, self._cycle_of.get(me) if me is not None else None}
+        others = self._shutdown.others()
         try:
             if others:
-                await self._wind_down(others)
+                await self._shutdown.wind_down(others)
             if self._fleet is not None and self._fleet.holding():
                 await self._fleet.release()
                 self._mark_held()
@@ -244,11 +227,7 @@ class LogsPoller:
 
         Called before `run()` starts, it is remembered: that `run()` returns at once.
         """
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
-        with contextlib.suppress(RuntimeError):  # no running loop: run() starts the clock
-            self._deadline = asyncio.get_running_loop().time() + self._grace
+        self._shutdown.stop()
 
     @property
     def interval(self) -> float:
@@ -258,7 +237,7 @@ class LogsPoller:
     @property
     def shutdown_grace(self) -> float:
         """Seconds a shutdown gives the cycles in flight before cancelling them."""
-        return self._grace
+        return self._shutdown.grace
 
     @property
     def accounts(self) -> dict[str, Account]:
@@ -310,117 +289,34 @@ class LogsPoller:
                 asyncio.create_task(self._lease_loop(self._fleet), name="infobip-voicelogs lease")
             )
         try:
-            await self._supervise(tasks)
+            await self._shutdown.supervise(tasks)
         finally:
-            self._stopping.clear()
-            self._deadline = None
+            self._shutdown.reset()
             if self._fleet is not None:
                 await self._fleet.release()  # the others may take the accounts at once
                 self._mark_held()
 
-    async def _supervise(self, tasks: set[asyncio.Task[None]]) -> None:
-        """Wait for the loops to end; pass cancellations on to them; keep the grace."""
-        loop = asyncio.get_running_loop()
-        stopped = asyncio.ensure_future(self._stopping.wait())
-        pending, cancelled = set(tasks), False
-        try:
-            while pending:
-                if stopped.done() and self._deadline is None:
-                    self._deadline = loop.time() + self._grace  # stop() came before run()
-                left = None if self._deadline is None else self._deadline - loop.time()
-                if left is not None and left <= 0:
-                    await self._cut_short(pending)  # the grace is over
-                    break
-                watch = pending if stopped.done() else pending | {stopped}
-                try:
-                    done, _ = await asyncio.wait(
-                        watch, timeout=left, return_when=asyncio.FIRST_COMPLETED
-                    )
-                except asyncio.CancelledError:
-                    # The first: each handler in flight gets the grace. A second: at once.
-                    cancelled = True
-                    for task in pending:
-                        task.cancel()
-                    continue
-                pending -= done
-        finally:
-            stopped.cancel()
-        if cancelled:
-            raise asyncio.CancelledError
-        for task in tasks:  # the loops catch every Exception: anything else is a bug
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-
-    async def _wind_down(self, cycles: set[asyncio.Task[Any]]) -> None:
-        """Wait for `cycles` until the shutdown deadline, then cut them short."""
-        loop = asyncio.get_running_loop()
-        deadline = self._deadline if self._deadline is not None else loop.time() + self._grace
-        try:
-            _, pending = await asyncio.wait(cycles, timeout=max(0.0, deadline - loop.time()))
-        except asyncio.CancelledError:
-            for task in cycles:  # aclose itself cancelled: no more grace for anyone
-                task.cancel()
-            raise
-        if pending:
-            await self._cut_short(pending)
-
-    async def _cut_short(self, tasks: set[asyncio.Task[Any]]) -> None:
-        """Cancel `tasks` after the grace, and wait (boundedly) for them to unwind."""
-        for task in tasks:
-            self._cut.add(task)  # `_cycle` reports this cancellation as the cycle's failure
-            task.cancel()
-        _, stuck = await asyncio.wait(tasks, timeout=ABANDON_WAIT + _UNWIND_MARGIN)
-        for task in stuck:
-            logger.error("%s did not stop after its cancellation; abandoned", task.get_name())
-
     async def _account_loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()
         fleet = self._fleet
-        while not self._stopping.is_set():
+        while not self._shutdown.stopping.is_set():
             if fleet is not None and fleet.held(name) is None:
-                await self._wait_for_lease(fleet)  # another process polls it meanwhile
+                # Another process polls it meanwhile: wait for the leases to change.
+                await self._shutdown.until_stopped_or(fleet.changed())
                 continue
             await self._cycle(name)
             delay = max(0.0, self._status[name].next_due - loop.time())
-            await self._sleep_unless_stopped(delay)
-
-    async def _wait_for_lease(self, fleet: LeaseKeeper) -> None:
-        stopped = asyncio.ensure_future(self._stopping.wait())
-        either: set[asyncio.Future[Any]] = {fleet.changed(), stopped}
-        try:
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
+            await self._shutdown.sleep(delay)
 
     async def _lease_loop(self, fleet: LeaseKeeper) -> None:
-        while not self._stopping.is_set():
+        while not self._shutdown.stopping.is_set():
             await self._claim(fleet)
-            await self._sleep_unless_stopped(fleet.period)
+            await self._shutdown.sleep(fleet.period)
 
     async def _claim(self, fleet: LeaseKeeper) -> None:
         """One claim: renew, shed, claim; mark which accounts this process holds now."""
-        busy = {name for name in self._accounts if self._in_cycle(name)}
-        try:
-            gained, lost = await fleet.refresh(busy)
-        except Exception as exc:  # the store is down: keep what we trust, claim again later
-            logger.warning(
-                "claiming accounts failed (%s: %s); trying again in %g s",
-                type(exc).__name__,
-                exc,
-                fleet.period,
-            )
-        else:
-            for name in lost:
-                telemetry.lease_lost(name)
-            if gained or lost:
-                logger.info(
-                    "leases: %d accounts gained, %d lost; this poller holds %d",
-                    len(gained),
-                    len(lost),
-                    len(fleet.holding()),
-                )
+        await fleet.claim(busy=set(self._polling))
         self._mark_held()
-        telemetry.leases_held(len(fleet.holding()))
 
     def _mark_held(self) -> None:
         holding = self._fleet.holding() if self._fleet is not None else None
@@ -429,13 +325,10 @@ class LogsPoller:
             if status.held is not held:
                 self._status[name] = attrs.evolve(status, held=held)
 
-    def _in_cycle(self, name: str) -> bool:
-        return name in self._polling
-
     async def _prune_loop(self) -> None:
-        while not self._stopping.is_set():
-            await self._sleep_unless_stopped(max(self._interval, 300.0))
-            if not self._stopping.is_set():
+        while not self._shutdown.stopping.is_set():
+            await self._shutdown.sleep(max(self._interval, 300.0))
+            if not self._shutdown.stopping.is_set():
                 await self._prune()
 
     async def _prune(self) -> None:
@@ -444,42 +337,25 @@ class LogsPoller:
         except Exception:  # pruning is housekeeping: a failure must not stop the polling
             logger.exception("pruning old fingerprints failed; trying again later")
 
-    async def _sleep_unless_stopped(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-
     async def _cycle(self, name: str) -> AccountResult:
         task = asyncio.current_task()
         assert task is not None
-        self._cycling.add(task)
         started = asyncio.get_running_loop().time()
-        try:
-            with telemetry.cycle_span(name):
-                async with self._slots:
-                    lease = None
-                    if self._fleet is not None:
-                        await self._fleet.settled()
-                        lease = self._fleet.held(name)
-                    # Marked busy in the same step as the lease is read: a claim sent from
-                    # now on will not shed this account while it is polled.
-                    self._polling.add(name)
-                    result = await self._poll(name, lease)
-        except asyncio.CancelledError:
-            # Cut short by aclose() or stop() after the grace, and by nothing else: that is
-            # this cycle's failure, reported in its result, not a cancellation of the caller.
-            if task not in self._cut or task.cancelling() > 1:
-                raise
-            task.uncancel()
-            result = AccountResult(
-                error=RuntimeError(
-                    "the poller shut down before the cycle finished; "
-                    "what it had not committed is offered again next time"
+        with self._shutdown.cycle(task):
+            try:
+                with telemetry.cycle_span(name):
+                    result = await self._poll_in_turn(name)
+            except asyncio.CancelledError:
+                # Cut short by aclose() or stop() after the grace, and by nothing else: that
+                # is this cycle's failure, in its result, not a cancellation of the caller.
+                if not self._shutdown.was_cut(task):
+                    raise
+                result = AccountResult(
+                    error=RuntimeError(
+                        "the poller shut down before the cycle finished; "
+                        "what it had not committed is offered again next time"
+                    )
                 )
-            )
-        finally:
-            self._cycling.discard(task)
-            self._polling.discard(name)
-            self._cut.discard(task)
         now = asyncio.get_running_loop().time()
         self._record(name, result, now)
         status = self._status[name]
@@ -493,6 +369,21 @@ class LogsPoller:
             consecutive_failures=status.consecutive_failures,
         )
         return result
+
+    async def _poll_in_turn(self, name: str) -> AccountResult:
+        """`_poll` once one of the `max_concurrency` slots is free, with the account's lease."""
+        async with self._slots:
+            lease = None
+            if self._fleet is not None:
+                await self._fleet.settled()
+                lease = self._fleet.held(name)
+            # Marked busy in the same step as the lease is read: a claim sent from now on
+            # will not shed this account while it is polled.
+            self._polling.add(name)
+            try:
+                return await self._poll(name, lease)
+            finally:
+                self._polling.discard(name)
 
     async def _poll(self, name: str, lease: Lease | None) -> AccountResult:
         result = AccountResult()
@@ -534,7 +425,8 @@ class LogsPoller:
         """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
         batch, new, changed = await self._changes(name, seen)
         if lease is not None:
-            self._check_lease(lease)
+            assert self._fleet is not None
+            self._fleet.check(lease)
         if batch:
             logs = [item.log for item in batch]
             logs.reverse()  # oldest first: the order things happened in
@@ -548,21 +440,6 @@ class LogsPoller:
             changed=changed,
             newest_sent_at=max(dated, default=None),
         )
-
-    def _check_lease(self, lease: Lease) -> None:
-        """Refuse to hand a batch over on a lease this process can no longer trust.
-
-        The walk may have taken longer than the lease (a slow provider, a paused process):
-        the handler must not get logs that the new holder delivers too. The commit is
-        fenced in any case; this only keeps the duplicates to a batch already in a handler.
-        """
-        assert self._fleet is not None
-        now = self._fleet.held(lease.account)
-        if now is None or now.fence != lease.fence:
-            raise LeaseLostError(
-                f"the lease on account {lease.account!r} lapsed or passed to another poller"
-                " before its batch was handed over"
-            )
 
     def _committer(
         self,
@@ -627,58 +504,7 @@ class LogsPoller:
             await self._handler(name, logs)
             await commit()
 
-        # The handler runs in a task of its own, so that cancelling this cycle can give it
-        # the shutdown grace to finish and commit, instead of interrupting it mid-batch.
-        task = asyncio.ensure_future(hand_over())
-        cycle = asyncio.current_task()
-        if cycle is not None:
-            self._cycle_of[task] = cycle
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await self._finish_or_abandon(name, task, len(logs))
-            raise
-        finally:
-            self._cycle_of.pop(task, None)
-
-    async def _finish_or_abandon(self, name: str, task: asyncio.Future[None], size: int) -> None:
-        """A cycle was cancelled while its handler ran: grant the grace, then cancel it.
-
-        A cancellation after `stop()` is the second request to stop (the first one's grace
-        is kept by whoever stopped): the handler is cancelled at once.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (0.0 if self._stopping.is_set() else self._grace)
-        with contextlib.suppress(asyncio.CancelledError):  # cancelled again: no more grace
-            await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({task}, timeout=ABANDON_WAIT)
-        if not task.done():
-            logger.error(
-                "account %s: the handler ignored its cancellation and was abandoned;"
-                " its batch of %d logs will be offered again",
-                name,
-                size,
-                extra={"account": name, "outcome": "handler_abandoned"},
-            )
-        elif task.cancelled():
-            logger.warning(
-                "account %s: the handler was cancelled at shutdown; its batch of %d logs"
-                " will be offered again",
-                name,
-                size,
-                extra={"account": name, "outcome": "handler_cancelled"},
-            )
-        elif task.exception() is not None:
-            logger.error(
-                "account %s: handing over a batch failed while the poller was cancelled;"
-                " it will be offered again",
-                name,
-                exc_info=task.exception(),
-                extra={"account": name, "outcome": "handler_failed"},
-            )
+        await self._shutdown.hand_over(name, len(logs), hand_over)
 
     def _fetcher(self, name: str) -> LogsFetcher:
         fetcher = self._fetchers.get(name)
@@ -703,33 +529,23 @@ class LogsPoller:
         return self._throttle_factory(account)
 
     def _record(self, name: str, result: AccountResult, now: float) -> None:
+        fetcher = self._fetchers.get(name)
         before = self._status[name]
-        stats = self._fetchers[name].stats if name in self._fetchers else None
-        changes: dict[str, Any] = {
-            "cycles": before.cycles + 1,
-            "new": before.new + result.new,
-            "changed": before.changed + result.changed,
-            "last_polled": self._clock(),
-        }
-        if result.newest_sent_at is not None and (
-            before.newest_sent_at is None or result.newest_sent_at > before.newest_sent_at
-        ):
-            changes["newest_sent_at"] = result.newest_sent_at
-        if stats is not None:
-            changes.update(
-                requests=stats.requests, retries=stats.retries, rate_limited=stats.rate_limited
-            )
+        self._status[name] = after = next_status(
+            before,
+            result,
+            now=now,
+            polled_at=self._clock(),
+            interval=self._interval,
+            stats=fetcher.stats if fetcher is not None else None,
+        )
         if result.error is None:
-            changes.update(consecutive_failures=0, next_due=now + self._interval)
-            self._status[name] = attrs.evolve(before, **changes)
             return
         if isinstance(result.error, LeaseLostError) and self._fleet is not None:
             # Not this account's failure: another process holds it now and delivers the
             # batch this one could not commit (fenced: nothing of it was written here).
             self._fleet.forget(name)
             telemetry.batch_fenced(name)
-            changes.update(lost_leases=before.lost_leases + 1, held=False, last_error=result.error)
-            self._status[name] = attrs.evolve(before, **changes)
             logger.warning(
                 "account %s: its lease passed to another poller; the batch in flight was not"
                 " committed here, and the new holder delivers it again",
@@ -737,23 +553,11 @@ class LogsPoller:
                 extra={"account": name, "outcome": "lease_lost"},
             )
             return
-        failures = before.consecutive_failures + 1
-        backoff = self._interval * 2 ** min(failures - 1, 10)
-        if isinstance(result.error, AuthenticationError):
-            backoff *= AUTH_BACKOFF_FACTOR
-        next_due = now + min(backoff, max(MAX_BACKOFF, self._interval))
-        changes.update(
-            failures=before.failures + 1,
-            consecutive_failures=failures,
-            last_error=result.error,
-            next_due=next_due,
-        )
-        self._status[name] = attrs.evolve(before, **changes)
         logger.warning(
             "account %s: cycle failed (%s: %s); next attempt in %.0f s",
             name,
             type(result.error).__name__,
             result.error,
-            next_due - now,
+            after.next_due - now,
             extra={"account": name, "outcome": type(result.error).__name__},
         )

@@ -7,15 +7,32 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 import attrs
 import httpx
 
 from ..codec import Format
-from ..fetcher import Throttle
+from ..errors import AuthenticationError, LeaseLostError
+from ..fetcher import FetcherStats, Throttle
 from ..models import VoiceLog
 
-__all__ = ["Account", "AccountResult", "AccountStatus", "Handler", "add_results", "fingerprint"]
+__all__ = [
+    "AUTH_BACKOFF_FACTOR",
+    "MAX_BACKOFF",
+    "Account",
+    "AccountResult",
+    "AccountStatus",
+    "Handler",
+    "add_results",
+    "fingerprint",
+    "next_status",
+]
+
+#: The longest an account in trouble is left alone between attempts.
+MAX_BACKOFF = 3600.0
+#: A refused credential will not heal by itself soon: back off this many times longer.
+AUTH_BACKOFF_FACTOR = 10
 
 #: A handler receives an account's name and its batch: new and changed logs, oldest first.
 Handler = Callable[[str, list[VoiceLog]], Awaitable[None]]
@@ -125,3 +142,51 @@ def _parts(obj: object, *names: str) -> str:
     if obj is None:
         return "-"
     return "\x1e".join("" if (v := getattr(obj, name)) is None else repr(v) for name in names)
+
+
+def next_status(
+    before: AccountStatus,
+    result: AccountResult,
+    *,
+    now: float,
+    polled_at: datetime,
+    interval: float,
+    stats: FetcherStats | None,
+) -> AccountStatus:
+    """An account's status after a cycle ended at `now` (event loop time) with `result`.
+
+    A success is due again one `interval` later. A failure backs off: `interval`, doubling
+    with each failure in a row, up to `MAX_BACKOFF` (ten times longer for a refused
+    credential). A lost lease is not the account's failure: it is counted and the account
+    is no longer held, with no back-off.
+    """
+    changes: dict[str, Any] = {
+        "cycles": before.cycles + 1,
+        "new": before.new + result.new,
+        "changed": before.changed + result.changed,
+        "last_polled": polled_at,
+    }
+    newest = result.newest_sent_at
+    if newest is not None and (before.newest_sent_at is None or newest > before.newest_sent_at):
+        changes["newest_sent_at"] = newest
+    if stats is not None:
+        changes.update(
+            requests=stats.requests, retries=stats.retries, rate_limited=stats.rate_limited
+        )
+    error = result.error
+    if error is None:
+        changes.update(consecutive_failures=0, next_due=now + interval)
+    elif isinstance(error, LeaseLostError):
+        changes.update(lost_leases=before.lost_leases + 1, held=False, last_error=error)
+    else:
+        failures = before.consecutive_failures + 1
+        backoff = interval * 2 ** min(failures - 1, 10)
+        if isinstance(error, AuthenticationError):
+            backoff *= AUTH_BACKOFF_FACTOR
+        changes.update(
+            failures=before.failures + 1,
+            consecutive_failures=failures,
+            last_error=error,
+            next_due=now + min(backoff, max(MAX_BACKOFF, interval)),
+        )
+    return attrs.evolve(before, **changes)
