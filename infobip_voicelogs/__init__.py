@@ -24,6 +24,7 @@ from .errors import (
     RateLimitError,
     RetentionWarning,
     ServerError,
+    ThrottleUnavailableError,
     TransportError,
     VoiceLogsWarning,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "SqliteStore",
     "Status",
     "StoreError",
+    "ThrottleUnavailableError",
     "TokenBucket",
     "TransportError",
     "VoiceLog",

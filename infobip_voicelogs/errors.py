@@ -9,7 +9,8 @@ InfobipError
 ├── TransportError            the network failed after the last attempt
 ├── DecodeError               a body that is not what it claims to be
 ├── InvalidQueryError         a request that cannot be sent (also a ValueError)
-└── StoreError                the checkpoint store is closed, cannot open, or is too new
+├── StoreError                the checkpoint store is closed, cannot open, or is too new
+└── ThrottleUnavailableError  a shared (Redis) throttle cannot be reached; never retried
 ```
 
 No message or repr built here ever contains a credential: the classes carry
@@ -32,6 +33,7 @@ __all__ = [
     "RetentionWarning",
     "ServerError",
     "StoreError",
+    "ThrottleUnavailableError",
     "TransportError",
     "VoiceLogsWarning",
 ]
@@ -159,6 +161,17 @@ class InvalidQueryError(InfobipError, ValueError):
 
 class StoreError(InfobipError):
     """The checkpoint store cannot serve: closed, cannot be opened, or of a newer version."""
+
+
+# Errors of a shared throttle...
+
+
+class ThrottleUnavailableError(InfobipError):
+    """A shared throttle (`RedisBucket` with ``on_unavailable="raise"``) cannot reach Redis.
+
+    Raised by `acquire` before any request is sent, so nothing went over the limit; the
+    retry policy does not retry it (the outage would only repeat, and a caller asked to know).
+    """
 
 
 # Warnings...
