@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
-import weakref
 from collections.abc import Coroutine
 from contextvars import ContextVar
 from types import TracebackType
@@ -15,10 +13,11 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError
 
 from ..errors import ThrottleUnavailableError
 from ..throttle import TokenBucket
+from ._link import PROBE_INTERVAL, UNAVAILABLE, link_of, now
 from ._script import SCRIPT
 
 __all__ = [
@@ -36,8 +35,6 @@ DEFAULT_PREFIX = "infobip-voicelogs:"
 DEFAULT_TIMEOUT = 0.25
 #: An account's state stays this long (seconds) after its last booked slot or cooldown.
 DEFAULT_IDLE_TTL = 600.0
-#: While Redis is unavailable, one call per client tries it again at most this often (s).
-PROBE_INTERVAL = 1.0
 #: Connections of the client a bucket makes from a URL; more callers queue for one.
 POOL_SIZE = 32
 #: The documented limit: 120 requests a minute.
@@ -45,44 +42,11 @@ DEFAULT_RATE = 2.0
 
 OutagePolicy = Literal["local", "raise"]
 
-logger = logging.getLogger("infobip_voicelogs")
-
-# What "Redis is unavailable" looks like: refused, reset, timed out, loading, read-only
-# replica during a failover, script errors, ACL refusals. All go to the outage policy.
-_UNAVAILABLE = (RedisError, OSError, TimeoutError)
-
 # The slot of the current task: (bucket, epoch, slot number), read by on_success and
 # on_rate_limited, which the fetcher calls in the task that acquired.
 _SLOT: ContextVar[tuple[RedisBucket, str, int] | None] = ContextVar(
     "infobip_voicelogs_redis_slot", default=None
 )
-
-
-class _Link:
-    """Whether one Redis client answers: shared by every bucket on the client."""
-
-    __slots__ = ("down_since", "next_probe", "probing", "where")
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.down_since: float | None = None
-        self.next_probe = 0.0
-        self.probing = False
-
-
-_LINKS: weakref.WeakKeyDictionary[aioredis.Redis, _Link] = weakref.WeakKeyDictionary()
-
-
-def _where(client: aioredis.Redis) -> str:
-    """host:port/db of a client, for messages: never its URL, which may hold a password."""
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix:{kwargs['path']}"
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-
-
-def _text(value: bytes | str | int) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisBucket:
@@ -184,7 +148,7 @@ class RedisBucket:
             )
             redis = aioredis.Redis.from_pool(pool)
         self._client = redis
-        self._link = _LINKS.get(redis) or _LINKS.setdefault(redis, _Link(_where(redis)))
+        self._link = link_of(redis)
         self._script = redis.register_script(SCRIPT)
         self._key = prefix + key
         self._configured = float(rate)
@@ -271,7 +235,7 @@ class RedisBucket:
         probe, link.probing = link.down_since is not None, link.down_since is not None
         try:
             reply = await self._call("acquire")
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             self._went_down(exc)
             return await self._unavailable(exc, start)
         finally:
@@ -306,7 +270,7 @@ class RedisBucket:
         if self._flusher is not None:
             await asyncio.wait({self._flusher})  # each of its calls is bounded by the timeout
         if self._pending() and self._link.down_since is None:
-            with contextlib.suppress(*_UNAVAILABLE):
+            with contextlib.suppress(*UNAVAILABLE):
                 await self._call("feedback")
         if self._tasks:
             await asyncio.wait(set(self._tasks))
@@ -322,7 +286,7 @@ class RedisBucket:
                 op = "confirm" if epoch == self._epoch else "acquire"
                 try:
                     reply = await self._call(op, slot, shift)
-                except _UNAVAILABLE as exc:
+                except UNAVAILABLE as exc:
                     self._went_down(exc)
                     return  # the slot was ours: go, rather than wait for Redis
                 wait, booked, slot, shift = self._booked(reply)
@@ -362,7 +326,7 @@ class RedisBucket:
         end wins. Raises `ValueError` for a negative or non-finite ``seconds``.
         """
         self._fallback.cooldown(seconds)  # validates
-        end = _now() + seconds
+        end = now() + seconds
         self._pending_cool = max(self._pending_cool or end, end)
         self._flush_soon()
 
@@ -394,13 +358,18 @@ class RedisBucket:
     async def _call(self, op: str, a: int = 0, b: int = 0, c: int = 0) -> list[str]:
         """Run the script once, carrying the pending feedback; at most ``timeout`` seconds."""
         cool, cut = self._pending_cool, self._pending_cut
-        cool_us = max(int((cool - _now()) * 1e6), -1) if cool is not None else -1
+        cool_us = max(int((cool - now()) * 1e6), -1) if cool is not None else -1
         call = f"{op} {self._epoch} {self._ok_seq} {cool_us} {cut or -1} {a} {b} {c}"
         # A cancelled or timed-out command makes redis-py drop its connection (it never
         # goes back to the pool with a reply unread); the tests check this under load.
+        script = self._script
         async with asyncio.timeout(self._timeout):
-            answer = await self._script(keys=[self._key], args=(self._config, call))
-        reply = _text(answer).split()
+            try:
+                answer = await self._client.evalsha(script.sha, 1, self._key, self._config, call)
+            except NoScriptError:  # after SCRIPT FLUSH or a restart: load it again, once
+                script.sha = await self._client.script_load(script.script)
+                answer = await self._client.evalsha(script.sha, 1, self._key, self._config, call)
+        reply = (answer.decode() if isinstance(answer, bytes) else str(answer)).split()
         if self._pending_cool == cool:
             self._pending_cool = None
         if self._pending_cut == cut:
@@ -409,7 +378,7 @@ class RedisBucket:
         if epoch != self._epoch:  # a new hash (first call, expiry, a restarted Redis)
             self._epoch, self._ok_seq, self._pending_cut = epoch, 0, None
         self._rate = float(reply[5])
-        self._came_back()
+        self._link.came_back()
         return reply
 
     def _pending(self) -> bool:
@@ -428,7 +397,7 @@ class RedisBucket:
         while self._pending():
             try:
                 await self._call("feedback")
-            except _UNAVAILABLE as exc:
+            except UNAVAILABLE as exc:
                 self._went_down(exc)
                 return
 
@@ -436,51 +405,16 @@ class RedisBucket:
         """Run a best-effort call in the background, tracked until `aclose`."""
 
         async def quietly() -> None:
-            with contextlib.suppress(*_UNAVAILABLE):
+            with contextlib.suppress(*UNAVAILABLE):
                 await call
 
         task = asyncio.get_running_loop().create_task(quietly())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # -- outages -----------------------------------------------------------------------------
-
     def _went_down(self, exc: BaseException) -> None:
-        link = self._link
-        now = _now()
-        link.next_probe = now + PROBE_INTERVAL
-        if link.down_since is not None:
-            return
-        link.down_since = now
         if self._policy == "local":
             then = f"buckets fall back to local ones (this one at {self._fallback.rate:g}/s)"
         else:
             then = "acquire() raises ThrottleUnavailableError"
-        # Once per outage and client, not per bucket or per request.
-        logger.warning(
-            "Redis at %s is unavailable (%s: %s): %s until it answers again",
-            link.where,
-            type(exc).__name__,
-            exc,
-            then,
-        )
-
-    def _came_back(self) -> None:
-        link = self._link
-        if link.down_since is not None:
-            logger.warning(
-                "Redis at %s answers again after %.1f s: buckets share their limits again",
-                link.where,
-                _now() - link.down_since,
-            )
-            link.down_since = None
-
-
-def _now() -> float:
-    """The running loop's clock (monotonic outside a loop): where local deadlines live."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        import time
-
-        return time.monotonic()
+        self._link.went_down(exc, then)
