@@ -3,7 +3,7 @@
 Redis runs a script atomically, so every process and host that calls it for one account
 sees one schedule, in the order Redis ran the calls. Time is Redis's own (`TIME`), in
 integer microseconds: hosts with skewed clocks still share one timeline. The state is one
-hash per account (so Redis Cluster works), set to expire once idle.
+hash per account, under one key, set to expire once idle.
 
 One script, four operations, so that it is loaded and run by one hash:
 
