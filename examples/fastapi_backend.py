@@ -61,8 +61,9 @@ def create_app(
         redis = None
         if redis_url:
             # Imported only when asked for: the redis extra is optional.
-            from infobip_voicelogs.redis import RedisBucket
             from redis.asyncio import Redis
+
+            from infobip_voicelogs.redis import RedisBucket
 
             redis = Redis.from_url(redis_url)
         async with client() as shared:

@@ -28,6 +28,7 @@ from .errors import (
     RateLimitError,
     RetentionWarning,
     ServerError,
+    ThrottleUnavailableError,
     TransportError,
     VoiceLogsWarning,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "SqliteStore",
     "Status",
     "StoreError",
+    "ThrottleUnavailableError",
     "TokenBucket",
     "TransportError",
     "VoiceLog",

@@ -9,8 +9,9 @@ InfobipError
 ├── TransportError            the network failed after the last attempt
 ├── DecodeError               a body that is not what it claims to be
 ├── InvalidQueryError         a request that cannot be sent (also a ValueError)
-└── StoreError                the checkpoint store is closed, cannot open, or is too new
-    └── LeaseLostError        a fenced commit found its account's lease held by another
+├── StoreError                the checkpoint store failed (locked, full, corrupt, closed, too new)
+│   └── LeaseLostError        a fenced commit found its account's lease held by another
+└── ThrottleUnavailableError  a shared (Redis) throttle cannot be reached; never retried
 ```
 
 No message or repr built here ever contains a credential: the classes carry
@@ -34,6 +35,7 @@ __all__ = [
     "RetentionWarning",
     "ServerError",
     "StoreError",
+    "ThrottleUnavailableError",
     "TransportError",
     "VoiceLogsWarning",
 ]
@@ -165,6 +167,17 @@ class StoreError(InfobipError):
 
 class LeaseLostError(StoreError):
     """A fenced commit was refused, nothing written: the lease expired or passed to another."""
+
+
+# -- errors of a shared throttle -----------------------------------------------------------
+
+
+class ThrottleUnavailableError(InfobipError):
+    """A shared throttle (`RedisBucket` with ``on_unavailable="raise"``) cannot reach Redis.
+
+    Raised by `acquire` before any request is sent, so nothing went over the limit; the
+    retry policy does not retry it (the outage would only repeat, and a caller asked to know).
+    """
 
 
 # -- warnings ------------------------------------------------------------------------------

@@ -11,12 +11,14 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import attrs
 import httpx
 import pytest
 import respx
 from pg_server import PostgresCluster, missing_reason
+from redis_server import RedisServer, find_redis_server
 
 from infobip_voicelogs import LogsFetcher, VoiceLog
 from infobip_voicelogs.codec import Format, encode_logs, media_type
@@ -159,3 +161,21 @@ def pg_cluster() -> Iterator[PostgresCluster]:
 def postgres_dsn(pg_cluster: PostgresCluster) -> str:
     """The DSN of a fresh, empty database of the session's cluster."""
     return pg_cluster.create_database()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session (skipped without the binary; failed under CI=true)."""
+    server = RedisServer(find_redis_server(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop and restart."""
+    server = RedisServer(find_redis_server(), tmp_path)
+    server.start()
+    yield server
+    server.stop()

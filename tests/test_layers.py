@@ -31,7 +31,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "throttle": frozenset(),
     "retry": frozenset(),
     "endpoint": frozenset(),
-    "redis": frozenset({"throttle"}),
+    # The bucket derives its key from the account's credential the way `auth` sends it.
+    "redis": frozenset({"throttle", "auth"}),
     "window": frozenset({"models"}),
     "fetcher": BELOW_FETCHER,
     "store": frozenset({"models"}),
