@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -569,3 +570,34 @@ def test_poll_serves_metrics_and_health_then_stops_on_sigterm(
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.redis
+def test_poll_and_fetch_share_each_accounts_rate_through_redis(
+    runner: CliRunner, server: FakeServer, fake: FakeInfobip, tmp_path: Path, redis_server: Any
+) -> None:
+    import redis
+
+    from infobip_voicelogs.redis import bucket_key
+
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    env = {"ACME_KEY": KEY, "INFOBIP_REDIS_URL": redis_server.url}
+    args = ["poll", "-a", str(accounts), "--store", str(tmp_path / "logs.db"), "--once"]
+    result = runner.invoke(app, [*args, "--no-live", "--format", "ndjson"], env=env)
+    assert result.exit_code == 0, result.output
+    client = redis.Redis.from_url(redis_server.url)
+    stored = {key.decode() for key in client.keys("infobip-voicelogs:*")}
+    # Keyed by where and with what each account is reached, never by its name in the file.
+    for name in ("acme", "globex"):
+        key = bucket_key(server.base_url, fake.accounts[name].api_key)
+        assert any(key in item for item in stored), (key, stored)
+    assert not any(secret in "".join(stored) for secret in (KEY, "globex-key"))
+
+    fetched = runner.invoke(
+        app,
+        ["fetch", "--base-url", server.base_url, "--format", "ndjson", "--redis", redis_server.url],
+        env={"INFOBIP_API_KEY": KEY},
+    )
+    assert fetched.exit_code == 0, fetched.output
+    assert len(parse_ndjson(fetched.stdout)) == 50  # the provider's default page
+    client.close()

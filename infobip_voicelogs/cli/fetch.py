@@ -8,8 +8,12 @@ import typer
 from rich.status import Status
 
 from .._time import utc_now
+from ..auth import auth_from
+from ..endpoint import validate_base_url
 from ..fetcher import LogsFetcher
 from ..models import MAX_PAGE_SIZE, GeneralStatus, LogsQuery, VoiceLog
+from ..poller import Account
+from .backends import SharedRates
 from .common import fail, parse_when, run, stderr
 from .output import LogWriter, OutputFormat
 
@@ -53,6 +57,13 @@ def fetch(
     allow_insecure: bool = typer.Option(
         False, help="Allow http:// to a non-loopback host (sends your key in clear)."
     ),
+    redis_url: str | None = typer.Option(
+        None,
+        "--redis",
+        envvar="INFOBIP_REDIS_URL",
+        help="Share the account's rate limit with every process using this Redis (redis://).",
+        show_default=False,
+    ),
 ) -> None:
     """Fetch one account's voice logs: one page, or with --since every log of a window."""
     now = utc_now()
@@ -69,13 +80,28 @@ def fetch(
     }
     writer = LogWriter(output)
     try:
-        fetcher = LogsFetcher(
-            base_url, api_key, format="xml" if xml else "json", allow_insecure=allow_insecure
-        )
+        account = Account("fetch", validate_base_url(base_url, allow_insecure=allow_insecure),
+                          auth=api_key, allow_insecure=allow_insecure)  # fmt: skip
+        auth_from(api_key)
     except ValueError as exc:  # a bad --base-url or --api-key: the message names no secret
         fail(str(exc))
 
     async def main() -> None:
+        shared = SharedRates(redis_url) if redis_url else None
+        try:
+            await fetch_with(shared.share([account])[0] if shared else account)
+        finally:
+            if shared is not None:
+                await shared.aclose()
+
+    async def fetch_with(account: Account) -> None:
+        fetcher = LogsFetcher(
+            account.base_url,
+            api_key,
+            format="xml" if xml else "json",
+            throttle=account.throttle,
+            allow_insecure=allow_insecure,
+        )
         async with fetcher:
             if window_start is None:
                 query = LogsQuery(sent_until=window_end, limit=limit, **filters)

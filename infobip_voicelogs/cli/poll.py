@@ -20,8 +20,8 @@ from ..codec import encode_ndjson
 from ..errors import StoreError
 from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
-from ..poller import DEFAULT_SHUTDOWN_GRACE, LogsPoller
-from .backends import open_store, redacted
+from ..poller import DEFAULT_SHUTDOWN_GRACE, Account, LogsPoller
+from .backends import SharedRates, open_store, redacted
 from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
@@ -40,6 +40,13 @@ def poll(
         "--store",
         envvar="INFOBIP_STORE_URL",
         help="A SQLite file, or a postgresql:// URL that a fleet of poll processes shares.",
+    ),
+    redis_url: str | None = typer.Option(
+        None,
+        "--redis",
+        envvar="INFOBIP_REDIS_URL",
+        help="Share each account's rate limit with every process using this Redis (redis://).",
+        show_default=False,
     ),
     archive: bool = typer.Option(
         True, "--archive/--no-archive", help="Keep every log's last state."
@@ -108,6 +115,14 @@ def poll(
             fail(str(exc))
 
     async def poll_until_stopped() -> LogsPoller:
+        shared = SharedRates(redis_url) if redis_url else None
+        try:
+            return await poll_accounts(shared.share(accounts) if shared else accounts)
+        finally:
+            if shared is not None:
+                await shared.aclose()
+
+    async def poll_accounts(accounts: list[Account]) -> LogsPoller:
         async with (
             aclosing(open_store(store_spec, archive=archive)) as store,
             LogsPoller(
