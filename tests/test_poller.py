@@ -711,3 +711,26 @@ async def test_bad_poller_arguments(store: SqliteStore) -> None:
         LogsPoller([], store=store, handler=Recorder(), page_size=5000)
     with pytest.raises(ValueError, match="max_concurrency"):
         LogsPoller([], store=store, handler=Recorder(), max_concurrency=0)
+
+
+async def test_without_a_client_every_account_shares_one_pool_closed_by_aclose(
+    fake: FakeInfobip, store: SqliteStore
+) -> None:
+    from infobip_voicelogs.testing import running
+
+    for n in range(5):
+        fake.add_account(f"a{n}").generate(3, within=timedelta(hours=1))
+    async with running(fake) as server:
+        accounts = [
+            Account(name, server.base_url, auth=a.api_key, throttle=TokenBucket(1e6, 1000))
+            for name, a in fake.accounts.items()
+        ]
+        poller = LogsPoller(accounts, store=store, handler=Recorder(), clock=fake.clock.now)
+        report = await poller.run_once()
+        assert all(result.ok for result in report.values())
+        # One pool and one TLS context for all, not one per account (a few hundred KiB each).
+        clients = {id(fetcher._client) for fetcher in poller._fetchers.values()}
+        assert len(clients) == 1
+        client = next(iter(poller._fetchers.values()))._client
+        await poller.aclose()
+        assert client.is_closed

@@ -83,6 +83,8 @@ class LogsPoller:
             call returned.
         max_concurrency: Accounts polled at the same moment.
         client: An `httpx.AsyncClient` shared by every account's fetcher (not closed).
+            `None`: the poller makes one for all its accounts (one connection pool, one TLS
+            context, whatever the number of accounts) and closes it in `aclose`.
         max_attempts: Tries per request, passed to each `LogsFetcher`.
         timeout: Seconds per request, passed to each `LogsFetcher`.
         shutdown_grace: Seconds that a shutdown (`stop()`, `aclose()`, a first
@@ -157,6 +159,8 @@ class LogsPoller:
         self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_concurrency)
         self._client = client
+        self._owns_client = client is None
+        self._max_connections = max_concurrency
         self._clock = clock or utc_now
         self._fetcher_options: dict[str, Any] = {
             "max_attempts": max_attempts,
@@ -212,6 +216,9 @@ class LogsPoller:
                 self._mark_held()
         finally:
             fetchers, self._fetchers = self._fetchers, {}
+            client, owned = self._client, self._owns_client
+            if owned:
+                self._client = None
             for name, fetcher in fetchers.items():
                 try:
                     await fetcher.aclose()
@@ -221,6 +228,8 @@ class LogsPoller:
                         name,
                         extra={"account": name, "outcome": "close_failed"},
                     )
+            if owned and client is not None:
+                await client.aclose()
 
     def stop(self) -> None:
         """Ask `run()` to return: cycles in flight get the shutdown grace, then are cancelled.
@@ -510,6 +519,14 @@ class LogsPoller:
         fetcher = self._fetchers.get(name)
         if fetcher is None:
             account = self._accounts[name]
+            if self._client is None:
+                # One pool and one TLS context for every account: a client each would cost
+                # a few hundred KiB and a TLS context build per account.
+                limits = httpx.Limits(
+                    max_connections=self._max_connections,
+                    max_keepalive_connections=self._max_connections,
+                )
+                self._client = httpx.AsyncClient(limits=limits)
             fetcher = LogsFetcher(
                 account.base_url,
                 account.auth,
