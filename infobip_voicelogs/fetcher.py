@@ -77,7 +77,14 @@ _RETENTION_SLACK = timedelta(minutes=1)
 
 
 class Throttle(RateLimitListener, Protocol):
-    """What a fetcher needs of its throttle (`TokenBucket` is one; tests may pass a fake)."""
+    """What a fetcher needs of its throttle (`TokenBucket`, `RedisBucket`; tests, a fake).
+
+    Only `acquire` may wait. The feedback methods (`on_success`, and `cooldown` and
+    `on_rate_limited` from `RateLimitListener`) are synchronous and must return at once: a
+    networked throttle (`RedisBucket`) applies them in its own process immediately and
+    schedules its own, bounded write, so a request never waits on the throttle's network
+    to report how the previous one went.
+    """
 
     async def acquire(self) -> float:
         """Wait for the next slot; return the seconds waited."""

@@ -73,7 +73,10 @@ T = TypeVar("T")
 
 
 class RateLimitListener(Protocol):
-    """What the policy tells about a 429: the throttle's feedback half (`TokenBucket` is one)."""
+    """What the policy tells about a 429: the throttle's feedback half (`TokenBucket` is one).
+
+    Both calls return at once; a shared throttle (`RedisBucket`) schedules its own write.
+    """
 
     def cooldown(self, seconds: float) -> None:
         """Hold every caller of the account for ``seconds``."""
