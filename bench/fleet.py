@@ -5,7 +5,7 @@
 
 One fake provider (`infobip-voicelogs simulate`, one process, over HTTP on 127.0.0.1) serves
 every account. The pollers are the real command, started the same way (same accounts file,
-same `--store postgresql://...`), with the default lease time (20 s) and claim period
+same `--store postgresql://...`), with the default lease time (15 s) and claim period
 (5 s). Everything is read from the database: a full cycle is the time until every account's
 checkpoint was written again; takeover is the time from SIGKILL to the first commit of each
 account the killed process held (its accounts' checkpoints are written by nobody else).
@@ -90,6 +90,12 @@ def wait_until(what: str, condition: object, period: float = 0.2) -> float:
     return time.monotonic() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def full_cycles(dsn: str, accounts: int, times: int) -> list[float]:
     """Seconds until every account's checkpoint was written again, `times` times over."""
     cycles = []
@@ -106,8 +112,8 @@ def full_cycles(dsn: str, accounts: int, times: int) -> list[float]:
 
 def fleet(
     accounts_file: Path, cluster: PostgresCluster, accounts: int, processes: int, tmp: Path,
-    *, kill: bool,
-) -> tuple[list[float], list[float]]:  # fmt: skip
+    *, kill: bool, fake_pid: int,
+) -> tuple[list[float], list[float], list[float]]:  # fmt: skip
     dsn = cluster.create_database()
     pollers = [start_poller(accounts_file, dsn, tmp / f"poll-{processes}-{n}.log")
                for n in range(processes)]  # fmt: skip
@@ -120,7 +126,11 @@ def fleet(
             wait_until("an even split", lambda: all(
                 n <= share for (n,) in query(dsn, "SELECT count(*) FROM leases WHERE "
                                                   "expires_at > now() GROUP BY owner")))  # fmt: skip
+        pids = [poller.pid for poller in pollers] + [fake_pid]
+        cpu_before = [cpu_seconds(pid) for pid in pids]
         cycles = full_cycles(dsn, accounts, 3)
+        # CPU seconds per full cycle: each poller's, then the fake provider's.
+        cpu = [(cpu_seconds(pid) - before) / len(cycles) for pid, before in zip(pids, cpu_before)]
         if kill:
             owners = query(dsn, "SELECT owner, count(*) FROM leases WHERE expires_at > now() "
                                 "GROUP BY owner ORDER BY owner")  # fmt: skip
@@ -144,7 +154,7 @@ def fleet(
 
             wait_until("the dead poller's accounts taken over", all_taken, period=0.2)
             takeovers = sorted(seen.values())
-        return cycles, takeovers
+        return cycles, takeovers, cpu
     finally:
         for poller in pollers:
             if poller.poll() is None:
@@ -173,8 +183,12 @@ def main() -> None:
         tmp = Path(tmp_name)
         fake, accounts_file = start_fake(accounts, tmp)
         try:
-            one, _ = fleet(accounts_file, cluster, accounts, 1, tmp, kill=False)
-            three, takeovers = fleet(accounts_file, cluster, accounts, 3, tmp, kill=True)
+            one, _, cpu_one = fleet(
+                accounts_file, cluster, accounts, 1, tmp, kill=False, fake_pid=fake.pid
+            )
+            three, takeovers, cpu_three = fleet(
+                accounts_file, cluster, accounts, 3, tmp, kill=True, fake_pid=fake.pid
+            )
         finally:
             fake.terminate()
             fake.wait(30)
@@ -183,6 +197,9 @@ def main() -> None:
     print(f"{1:<10} {', '.join(f'{c:.2f}' for c in one):<28} {t1:>8.2f}")
     print(f"{3:<10} {', '.join(f'{c:.2f}' for c in three):<28} {t3:>8.2f}")
     print(f"3 processes vs 1: {t3 / t1:.2f}x")
+    for label, cpu in (("1 process", cpu_one), ("3 processes", cpu_three)):
+        pollers = ", ".join(f"{c:.2f}" for c in cpu[:-1])
+        print(f"CPU s per full cycle, {label}: pollers {pollers}; fake provider {cpu[-1]:.2f}")
     worst = max(takeovers) if takeovers else float("nan")
     print(f"takeover after SIGKILL, {len(takeovers)} accounts: median "
           f"{statistics.median(takeovers):.1f} s, max {worst:.1f} s")  # fmt: skip
