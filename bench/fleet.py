@@ -130,7 +130,8 @@ def fleet(
         cpu_before = [cpu_seconds(pid) for pid in pids]
         cycles = full_cycles(dsn, accounts, 3)
         # CPU seconds per full cycle: each poller's, then the fake provider's.
-        cpu = [(cpu_seconds(pid) - before) / len(cycles) for pid, before in zip(pids, cpu_before)]
+        spent = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+        cpu = [seconds / len(cycles) for seconds in spent]
         if kill:
             owners = query(dsn, "SELECT owner, count(*) FROM leases WHERE expires_at > now() "
                                 "GROUP BY owner ORDER BY owner")  # fmt: skip
