@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from redis_server import RedisServer, find_redis_server
 
 from infobip_voicelogs import LogsFetcher, VoiceLog
 from infobip_voicelogs.codec import Format, encode_logs, media_type
-from infobip_voicelogs.testing import FakeClock
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, FakeServer, running
 
 # Scripts run as processes of their own (a fleet's pollers), not test modules.
 collect_ignore = ["fleet"]
@@ -140,6 +141,30 @@ async def loopback_server(
 
 
 # -- real servers ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fake_in_a_thread(fake: FakeInfobip) -> Iterator[FakeServer]:
+    """The fake served by uvicorn on 127.0.0.1 from a thread of its own, as a provider is:
+    for other processes (the command line, a fleet's pollers) to reach over HTTP."""
+    ready, box = threading.Event(), {}
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        box["loop"], box["stop"] = asyncio.get_running_loop(), stop
+        async with running(fake) as server:
+            box["server"] = server
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the fake did not start"
+    try:
+        yield box["server"]  # type: ignore[misc]
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
+        thread.join(10)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,13 +18,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from conftest import fake_in_a_thread
 from typer.testing import CliRunner
 
 from infobip_voicelogs import Price, SqliteStore, VoiceLog, decode_logs
 from infobip_voicelogs.cli.app import app
 from infobip_voicelogs.cli.config import ConfigError, load_accounts
 from infobip_voicelogs.cli.demo import run_demo
-from infobip_voicelogs.testing import FakeClock, FakeInfobip, FakeServer, running
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, FakeServer
 
 KEY = "cli-test-key"
 
@@ -45,23 +45,8 @@ def fake() -> FakeInfobip:
 @pytest.fixture(scope="module")
 def server(fake: FakeInfobip) -> Iterator[FakeServer]:
     """The fake served by uvicorn on 127.0.0.1 from a thread, as a real provider would be."""
-    ready = threading.Event()
-    box: dict[str, object] = {}
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        box["loop"], box["stop"] = asyncio.get_running_loop(), stop
-        async with running(fake) as server:
-            box["server"] = server
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10), "the fake did not start"
-    yield box["server"]  # type: ignore[misc]
-    box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
-    thread.join(10)
+    with fake_in_a_thread(fake) as server:
+        yield server
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ takeover times themselves are measured by `bench/fleet.py`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import fake_in_a_thread
 
-from infobip_voicelogs.testing import FakeInfobip, FakeServer, running
+from infobip_voicelogs.testing import FakeInfobip, FakeServer
 
 pytestmark = pytest.mark.postgres
 
@@ -47,23 +46,9 @@ def fake() -> FakeInfobip:
 
 @pytest.fixture(scope="module")
 def server(fake: FakeInfobip) -> Iterator[FakeServer]:
-    """The fake served by uvicorn on 127.0.0.1 from a thread of this process."""
-    ready, box = threading.Event(), {}
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        box["loop"], box["stop"] = asyncio.get_running_loop(), stop
-        async with running(fake) as server:
-            box["server"] = server
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10), "the fake did not start"
-    yield box["server"]
-    box["loop"].call_soon_threadsafe(box["stop"].set)
-    thread.join(10)
+    """The fake served by uvicorn on 127.0.0.1 from a thread, as a real provider would be."""
+    with fake_in_a_thread(fake) as server:
+        yield server
 
 
 class Fleet:
