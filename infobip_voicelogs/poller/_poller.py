@@ -43,6 +43,8 @@ __all__ = ["PRUNE_MARGIN", "LogsPoller"]
 
 logger = logging.getLogger("infobip_voicelogs")
 
+# Idle connections the poller's own client keeps (httpx's default).
+_KEEPALIVE = 20
 #: Fingerprints are kept this much longer than the retention, for clocks that disagree.
 PRUNE_MARGIN = timedelta(hours=1)
 
@@ -522,9 +524,11 @@ class LogsPoller:
             if self._client is None:
                 # One pool and one TLS context for every account: a client each would cost
                 # a few hundred KiB and a TLS context build per account.
+                # Few idle connections: httpcore scans every idle one (a poll(2) each) for
+                # each request it places, and a poller's accounts rarely share a host.
                 limits = httpx.Limits(
                     max_connections=self._max_connections,
-                    max_keepalive_connections=self._max_connections,
+                    max_keepalive_connections=_KEEPALIVE,
                 )
                 self._client = httpx.AsyncClient(limits=limits)
             fetcher = LogsFetcher(
