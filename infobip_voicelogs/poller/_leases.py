@@ -78,6 +78,8 @@ class LeaseKeeper:
         self._trusted_until = -math.inf  # event loop time
         self._changed: asyncio.Future[None] | None = None
         self._refreshing: asyncio.Future[None] | None = None
+        #: Whether this process has claimed since it last released (so has something to free).
+        self.registered = False
 
     def held(self, account: str) -> Lease | None:
         """The lease on `account`, if this process holds one it may still trust."""
@@ -119,6 +121,7 @@ class LeaseKeeper:
         before = self.holding()
         sent = loop.time()
         self._refreshing = in_flight = loop.create_future()
+        self.registered = True
         try:
             async with asyncio.timeout(self.ttl * _CLAIM_TIMEOUT_SHARE):
                 leases = await self._store.lease(
@@ -184,6 +187,7 @@ class LeaseKeeper:
         """Give every lease back at once, so the others may claim them now (bounded, logged)."""
         self._leases = {}
         self._notify()
+        self.registered = False
         try:
             async with asyncio.timeout(min(RELEASE_TIMEOUT, self.ttl)):
                 await self._store.release(self.owner)

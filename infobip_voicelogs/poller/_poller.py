@@ -213,7 +213,7 @@ class LogsPoller:
         try:
             if others:
                 await self._shutdown.wind_down(others)
-            if self._fleet is not None and self._fleet.holding():
+            if self._fleet is not None and self._fleet.registered:
                 await self._fleet.release()
                 self._mark_held()
         finally:
@@ -289,16 +289,16 @@ class LogsPoller:
         """
         if self._closed:
             raise RuntimeError("the poller is closed")
+        if self._fleet is not None:
+            await self._claim(self._fleet)  # before the loops look for their leases
         tasks = {
             asyncio.create_task(self._account_loop(name), name=f"infobip-voicelogs poll {name}")
             for name in self._accounts
         }
         tasks.add(asyncio.create_task(self._prune_loop(), name="infobip-voicelogs prune"))
         if self._fleet is not None:
-            await self._claim(self._fleet)  # before the loops look for their leases
-            tasks.add(
-                asyncio.create_task(self._lease_loop(self._fleet), name="infobip-voicelogs lease")
-            )
+            lease_loop = self._lease_loop(self._fleet)
+            tasks.add(asyncio.create_task(lease_loop, name="infobip-voicelogs lease"))
         try:
             await self._shutdown.supervise(tasks)
         finally:
