@@ -342,3 +342,19 @@ async def test_a_poller_cycle_is_recorded_as_one_span_with_its_fetches(fake: Fak
     fetches = [s for s in spans if s.name == "infobip_voicelogs.fetch"]
     assert fetches
     assert all(s.parent is not None and s.parent.span_id == cycle.context.span_id for s in fetches)
+
+
+@pytest.mark.redis
+async def test_a_redis_outage_counts_errors_and_local_decisions(own_redis_server: Any) -> None:
+    from infobip_voicelogs.redis import RedisBucket
+
+    errors, fallbacks = value("redis.errors"), value("redis.fallbacks")
+    bucket = RedisBucket(own_redis_server.url, key="otel-outage", rate=100.0)
+    await bucket.acquire()  # through Redis: nothing counted
+    assert value("redis.errors") == errors
+    own_redis_server.stop()
+    for _ in range(3):
+        await bucket.acquire()  # decided locally, the outage noticed once per probe
+    await bucket.aclose()
+    assert value("redis.errors") >= errors + 1
+    assert value("redis.fallbacks") == fallbacks + 3

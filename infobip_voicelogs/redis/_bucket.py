@@ -15,6 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
+from .. import telemetry
 from ..errors import ThrottleUnavailableError
 from ..throttle import TokenBucket
 from ._link import PROBE_INTERVAL, UNAVAILABLE, link_of, now
@@ -313,6 +314,7 @@ class RedisBucket:
                 f"Redis at {self._link.where} is unavailable (for {start - since:.1f} s"
                 f"{cause}); cannot reserve a slot for {self._key!r}"
             ) from exc
+        telemetry.redis_fallback(self._key)
         await self._fallback.acquire()
         return asyncio.get_running_loop().time() - start
 

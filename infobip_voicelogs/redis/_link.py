@@ -15,6 +15,8 @@ import weakref
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .. import telemetry
+
 __all__ = ["PROBE_INTERVAL", "UNAVAILABLE", "Link", "link_of", "now"]
 
 #: While Redis is unavailable, one call per client tries it again at most this often (s).
@@ -45,6 +47,7 @@ class Link:
     def went_down(self, exc: BaseException, then: str) -> None:
         """A call failed: note the outage (and warn, once per outage) and delay the next probe."""
         at = now()
+        telemetry.redis_error(type(exc).__name__)
         self.next_probe = at + PROBE_INTERVAL
         if self.down_since is not None:
             return
