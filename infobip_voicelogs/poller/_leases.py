@@ -114,8 +114,8 @@ class LeaseKeeper:
     async def refresh(self, busy: Collection[str]) -> tuple[set[str], set[str]]:
         """Renew, shed and claim (one store call); return the accounts gained and lost.
 
-        Raises what the store raises (`StoreError`), or `TimeoutError` past half the ttl;
-        then the leases stay trusted only until their local deadline.
+        Raises what the store raises (`StoreError`), or `TimeoutError` past the ttl (an answer
+        that late is of no use); the leases then stay trusted only until their local deadline.
         """
         loop = asyncio.get_running_loop()
         before = self.holding()
