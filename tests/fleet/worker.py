@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infobip_voicelogs.postgres import PostgresStore
-
 from infobip_voicelogs import Account, LogsPoller, TokenBucket, VoiceLog
+from infobip_voicelogs.postgres import PostgresStore
 
 
 async def main(config: dict[str, Any], owner: str, out_path: Path) -> None:
