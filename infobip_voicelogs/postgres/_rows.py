@@ -7,18 +7,16 @@ document in about a millisecond; psycopg's text dumping of 25 arrays took ten ti
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from ..errors import StoreError
-from ..models import ErrorInfo, Price, Status, VoiceLog
 from ..store.base import Delivered
 
-__all__ = ["batch_document", "latest_per_message", "log_from_row", "utc"]
+__all__ = ["batch_document", "latest_per_message", "utc"]
 
 
 def utc(value: datetime, *, milliseconds: bool = False) -> datetime:
@@ -97,47 +95,3 @@ def _archive_row(item: Delivered) -> dict[str, Any]:
         "error_description": None if error is None else error.description,
         "error_permanent": None if error is None else error.permanent,
     }
-
-
-def log_from_row(row: Mapping[str, Any]) -> VoiceLog:
-    """The `VoiceLog` a `voice_logs` row was written from."""
-    return VoiceLog(
-        bulk_id=row["bulk_id"],
-        message_id=row["message_id"],
-        to=row["to_number"],
-        from_=row["from_sender"],
-        text=row["text"],
-        sent_at=None if row["sent_at"] is None else utc(row["sent_at"]),
-        done_at=None if row["done_at"] is None else utc(row["done_at"]),
-        duration=row["duration"],
-        mccmnc=row["mccmnc"],
-        price=(
-            None
-            if row["price_per_second"] is None
-            else Price(per_second=Decimal(row["price_per_second"]), currency=row["currency"])
-        ),
-        status=(
-            None
-            if row["status_id"] is None
-            else Status(
-                group_id=row["status_group_id"],
-                group_name=row["status_group_name"],
-                id=row["status_id"],
-                name=row["status_name"],
-                description=row["status_description"],
-                action=row["status_action"],
-            )
-        ),
-        error=(
-            None
-            if row["error_id"] is None
-            else ErrorInfo(
-                group_id=row["error_group_id"],
-                group_name=row["error_group_name"],
-                id=row["error_id"],
-                name=row["error_name"],
-                description=row["error_description"],
-                permanent=row["error_permanent"],
-            )
-        ),
-    )

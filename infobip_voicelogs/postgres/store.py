@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..errors import LeaseLostError
 from ..models import VoiceLog
+from ..store._archive import log_from_row
 from ..store.base import Delivered, Lease
 from ._pool import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -30,7 +31,7 @@ from ._pool import (
     DEFAULT_TIMEOUT,
     Connector,
 )
-from ._rows import batch_document, latest_per_message, log_from_row, utc
+from ._rows import batch_document, latest_per_message, utc
 from ._schema import SCHEMA_VERSION, Statements
 
 __all__ = [
@@ -203,7 +204,7 @@ class PostgresStore:
             cursor = connection.cursor(row_factory=dict_row)
             await cursor.execute(self._sql.archived.format(where=where), params, prepare=False)
             rows = await cursor.fetchall()
-        return [log_from_row(row) for row in rows]
+        return [log_from_row(row, utc) for row in rows]
 
     async def accounts(self) -> dict[str, datetime]:
         """Every account with a checkpoint, mapped to it (aware UTC), in account order."""

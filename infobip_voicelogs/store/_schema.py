@@ -11,11 +11,10 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from ..errors import StoreError
-from ..models import ErrorInfo, Price, Status, VoiceLog
+from ..models import VoiceLog
 from .base import Delivered
 
 __all__ = [
@@ -26,7 +25,6 @@ __all__ = [
     "archive_row",
     "fingerprint_row",
     "from_utc_text",
-    "log_from_row",
     "migrate",
     "transaction",
     "utc_text",
@@ -207,59 +205,4 @@ def archive_row(account: str, log: VoiceLog, now: str) -> tuple[Any, ...]:
         None if error is None or error.permanent is None else int(error.permanent),
         now,  # first_seen_at: kept by the upsert when the row exists
         now,
-    )
-
-
-def log_from_row(row: sqlite3.Row) -> VoiceLog:
-    """The `VoiceLog` a `voice_logs` row was written from."""
-    return VoiceLog(
-        bulk_id=row["bulk_id"],
-        message_id=row["message_id"],
-        to=row["to_number"],
-        from_=row["from_sender"],
-        text=row["text"],
-        sent_at=_optional_datetime(row["sent_at"]),
-        done_at=_optional_datetime(row["done_at"]),
-        duration=row["duration"],
-        mccmnc=row["mccmnc"],
-        price=_price_from_row(row),
-        status=_status_from_row(row),
-        error=_error_from_row(row),
-    )
-
-
-def _optional_datetime(text: str | None) -> datetime | None:
-    return None if text is None else from_utc_text(text)
-
-
-def _price_from_row(row: sqlite3.Row) -> Price | None:
-    if row["price_per_second"] is None:
-        return None
-    return Price(per_second=Decimal(row["price_per_second"]), currency=row["currency"])
-
-
-def _status_from_row(row: sqlite3.Row) -> Status | None:
-    if row["status_id"] is None:
-        return None
-    return Status(
-        group_id=row["status_group_id"],
-        group_name=row["status_group_name"],
-        id=row["status_id"],
-        name=row["status_name"],
-        description=row["status_description"],
-        action=row["status_action"],
-    )
-
-
-def _error_from_row(row: sqlite3.Row) -> ErrorInfo | None:
-    if row["error_id"] is None:
-        return None
-    permanent = row["error_permanent"]
-    return ErrorInfo(
-        group_id=row["error_group_id"],
-        group_name=row["error_group_name"],
-        id=row["error_id"],
-        name=row["error_name"],
-        description=row["error_description"],
-        permanent=None if permanent is None else bool(permanent),
     )

@@ -26,6 +26,7 @@ from typing import Self, TypeVar
 from .._time import utc_now
 from ..errors import StoreError
 from ..models import VoiceLog
+from ._archive import log_from_row
 from ._schema import (
     SCHEMA_VERSION,
     UPSERT_ARCHIVE,
@@ -34,7 +35,6 @@ from ._schema import (
     archive_row,
     fingerprint_row,
     from_utc_text,
-    log_from_row,
     migrate,
     transaction,
     utc_text,
@@ -255,7 +255,7 @@ class SqliteStore:
                 params,
             )
             cursor.row_factory = sqlite3.Row
-            return [log_from_row(row) for row in cursor]
+            return [log_from_row(row, from_utc_text) for row in cursor]
 
         return await self._run("read the archive of", read)
 
