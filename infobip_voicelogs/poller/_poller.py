@@ -11,9 +11,8 @@ repeats at most the batch in flight and never skips one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,16 +24,14 @@ from .._time import RETENTION, utc_now
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
-from ..models import VoiceLog
-from ..store import CheckpointStore, Delivered, Lease, LeaseStore
+from ..store import CheckpointStore, Lease, LeaseStore
+from ._cycle import Walk
 from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, LeaseKeeper, new_owner_id
 from ._records import (
     Account,
     AccountResult,
     AccountStatus,
     Handler,
-    add_results,
-    fingerprint,
     next_status,
 )
 from ._shutdown import DEFAULT_SHUTDOWN_GRACE, Shutdown
@@ -187,6 +184,17 @@ class LogsPoller:
             )
             # Held only once claimed: until then another process may be polling them.
             self._status = {name: AccountStatus(held=False) for name in self._accounts}
+        self._walk = Walk(
+            store=store,
+            handler=handler,
+            shutdown=self._shutdown,
+            fleet=self._fleet,
+            clock=self._clock,
+            backfill=self._backfill,
+            revisit=self._revisit,
+            page_size=page_size,
+            max_batch=max_batch,
+        )
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -397,125 +405,13 @@ class LogsPoller:
                 self._polling.discard(name)
 
     async def _poll(self, name: str, lease: Lease | None) -> AccountResult:
-        result = AccountResult()
+        if self._closed:
+            return AccountResult(error=RuntimeError("the poller is closed"))
         try:
-            if self._closed:
-                raise RuntimeError("the poller is closed")
-            if self._fleet is not None and lease is None:
-                raise LeaseLostError(f"this poller holds no lease on account {name!r}")
-            now = self._clock()
-            since = await self._window_start(name, now)
-            walk = self._fetcher(name).iter_logs(
-                sent_since=since, sent_until=now, page_size=self._page_size
-            )
-            seen: list[VoiceLog] = []
-            async with contextlib.aclosing(walk):
-                async for log in walk:
-                    seen.append(log)
-                    if len(seen) >= self._max_batch:
-                        # A batch mid-walk keeps the checkpoint where it was: if a later
-                        # batch fails, the next cycle walks the same window and, by the
-                        # fingerprints just committed, offers only what this one did not.
-                        batch = await self._hand_over(name, lease, seen, checkpoint=None)
-                        result = add_results(result, batch)
-                        seen = []
-            last = await self._hand_over(name, lease, seen, checkpoint=now)
-            return add_results(result, last)
-        except Exception as exc:  # one account's failure is its own, reported not raised
-            # What earlier batches delivered (and committed) still counts.
-            return attrs.evolve(result, error=exc)
-
-    async def _hand_over(
-        self,
-        name: str,
-        lease: Lease | None,
-        seen: Sequence[VoiceLog],
-        *,
-        checkpoint: datetime | None,
-    ) -> AccountResult:
-        """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
-        batch, new, changed = await self._changes(name, seen)
-        if lease is not None:
-            assert self._fleet is not None
-            self._fleet.check(lease)
-        if batch:
-            logs = [item.log for item in batch]
-            logs.reverse()  # oldest first: the order things happened in
-            await self._deliver(name, logs, self._committer(name, lease, batch, checkpoint))
-        elif checkpoint is not None:
-            await self._committer(name, lease, (), checkpoint)()
-        dated = [item.log.sent_at for item in batch if item.log.sent_at is not None]
-        return AccountResult(
-            delivered=len(batch),
-            new=new,
-            changed=changed,
-            newest_sent_at=max(dated, default=None),
-        )
-
-    def _committer(
-        self,
-        name: str,
-        lease: Lease | None,
-        batch: Sequence[Delivered],
-        checkpoint: datetime | None,
-    ) -> Callable[[], Any]:
-        """The commit of one batch: fenced by the cycle's lease when the store leases."""
-        if lease is None:
-            return lambda: self._store.commit(name, checkpoint=checkpoint, delivered=batch)
-        store = self._store
-        assert isinstance(store, LeaseStore)
-        return lambda: store.commit_leased(lease, checkpoint=checkpoint, delivered=batch)
-
-    async def _window_start(self, name: str, now: datetime) -> datetime:
-        checkpoint = await self._store.checkpoint(name)
-        since = now - self._backfill if checkpoint is None else checkpoint - self._revisit
-        oldest = now - RETENTION
-        if checkpoint is not None and checkpoint < oldest:
-            # Logs sent between the checkpoint and `oldest` were never seen, and are gone.
-            # (A revisit reaching past `oldest` loses nothing: those logs were delivered.)
-            logger.warning(
-                "account %s was last polled at %s, beyond the provider's 48-hour retention:"
-                " logs sent before %s may be lost",
-                name,
-                checkpoint.isoformat(),
-                oldest.isoformat(),
-                extra={"account": name, "outcome": "beyond_retention"},
-            )
-        return min(max(since, oldest), now)
-
-    async def _changes(
-        self, name: str, seen: Sequence[VoiceLog]
-    ) -> tuple[list[Delivered], int, int]:
-        tracked = {log.message_id: log for log in seen if log.message_id is not None}
-        untracked = sum(1 for log in seen if log.message_id is None)
-        if untracked:
-            logger.warning(
-                "account %s: %d logs without a messageId cannot be tracked and were skipped",
-                name,
-                untracked,
-                extra={"account": name, "outcome": "untracked"},
-            )
-        known = await self._store.fingerprints(name, tracked.keys())
-        batch: list[Delivered] = []
-        new = changed = 0
-        for message_id, log in tracked.items():
-            digest = fingerprint(log)
-            before = known.get(message_id)
-            if before == digest:
-                continue
-            if before is None:
-                new += 1
-            else:
-                changed += 1
-            batch.append(Delivered(log, digest))
-        return batch, new, changed
-
-    async def _deliver(self, name: str, logs: list[VoiceLog], commit: Callable[[], Any]) -> None:
-        async def hand_over() -> None:
-            await self._handler(name, logs)
-            await commit()
-
-        await self._shutdown.hand_over(name, len(logs), hand_over)
+            fetcher = self._fetcher(name)
+        except Exception as exc:  # an account no fetcher can be made for: its own failure
+            return AccountResult(error=exc)
+        return await self._walk.cycle(name, fetcher, lease)
 
     def _fetcher(self, name: str) -> LogsFetcher:
         fetcher = self._fetchers.get(name)

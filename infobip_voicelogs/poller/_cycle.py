@@ -1,0 +1,162 @@
+"""One account's cycle: walk its window, find what is new or changed, hand it over, commit.
+
+The window is `[checkpoint - revisit, now]` (the first time `[now - backfill, now]`), never
+reaching past the provider's 48-hour retention. What the handler gets is what the stored
+fingerprints do not already know; the checkpoint and the fingerprints are written only
+after the handler returned, so a crash at any point repeats at most the batch in flight.
+With a fleet's store, every commit is fenced by the cycle's lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from .._time import RETENTION
+from ..errors import LeaseLostError
+from ..fetcher import LogsFetcher
+from ..models import VoiceLog
+from ..store import CheckpointStore, Delivered, Lease, LeaseStore
+from ._leases import LeaseKeeper
+from ._records import AccountResult, Handler, add_results, fingerprint
+from ._shutdown import Shutdown
+
+__all__ = ["Walk"]
+
+logger = logging.getLogger("infobip_voicelogs")
+
+
+@attrs.define
+class Walk:
+    """How every cycle of one poller walks, delivers and commits (its settings and parts)."""
+
+    store: CheckpointStore
+    handler: Handler
+    shutdown: Shutdown
+    fleet: LeaseKeeper | None
+    clock: Callable[[], datetime]
+    backfill: timedelta
+    revisit: timedelta
+    page_size: int
+    max_batch: int
+
+    async def cycle(self, name: str, fetcher: LogsFetcher, lease: Lease | None) -> AccountResult:
+        """One cycle of account `name`; its failure is in the result, never raised."""
+        result = AccountResult()
+        try:
+            if self.fleet is not None and lease is None:
+                raise LeaseLostError(f"this poller holds no lease on account {name!r}")
+            now = self.clock()
+            since = await self._window_start(name, now)
+            walk = fetcher.iter_logs(sent_since=since, sent_until=now, page_size=self.page_size)
+            seen: list[VoiceLog] = []
+            async with contextlib.aclosing(walk):
+                async for log in walk:
+                    seen.append(log)
+                    if len(seen) >= self.max_batch:
+                        # A batch mid-walk keeps the checkpoint where it was: if a later
+                        # batch fails, the next cycle walks the same window and, by the
+                        # fingerprints just committed, offers only what this one did not.
+                        batch = await self._hand_over(name, lease, seen, checkpoint=None)
+                        result = add_results(result, batch)
+                        seen = []
+            last = await self._hand_over(name, lease, seen, checkpoint=now)
+            return add_results(result, last)
+        except Exception as exc:  # one account's failure is its own, reported not raised
+            # What earlier batches delivered (and committed) still counts.
+            return attrs.evolve(result, error=exc)
+
+    async def _hand_over(
+        self,
+        name: str,
+        lease: Lease | None,
+        seen: Sequence[VoiceLog],
+        *,
+        checkpoint: datetime | None,
+    ) -> AccountResult:
+        """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
+        batch, new, changed = await self._changes(name, seen)
+        if lease is not None:
+            assert self.fleet is not None
+            self.fleet.check(lease)
+        commit = self._committer(name, lease, batch, checkpoint)
+        if batch:
+            logs = [item.log for item in batch]
+            logs.reverse()  # oldest first: the order things happened in
+
+            async def hand_over() -> None:
+                await self.handler(name, logs)
+                await commit()
+
+            await self.shutdown.hand_over(name, len(logs), hand_over)
+        elif checkpoint is not None:
+            await commit()
+        dated = [item.log.sent_at for item in batch if item.log.sent_at is not None]
+        return AccountResult(
+            delivered=len(batch),
+            new=new,
+            changed=changed,
+            newest_sent_at=max(dated, default=None),
+        )
+
+    def _committer(
+        self,
+        name: str,
+        lease: Lease | None,
+        batch: Sequence[Delivered],
+        checkpoint: datetime | None,
+    ) -> Callable[[], Awaitable[None]]:
+        """The commit of one batch: fenced by the cycle's lease when the store leases."""
+        store = self.store
+        if lease is None:
+            return lambda: store.commit(name, checkpoint=checkpoint, delivered=batch)
+        assert isinstance(store, LeaseStore)
+        return lambda: store.commit_leased(lease, checkpoint=checkpoint, delivered=batch)
+
+    async def _window_start(self, name: str, now: datetime) -> datetime:
+        checkpoint = await self.store.checkpoint(name)
+        since = now - self.backfill if checkpoint is None else checkpoint - self.revisit
+        oldest = now - RETENTION
+        if checkpoint is not None and checkpoint < oldest:
+            # Logs sent between the checkpoint and `oldest` were never seen, and are gone.
+            # (A revisit reaching past `oldest` loses nothing: those logs were delivered.)
+            logger.warning(
+                "account %s was last polled at %s, beyond the provider's 48-hour retention:"
+                " logs sent before %s may be lost",
+                name,
+                checkpoint.isoformat(),
+                oldest.isoformat(),
+                extra={"account": name, "outcome": "beyond_retention"},
+            )
+        return min(max(since, oldest), now)
+
+    async def _changes(
+        self, name: str, seen: Sequence[VoiceLog]
+    ) -> tuple[list[Delivered], int, int]:
+        tracked = {log.message_id: log for log in seen if log.message_id is not None}
+        untracked = sum(1 for log in seen if log.message_id is None)
+        if untracked:
+            logger.warning(
+                "account %s: %d logs without a messageId cannot be tracked and were skipped",
+                name,
+                untracked,
+                extra={"account": name, "outcome": "untracked"},
+            )
+        known = await self.store.fingerprints(name, tracked.keys())
+        batch: list[Delivered] = []
+        new = changed = 0
+        for message_id, log in tracked.items():
+            digest = fingerprint(log)
+            before = known.get(message_id)
+            if before == digest:
+                continue
+            if before is None:
+                new += 1
+            else:
+                changed += 1
+            batch.append(Delivered(log, digest))
+        return batch, new, changed
