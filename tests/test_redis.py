@@ -34,7 +34,7 @@ from infobip_voicelogs import (
     LogsFetcher,
     ThrottleUnavailableError,
 )
-from infobip_voicelogs.redis import RedisBucket, bucket_key
+from infobip_voicelogs.redis import DEFAULT_HEADROOM, RedisBucket, bucket_key
 from infobip_voicelogs.testing import IN_PROCESS_URL, FakeInfobip, Fault
 
 pytestmark = pytest.mark.redis
@@ -281,7 +281,9 @@ async def test_a_429_in_one_process_cools_the_others_and_cuts_once(
     assert later[-1] - before >= 1_500_000
     # Three reports of one episode: one cut, 10 -> 7, then growth back from there.
     assert 7.0 <= results[3]["rate"] < 10.0
-    assert float(await client.hget(f"infobip-voicelogs:{key}", "wmax") or 0) == 10.0
+    # The rate cut from was the paced one: 10/s less the headroom the fleet keeps.
+    wmax = float(await client.hget(f"infobip-voicelogs:{key}", "wmax") or 0)
+    assert wmax == pytest.approx(10.0 * (1 - DEFAULT_HEADROOM))
 
 
 async def test_cut_once_per_episode_then_again_after_a_success(
@@ -299,7 +301,7 @@ async def test_cut_once_per_episode_then_again_after_a_success(
         await bucket.aclose()
     probe = RedisBucket(client, key=key, rate=100.0)
     await probe.acquire()
-    assert probe.rate == pytest.approx(70.0, rel=0.01)
+    assert probe.rate == pytest.approx(100.0 * (1 - DEFAULT_HEADROOM) * 0.7, rel=0.01)
     # A slot granted after the cut succeeds; a later 429 is a new episode: cut again.
     probe.on_success()
     await probe.acquire()
@@ -327,7 +329,7 @@ async def test_outage_falls_back_locally_warns_once_and_returns(
     for _ in range(10):
         await bucket.acquire()  # local bucket at 25/s: never an error, never a hang
     assert not bucket.available
-    assert bucket.rate == 25.0
+    assert bucket.rate == pytest.approx(50.0 * (1 - DEFAULT_HEADROOM) / 2)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "unavailable" in warnings[0].getMessage()
@@ -470,3 +472,13 @@ async def test_fetcher_does_not_retry_an_unavailable_throttle(
             await fetcher.fetch()
     assert fake.requests("acme") == []
     await bucket.aclose()
+
+
+def test_the_fleet_paces_itself_a_headroom_under_the_limit() -> None:
+    url = "redis://127.0.0.1:9/0"  # nothing connects until a call
+    assert RedisBucket(url, key="k").configured_rate == 2.0
+    assert RedisBucket(url, key="k").rate == pytest.approx(2.0 * (1 - DEFAULT_HEADROOM))
+    assert RedisBucket(url, key="k", rate=10.0, headroom=0).rate == 10.0
+    for bad in (-0.1, 0.5, float("nan"), True):
+        with pytest.raises(ValueError, match="headroom"):
+            RedisBucket(url, key="k", headroom=bad)

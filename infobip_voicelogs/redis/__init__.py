@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from ._bucket import (
+    DEFAULT_HEADROOM,
     DEFAULT_IDLE_TTL,
     DEFAULT_PREFIX,
     DEFAULT_TIMEOUT,
@@ -33,6 +34,7 @@ from ._bucket import (
 from ._key import bucket_key
 
 __all__ = [
+    "DEFAULT_HEADROOM",
     "DEFAULT_IDLE_TTL",
     "DEFAULT_PREFIX",
     "DEFAULT_TIMEOUT",
