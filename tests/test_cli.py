@@ -260,17 +260,27 @@ def test_poll_once_archives_every_account(
     [
         (None, "no such file"),
         ("[[account]\nname=", "not valid TOML"),
-        ("title = 'no accounts'", "no [[account]] tables"),
+        ("# nothing yet", "no [[account]] tables"),
+        ("archive = true\n[[account]]\nname='a'\nbase_url='https://x'\napi_key='k'", "archive"),
+        ("title = 'no accounts'", "unknown top-level key(s) title"),
         ("[[account]]\nname = 'a'\nbase_url = 'https://x.test'", "exactly one of api_key"),
         ("[[account]]\nname = 'a'\nbase_url = 'ftp://x'\napi_key = 'k'", "base_url"),
         ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key_env = 'NOPE_KEY'", "NOPE_KEY"),
         ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\ncolour = 1", "colour"),
+        (
+            "[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\narchive = true",
+            "known: allow_insecure, api_key",
+        ),
         ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nrate = -1", "rate"),
         ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nrate = nan", "rate"),
         ("[[account]]\nname = 'a'\nbase_url = 'https://x'\napi_key = 'k'\nrate = inf", "rate"),
         (
             "[[account]]\nname = 'a'\nbase_url = 'http://example.com'\napi_key = 'k'",
             "refusing to send credentials over plain http://",
+        ),
+        (
+            "[[account]]\nname = 'a'\nbase_url = 'http://example.com'\napi_key = 'k'",
+            "set allow_insecure = true",
         ),
         ('[[account]]\nname = "a"\nbase_url = "https://x"\napi_key = "k\\u0007"', "control"),
         (

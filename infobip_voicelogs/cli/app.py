@@ -7,28 +7,69 @@ share (exit codes, `fail`, `run`, time parsing) is in `common`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
+from typing import Any, TextIO
 
 import typer
+from rich.text import Text
+from typer.core import TyperGroup
 
+from ..__about__ import __version__
+from ..errors import VoiceLogsWarning
 from . import demo, fetch, poll, simulate
-from .common import GlobalOptions
+from .common import GlobalOptions, stderr
 
-__all__ = ["app"]
+__all__ = ["SERVICE_NAME", "app"]
+
+#: The OpenTelemetry `service.name` of the command's metrics and spans.
+SERVICE_NAME = "infobip-voicelogs"
+# Options of the application that a user may also write after the command's name.
+_HOISTED = ("--debug",)
+
+
+class _Group(TyperGroup):
+    """The command group, taking `--debug` wherever it is written (before ``--``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own click
+        end = args.index("--") if "--" in args else len(args)
+        hoisted = [arg for arg in args[:end] if arg in _HOISTED]
+        rest = [arg for arg in args[:end] if arg not in _HOISTED] + args[end:]
+        return super().parse_args(ctx, [*dict.fromkeys(hoisted), *rest])
+
 
 app = typer.Typer(
     name="infobip-voicelogs",
     help="Read Infobip voice message logs: fetch, poll many accounts, or try a fake provider.",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich markup would take `[[account]]` in a help text for a tag and eat it.
+    rich_markup_mode=None,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"infobip-voicelogs {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _main(
     ctx: typer.Context,
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logging."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks and debug logging (before or after the command)."
+    ),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_show_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
 ) -> None:
     ctx.obj = GlobalOptions(debug=debug)
     logging.basicConfig(
@@ -36,7 +77,30 @@ def _main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The SDK reads it when `poll --metrics-port` installs its provider; a user's wins.
+    os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
+    if not debug:
+        warnings.showwarning = _warning_line
 
 
-for command in (demo.demo, fetch.fetch, poll.poll, simulate.simulate):
+def _warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+    **_: Any,
+) -> None:
+    """The library's warnings as one line on stderr, without the source line that warned."""
+    if not issubclass(category, VoiceLogsWarning):
+        _default_showwarning(message, category, filename, lineno, file, line)
+        return
+    stderr.print(Text.assemble(("warning: ", "yellow"), str(message)), highlight=False)
+
+
+_default_showwarning = warnings.showwarning
+
+for command in (demo.demo, fetch.fetch, simulate.simulate):
     app.command()(command)
+app.command(epilog=poll.EPILOG)(poll.poll)

@@ -27,6 +27,8 @@ from ..throttle import TokenBucket
 
 __all__ = ["ConfigError", "load_accounts"]
 
+# The only top-level key: everything else is an option of the command, not of the file.
+_TOP_LEVEL = {"account"}
 _KEYS = {"name", "base_url", "api_key", "api_key_env", "format", "rate", "allow_insecure"}
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -46,6 +48,13 @@ def load_accounts(path: Path, environ: Mapping[str, str] | None = None) -> list[
         raise ConfigError(f"{path}: cannot be read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(document) - _TOP_LEVEL)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)}: the file holds only "
+            "[[account]] tables; the poll command's settings are its options "
+            "(--archive/--no-archive, --interval, ...)"
+        )
     entries = document.get("account")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: no [[account]] tables")
@@ -67,7 +76,9 @@ def _account(entry: Any, where: str, environ: Mapping[str, str]) -> Account:
         raise ConfigError(f"{where}: is not a table")
     unknown = sorted(set(entry) - _KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_KEYS))})"
+        )
     name = _text(entry, "name", where)
     where = f"{where} ({name})"
     base_url = _text(entry, "base_url", where)
@@ -100,7 +111,8 @@ def _account(entry: Any, where: str, environ: Mapping[str, str]) -> Account:
         validate_base_url(base_url, allow_insecure=insecure)
         auth_from(key)
     except ValueError as exc:  # the messages name no secret
-        raise ConfigError(f"{where}: {exc}") from None
+        message = str(exc).replace("pass allow_insecure=True", "set allow_insecure = true")
+        raise ConfigError(f"{where}: {message}") from None
     return Account(
         name,
         base_url,

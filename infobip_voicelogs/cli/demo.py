@@ -49,7 +49,9 @@ class DemoReport:
     missing: int  # ground-truth logs absent from the archive or in another state there
     extra: int  # archived logs the ground truth does not have in that state
     doubled: int  # (log, state) pairs the handler received more than once
-    deliveries: int  # logs handed to the handler in all
+    deliveries: int  # logs handed to the handler in all: new ones and later changes of them
+    new: int  # deliveries of a log the poller had not seen before
+    changed: int  # deliveries of a log seen before, in a new state
     retries: int
     rate_limited: int
 
@@ -146,6 +148,8 @@ async def _check(
         extra=extra,
         doubled=sum(count - 1 for count in seen.values() if count > 1),
         deliveries=sum(seen.values()),
+        new=sum(s.new for s in totals),
+        changed=sum(s.changed for s in totals),
         retries=sum(s.retries for s in totals),
         rate_limited=sum(s.rate_limited for s in totals),
     )
@@ -159,9 +163,11 @@ def demo(
     """Poll three fake accounts with faults, then check the archive against the ground truth."""
     report = run(run_demo(seconds, interval=interval), ctx)
     stderr.print(
-        f"\n{report.deliveries} logs delivered ({report.retries} retries, "
-        f"{report.rate_limited} 429s absorbed); archive holds {report.archived} of "
-        f"{report.logs} logs in the fake.",
+        f"\n{report.deliveries} deliveries: {report.new} new logs and {report.changed} "
+        f"changes of a log already delivered (PENDING, then its final status); "
+        f"{report.retries} retries, {report.rate_limited} 429s absorbed.\n"
+        f"The archive holds {report.archived} distinct logs, each in its last state, "
+        f"of {report.logs} in the fake.",
         highlight=False,
     )
     verdict = f"missing {report.missing}, doubled {report.doubled}, extra {report.extra}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 import typer
@@ -13,7 +14,7 @@ from ..endpoint import validate_base_url
 from ..fetcher import LogsFetcher
 from ..models import MAX_PAGE_SIZE, GeneralStatus, LogsQuery, VoiceLog
 from ..poller import Account
-from .backends import SharedRates
+from .backends import SharedRates, check_redis_url
 from .common import fail, parse_when, run, stderr
 from .output import LogWriter, OutputFormat
 
@@ -45,7 +46,10 @@ def fetch(
     message_id: list[str] = typer.Option([], "--message-id", help="Message id (repeatable)."),
     status: GeneralStatus | None = typer.Option(None, "--status", case_sensitive=False),
     limit: int | None = typer.Option(
-        None, min=1, max=MAX_PAGE_SIZE, help="Without --since: logs in the one page (default 50)."
+        None,
+        min=1,
+        help="At most this many logs, the newest: the one page's size (default 50, at most "
+        f"{MAX_PAGE_SIZE}), or with --since where the walk stops (default: the whole window).",
     ),
     page_size: int = typer.Option(MAX_PAGE_SIZE, min=1, max=MAX_PAGE_SIZE, help="With --since."),
     mcc: str | None = typer.Option(None, help="Mobile country code."),
@@ -55,13 +59,16 @@ def fetch(
     ),
     xml: bool = typer.Option(False, "--xml", help="Ask the provider for XML instead of JSON."),
     allow_insecure: bool = typer.Option(
-        False, help="Allow http:// to a non-loopback host (sends your key in clear)."
+        False,
+        "--allow-insecure",
+        help="Allow http:// to a non-loopback host (sends your key in clear).",
     ),
     redis_url: str | None = typer.Option(
         None,
         "--redis",
         envvar="INFOBIP_REDIS_URL",
-        help="Share the account's rate limit with every process using this Redis (redis://).",
+        help="Share the account's rate limit with every process using this Redis "
+        "(redis://, rediss:// or unix://).",
         show_default=False,
     ),
 ) -> None:
@@ -78,13 +85,20 @@ def fetch(
         "mcc": mcc,
         "mnc": mnc,
     }
+    if window_start is None and limit is not None and limit > MAX_PAGE_SIZE:
+        fail(f"--limit: one page holds at most {MAX_PAGE_SIZE} logs; add --since to walk more")
     writer = LogWriter(output)
     try:
-        account = Account("fetch", validate_base_url(base_url, allow_insecure=allow_insecure),
-                          auth=api_key, allow_insecure=allow_insecure)  # fmt: skip
+        if redis_url:
+            check_redis_url(redis_url)
+        url = validate_base_url(base_url, allow_insecure=allow_insecure)
+    except ValueError as exc:  # the messages name no secret, at most the host
+        fail(f"--base-url: {exc}".replace("allow_insecure=True", "--allow-insecure"))
+    try:
         auth_from(api_key)
-    except ValueError as exc:  # a bad --base-url or --api-key: the message names no secret
-        fail(str(exc))
+    except ValueError as exc:
+        fail(f"--api-key: {exc}")
+    account = Account("fetch", url, auth=api_key, allow_insecure=allow_insecure)
 
     async def main() -> None:
         shared = SharedRates(redis_url) if redis_url else None
@@ -108,18 +122,23 @@ def fetch(
                 writer.write(await fetcher.fetch(query))
                 return
             batch: list[VoiceLog] = []
+            walk = fetcher.iter_logs(
+                sent_since=window_start,
+                sent_until=window_end or now,
+                # No page beyond what --limit leaves room for.
+                page_size=min(page_size, limit or page_size),
+                **filters,
+            )
             with Status("fetching…", console=stderr) as progress:
-                async for log in fetcher.iter_logs(
-                    sent_since=window_start,
-                    sent_until=window_end or now,
-                    page_size=page_size,
-                    **filters,
-                ):
-                    batch.append(log)
-                    if len(batch) >= _BATCH:
-                        writer.write(batch)
-                        batch = []
-                        progress.update(f"fetching… {writer.written} logs")
+                async with aclosing(walk) as logs:
+                    async for log in logs:
+                        batch.append(log)
+                        if writer.written + len(batch) == limit:
+                            break  # the newest `limit` logs of the window
+                        if len(batch) >= _BATCH:
+                            writer.write(batch)
+                            batch = []
+                            progress.update(f"fetching… {writer.written} logs")
             writer.write(batch)
 
     run(main(), ctx)

@@ -11,9 +11,10 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -109,29 +110,72 @@ class LogWriter:
                 self._csv.writerow(CSV_COLUMNS)
             self._csv.writerows(csv_row(log) for log in logs)
         else:
-            Console(file=self._stream).print(_table(logs, title))
+            console = Console(file=self._stream)
+            console.print(_table(logs, title, console.width))
         self._stream.flush()
 
 
-def _table(logs: list[VoiceLog], title: str | None) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in ("sent at", "message id", "from", "to", "status", "sec", "price", "error"):
-        table.add_column(column, overflow="fold")
-    for log in logs:
-        status, price, error = log.status, log.price, log.error
-        cells = (
-            _iso(log.sent_at),
-            log.message_id or "",
-            log.from_ or "",
-            log.to or "",
-            f"{status.group_name}/{status.name}" if status else "",
-            "" if log.duration is None else str(log.duration),
-            f"{price.per_second:f} {price.currency}" if price else "",
-            "" if error is None or error.ok else error.name,
+# Narrower than this, the table leaves out the sender and the error, writes the status's
+# group only and the time without its year: every log stays on one line of 80 columns.
+_WIDE = 120
+
+
+def _table(logs: list[VoiceLog], title: str | None, width: int) -> Table:
+    """One line per log, whatever the width: cells are cut (with …), never folded."""
+    wide = width >= _WIDE
+    columns = ["sent at (UTC)", "message id", "to", "status", "sec", "price"]
+    if wide:
+        columns[2:2] = ["from"]
+        columns.append("error")
+    rows = [_cells(log, wide=wide) for log in logs]
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    needed = [
+        max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)
+    ]
+    # What the free-form cells may share: the width less the fixed cells and two spaces
+    # between columns (rich drops a whole column rather than cut one too little).
+    free = [column in ("message id", "from", "error") for column in columns]
+    room = width - 1 - 2 * len(columns) - sum(n for n, f in zip(needed, free, strict=True) if not f)
+    waiting = sum(free)
+    for column, need, squeezable in zip(columns, needed, free, strict=True):
+        cut = None
+        if squeezable:  # the message id first: it names the log
+            waiting -= 1
+            cut = max(min(need, 8), min(need, room - 8 * waiting))
+            room -= cut
+        table.add_column(
+            column,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=min(need, 8) if squeezable else need,
+            max_width=cut,
+            justify="right" if column in ("sec", "price") else "left",
         )
+    for row in rows:
         # The provider's text is data, not markup: `[/]` in a field must print as it is.
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(Text(cell) for cell in row))
     return table
+
+
+def _cells(log: VoiceLog, *, wide: bool) -> list[str]:
+    status, price, error = log.status, log.price, log.error
+    when = "%Y-%m-%d %H:%M:%S" if wide else "%m-%d %H:%M:%S"
+    if status is None:
+        shown = ""
+    else:
+        shown = f"{status.group_name}/{status.name}" if wide else status.group_name or ""
+    cells = [
+        log.sent_at.astimezone(UTC).strftime(when) if log.sent_at else "",
+        log.message_id or "",
+        log.to or "",
+        shown,
+        "" if log.duration is None else str(log.duration),
+        f"{price.per_second:f} {price.currency}" if price else "",
+    ]
+    if wide:
+        cells[2:2] = [log.from_ or ""]
+        cells.append("" if error is None or error.ok else error.name or "")
+    return cells
 
 
 class BackgroundWriter:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import signal
 import sys
+from collections.abc import Iterator
 from contextlib import aclosing, suppress
 from datetime import timedelta
 from pathlib import Path
@@ -21,31 +23,48 @@ from ..errors import StoreError
 from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
 from ..poller import DEFAULT_SHUTDOWN_GRACE, Account, LogsPoller
-from .backends import SharedRates, open_store, redacted
+from .backends import SharedRates, check_redis_url, open_store, parse_store
 from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
 from .output import BackgroundWriter, LogWriter, OutputFormat
 
-__all__ = ["poll"]
+__all__ = ["EPILOG", "poll"]
+
+#: The end of `poll --help`: the accounts file's format (click keeps a `\b` paragraph as is).
+EPILOG = """\b
+The accounts file (TOML), one [[account]] table per account:
+  [[account]]
+  name = "eu-1"
+  base_url = "https://xyz.api.infobip.com"
+  api_key_env = "INFOBIP_EU1_KEY"  # or api_key = "..." (keep it private)
+  format = "json"                   # optional: json or xml
+  rate = 2.0                        # optional: requests per second
+  allow_insecure = false            # optional: http:// to a remote host
+"""
 
 
 def poll(
     ctx: typer.Context,
     accounts_file: Path = typer.Option(
-        ..., "--accounts", "-a", help="TOML file with one [[account]] table per account."
+        ...,
+        "--accounts",
+        "-a",
+        help="TOML file with one [[account]] table per account (format below).",
     ),
     store_spec: str = typer.Option(
         "voicelogs.db",
         "--store",
         envvar="INFOBIP_STORE_URL",
-        help="A SQLite file, or a postgresql:// URL that a fleet of poll processes shares.",
+        help="A SQLite file, or a PostgreSQL database that a fleet of poll processes shares: "
+        "a postgresql:// URL or a libpq string like 'host=db dbname=voicelogs'.",
     ),
     redis_url: str | None = typer.Option(
         None,
         "--redis",
         envvar="INFOBIP_REDIS_URL",
-        help="Share each account's rate limit with every process using this Redis (redis://).",
+        help="Share each account's rate limit with every process using this Redis "
+        "(redis://, rediss:// or unix://).",
         show_default=False,
     ),
     archive: bool = typer.Option(
@@ -86,8 +105,11 @@ def poll(
 ) -> None:
     """Poll many accounts: every new log and every change, once, into the store."""
     try:
+        store = parse_store(store_spec)
+        if redis_url:
+            check_redis_url(redis_url)
         accounts = load_accounts(accounts_file)
-    except ConfigError as exc:
+    except (ValueError, ConfigError) as exc:  # ConfigError is one too; named for the reader
         fail(str(exc))
     seconds = {
         "interval": parse_span(interval, option="--interval").total_seconds(),
@@ -124,10 +146,10 @@ def poll(
 
     async def poll_accounts(accounts: list[Account]) -> LogsPoller:
         async with (
-            aclosing(open_store(store_spec, archive=archive)) as store,
+            aclosing(open_store(store, archive=archive)) as opened,
             LogsPoller(
                 accounts,
-                store=store,
+                store=opened,
                 handler=handler,
                 interval=seconds["interval"],
                 backfill=timedelta(seconds=seconds["backfill"]),
@@ -136,7 +158,7 @@ def poll(
             ) as poller,
         ):
             try:
-                await store.checkpoint(accounts[0].name)  # one that cannot open: a usage error
+                await opened.checkpoint(accounts[0].name)  # one that cannot open: a usage error
             except StoreError as exc:
                 fail(str(exc))
             shutdown.install(poller, asyncio.current_task())
@@ -164,7 +186,7 @@ def poll(
         finally:
             if out is not None:
                 out.close()
-        stderr.print(f"\nstopped; {delivered} logs delivered; store {redacted(store_spec)}")
+        stderr.print(f"\nstopped; {delivered} logs delivered; store {store.shown}")
         if shutdown.signal is not None:
             raise typer.Exit(128 + shutdown.signal)  # 130 for SIGINT, 143 for SIGTERM
         assert poller is not None
@@ -172,7 +194,30 @@ def poll(
         if once and failing:
             fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
 
-    run(main(), ctx)
+    # A `--once` run makes no next attempt: its failures are logged without announcing one.
+    with _without_next_attempt() if once else contextlib.nullcontext():
+        run(main(), ctx)
+
+
+@contextlib.contextmanager
+def _without_next_attempt() -> Iterator[None]:
+    """The poller's "cycle failed (...); next attempt in N s", without its last clause."""
+    clause = "; next attempt in %.0f s"
+
+    def trim(record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.endswith(clause) and record.args:
+            record.msg = record.msg.removesuffix(clause)
+            record.args = tuple(record.args)[:-1]
+        return True
+
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(trim)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(trim)
 
 
 class _Output:

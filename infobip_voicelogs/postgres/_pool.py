@@ -7,13 +7,16 @@ error becomes a `StoreError` naming the operation and the cause, never the passw
 
 A pool connects in the background, so a call that finds no connection only learns "no
 connection within N seconds". `ConnectFailures` remembers the last failed attempt, so that
-the `StoreError` can say *why* (refused, unknown host, password rejected) as well.
+the `StoreError` can say *why* (refused, unknown host, password rejected) as well; so the
+pool's own warning per failed attempt ("error connecting in ...") is left out of the logs
+unless they show debug records: a server that is down is one line per failed call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Self
@@ -31,6 +34,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_POOL_TIMEOUT",
+    "DEFAULT_STARTUP_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "ConnectFailures",
     "Connector",
@@ -41,6 +45,9 @@ __all__ = [
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Seconds a call waits for a free pooled connection (also while the server is down).
 DEFAULT_POOL_TIMEOUT = 10.0
+#: Seconds the first call waits for the first connection (at most `pool_timeout`): a store
+#: pointed at a server that is not there fails its first call this soon, not 10 s later.
+DEFAULT_STARTUP_TIMEOUT = 5.0
 #: Seconds a call's statements may run on the server (`statement_timeout`), and the call's
 #: bound once it has a connection.
 DEFAULT_TIMEOUT = 30.0
@@ -50,6 +57,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_IDLE_TIMEOUT = 10.0
 #: Connections the store's own pool opens at most.
 DEFAULT_MAX_SIZE = 10
+#: The name of every pool the store makes (and of no pool a caller gives it).
+_POOL_NAME = "infobip-voicelogs"
 
 
 class Connector:
@@ -74,6 +83,7 @@ class Connector:
         self._schema = schema
         self._label = label
         self._pool_timeout = pool_timeout
+        self._startup_timeout = min(pool_timeout, DEFAULT_STARTUP_TIMEOUT)
         self._timeout = timeout
         # Both server-side limits in milliseconds, set LOCAL in every transaction.
         self._limits = (str(math.ceil(timeout * 1000)), str(math.ceil(idle_timeout * 1000)))
@@ -150,7 +160,7 @@ class Connector:
                     )
                     yield connection
         except psycopg.Error as exc:
-            cause = str(exc).strip() or type(exc).__name__
+            cause = one_line(str(exc)) or type(exc).__name__
             if isinstance(exc, PoolTimeout) and self._failures.last is not None:
                 cause = f"{cause}; the last connection attempt failed: {self._failures.last}"
             raise StoreError(f"{self._label()}: cannot {operation}: {self._scrub(cause)}") from None
@@ -181,7 +191,7 @@ class Connector:
                 )
                 await self._pool.open(wait=False)
             if not self._migrated:
-                async with self._pool.connection(timeout=self._pool_timeout) as connection:
+                async with self._pool.connection(timeout=self._startup_timeout) as connection:
                     await migrate(connection, self._schema)
                 self._migrated = True
         return self._pool
@@ -209,7 +219,7 @@ class ConnectFailures:
                 try:
                     connection = await super().connect(*args, **kwargs)
                 except psycopg.Error as exc:
-                    failures.last = str(exc).strip() or type(exc).__name__
+                    failures.last = one_line(str(exc)) or type(exc).__name__
                     raise
                 failures.last = None
                 return connection
@@ -230,7 +240,7 @@ def make_pool(
     return AsyncConnectionPool(
         dsn,
         open=False,
-        name="infobip-voicelogs",
+        name=_POOL_NAME,
         connection_class=failures.connection_class(),
         min_size=min_size,
         max_size=max_size,
@@ -248,3 +258,28 @@ def make_pool(
             "keepalives_count": 3,
         },
     )
+
+
+def one_line(text: str) -> str:
+    """libpq's message on one line (it puts hints on lines of their own, tab-indented)."""
+    return " ".join(text.split())
+
+
+class _QuietConnectErrors(logging.Filter):
+    """Drops the pool's warning per failed connection attempt of our own pools.
+
+    Each failed call's `StoreError` already carries the last attempt's cause; the pool
+    would repeat it at every reconnection attempt, a screenful a minute while a server is
+    down. Kept when the logger shows debug records.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours = (
+            record.msg == "error connecting in %r: %s"
+            and isinstance(record.args, tuple)
+            and record.args[:1] == (_POOL_NAME,)
+        )
+        return not ours or logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietConnectErrors())
