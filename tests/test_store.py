@@ -597,14 +597,35 @@ async def test_documented_queries_answer_as_described(tmp_path: Path) -> None:
         ("us-1", "DELIVERED", 1),
     ]
     assert [row["message_id"] for row in one_day] == ["eu-a", "eu-b", "eu-c", "eu-d"]
-    assert [(row["account"], row["currency"], row["cost"]) for row in cost] == [
-        ("eu-1", "EUR", pytest.approx(0.5)),
-        ("us-1", "USD", pytest.approx(2.5)),
+    assert [(row["account"], row["currency"], Decimal(row["cost"])) for row in cost] == [
+        ("eu-1", "EUR", Decimal("0.5")),
+        ("us-1", "USD", Decimal("2.5")),
     ]
     assert [(row["message_id"], row["error_name"]) for row in failed] == [
         ("eu-c", "EC_ABSENT_SUBSCRIBER")
     ]
     assert [row["message_id"] for row in waiting] == ["eu-d"]
+
+
+async def test_the_documented_spend_query_sums_money_exactly(tmp_path: Path) -> None:
+    # Prices whose float sum drifts: 0.0100 and 0.0133 per second over many calls.
+    prices = [Decimal("0.0100"), Decimal("0.0133"), Decimal("0.0000001")]
+    logs = [
+        voice_log(f"m-{n}", duration=7 + n % 50, price=Price(prices[n % 3], "EUR"))
+        for n in range(3000)
+    ]
+    path = tmp_path / "spend.db"
+    async with SqliteStore(path, archive=True) as store:
+        await store.commit("eu-1", checkpoint=NOON, delivered=delivered(*logs))
+    exact = sum((log.duration or 0) * log.price.per_second for log in logs if log.price)
+    with plain_sql(path) as db:
+        [row] = db.execute(documented_query("what each account spent")).fetchall()
+        floating = db.execute(
+            "SELECT sum(duration * CAST(price_per_second AS REAL)) FROM voice_logs"
+        ).fetchone()[0]
+
+    assert Decimal(row["cost"]) == exact
+    assert Decimal(str(floating)) != exact  # what the REAL cast would have answered
 
 
 def test_event_loops_in_several_threads_share_one_worker(tmp_path: Path) -> None:
