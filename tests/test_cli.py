@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -358,12 +359,17 @@ async def test_demo_checks_the_archive_against_the_ground_truth() -> None:
     assert report.logs > 400  # the backfill of three accounts, plus traffic
     assert report.archived == report.logs
     assert report.deliveries >= report.logs
+    assert report.new == report.logs  # each log once as new, then as changed
+    assert report.new + report.changed == report.deliveries
 
 
 def test_demo_command(runner: CliRunner) -> None:
     result = runner.invoke(app, ["demo", "--seconds", "2", "--interval", "0.5"])
     assert result.exit_code == 0, result.output
     assert "check passed" in result.output
+    # Deliveries count changes too; the archive counts distinct logs: the verdict says so.
+    assert re.search(r"\d+ deliveries: \d+ new logs and \d+ changes", result.output)
+    assert re.search(r"The archive holds \d+ distinct logs", result.output)
 
 
 def test_simulate_serves_the_fake_over_http() -> None:
@@ -560,6 +566,7 @@ def test_poll_serves_metrics_and_health_then_stops_on_sigterm(
             time.sleep(0.2)
         assert health.status_code == 200, health.text
         assert "infobip_voicelogs_poll_delivered" in metrics
+        assert 'service_name="infobip-voicelogs"' in metrics  # the CLI's resource
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 143
     finally:
@@ -596,3 +603,259 @@ def test_poll_and_fetch_share_each_accounts_rate_through_redis(
     assert fetched.exit_code == 0, fetched.output
     assert len(parse_ndjson(fetched.stdout)) == 50  # the provider's default page
     client.close()
+
+
+# -- what a newcomer types: store strings, URLs, help, flags -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "target"),
+    [
+        ("host=db dbname=v password=s3cret-pw", "host=db dbname=v password=s3cret-pw"),
+        ("postgresql+psycopg://u:s3cret-pw@db:5432/v", "postgresql://u:s3cret-pw@db:5432/v"),
+        ("postgres://u@db/v?password=s3cret-pw", "postgresql://u@db/v?password=s3cret-pw"),
+        ("postgresql://u:s3cret-pw@db/v?password=s3cret-pw", None),
+    ],
+)
+def test_store_strings_are_read_by_psycopg_and_shown_without_the_password(
+    spec: str, target: str | None
+) -> None:
+    pytest.importorskip("psycopg")
+    from infobip_voicelogs.cli.backends import parse_store
+
+    store = parse_store(spec)
+    assert store.kind == "postgres"
+    assert target is None or store.target == target
+    assert "s3cret-pw" not in store.shown
+    assert "s3cret-pw" not in repr(store)
+    assert "password=***" in store.shown
+    assert "host=db" in store.shown
+
+
+@pytest.mark.parametrize("path", ["voicelogs.db", "/data/a=b/voicelogs.db", "C:\\logs\\v.db"])
+def test_a_file_name_is_a_sqlite_store(path: str) -> None:
+    from infobip_voicelogs.cli.backends import parse_store
+
+    assert parse_store(path).kind == "sqlite"
+    assert parse_store(path).target == path
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("dbname=v passwd=hunter2-secret", "libpq cannot read it"),
+        ("voicelogs.db mode=rw", "libpq cannot read it"),
+        ("mysql://u:hunter2-secret@db/v", "--store: mysql:// is no store"),
+        ("sqlite:///voicelogs.db", "--store: sqlite:// is no store"),
+    ],
+)
+def test_poll_refuses_a_store_that_looks_like_a_connection_string(
+    runner: CliRunner,
+    server: FakeServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    spec: str,
+    message: str,
+) -> None:
+    pytest.importorskip("psycopg")
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = runner.invoke(
+        app,
+        ["poll", "-a", str(accounts), "--store", spec, "--once", "--no-live"],
+        env={"ACME_KEY": KEY},
+    )
+    assert os.listdir(cwd) == []  # no SQLite file made of it
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "hunter2-secret" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_unreachable_postgres_store_is_one_line_without_pool_warnings(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("psycopg")
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    store = "host=127.0.0.1 port=9 dbname=voicelogs user=v password=hunter2-secret"
+    done = subprocess.run(
+        [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
+        + ["poll", "-a", str(accounts), "--store", store, "--once", "--no-live"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ACME_KEY": KEY, "PYTHONPATH": str(Path(__file__).parents[1])},
+        timeout=60,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert "cannot" in lines[0] and "host=127.0.0.1 port=9" in lines[0]
+    assert "refused" in lines[0].lower()  # the last connection attempt's cause
+    assert "psycopg.pool" not in done.stderr
+    assert "hunter2-secret" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("command", ["fetch", "poll"])
+@pytest.mark.parametrize(
+    "url", ["localhost:6379", "http://127.0.0.1:6379", "redis://", "redis://h:99999", "unix://"]
+)
+def test_a_redis_url_without_a_redis_scheme_is_one_line_and_exit_2(
+    runner: CliRunner, server: FakeServer, tmp_path: Path, command: str, url: str
+) -> None:
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    args = {
+        "fetch": ["fetch", "--base-url", server.base_url, "--api-key", KEY],
+        "poll": ["poll", "-a", str(accounts), "--store", str(tmp_path / "s.db"), "--once"],
+    }[command]
+    result = runner.invoke(app, [*args, "--redis", url], env={"ACME_KEY": KEY})
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "error: --redis must be a Redis URL: redis://host:port/db, rediss://host:port/db (TLS) "
+        "or unix:///path/to/redis.sock"
+    ]
+
+
+def test_redis_urls_that_redis_py_takes_are_accepted() -> None:
+    from infobip_voicelogs.cli.backends import check_redis_url
+
+    for url in ("redis://127.0.0.1:6379/0", "rediss://:pw@cache.internal", "unix:///tmp/r.sock"):
+        assert check_redis_url(url) == url
+
+
+def test_redis_without_its_extra_names_the_pip_line(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from infobip_voicelogs.cli import main\n"
+        "sys.argv = ['infobip-voicelogs', 'fetch', '--base-url', 'http://127.0.0.1:9',"
+        " '--api-key', 'k', '--redis', 'redis://127.0.0.1:9']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'infobip-voicelogs[redis]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def every_command() -> list[tuple[str, Any]]:
+    """(name, click command) for the application and each of its commands."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands = getattr(group, "commands", {})
+    return [("", group), *sorted(commands.items())]
+
+
+def test_every_help_text_prints_whole(runner: CliRunner) -> None:
+    """No help text loses a word to markup (rich once ate `[[account]]`)."""
+    for name, command in every_command():
+        result = runner.invoke(app, [*([name] if name else []), "--help"])
+        assert result.exit_code == 0, result.output
+        shown = " ".join(result.output.split())
+        texts = [command.help or "", command.epilog or ""]
+        texts += [param.help or "" for param in command.params if hasattr(param, "help")]
+        for text in texts:
+            for word in text.replace("\b", " ").split():
+                assert word in shown, (name, word, text)
+    poll_help = runner.invoke(app, ["poll", "--help"]).output
+    assert "one [[account]] table per account" in poll_help
+    assert 'base_url = "https://xyz.api.infobip.com"' in poll_help  # the epilog's example
+
+
+def test_docs_list_every_option_that_help_shows() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = []
+    for name, command in every_command():
+        for param in command.params:
+            for option in [*param.opts, *getattr(param, "secondary_opts", [])]:
+                if option.startswith("--") and not re.search(
+                    rf"[`/]{re.escape(option)}(?![\w-])", text
+                ):
+                    missing.append(f"{name or 'global'} {option}")
+    assert missing == []
+
+
+def test_version(runner: CliRunner) -> None:
+    from infobip_voicelogs.__about__ import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"infobip-voicelogs {__version__}"
+
+
+def test_debug_after_the_command_works_too(runner: CliRunner, server: FakeServer) -> None:
+    args = ["fetch", "--base-url", server.base_url, "--api-key", "wrong-secret", "--debug"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 3
+    assert "Traceback" in result.output
+    assert "wrong-secret" not in result.output
+
+
+def test_http_to_a_remote_host_names_the_cli_flag(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["fetch", "--base-url", "http://example.com", "--api-key", "k"])
+    assert result.exit_code == 2
+    assert "--allow-insecure" in result.output
+    assert "allow_insecure=True" not in result.output
+
+
+def test_a_walk_beyond_retention_warns_in_one_line(runner: CliRunner, server: FakeServer) -> None:
+    args = ["fetch", "--base-url", server.base_url, "--api-key", KEY, "--since", "72h"]
+    result = runner.invoke(app, [*args, "--limit", "3", "--format", "ndjson"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if "retention" in line]
+    assert len(warned) == 1, result.output
+    assert warned[0].startswith("warning: sent_since")
+    assert "RetentionWarning" not in result.output
+    assert "warnings.warn" not in result.output  # no source line
+
+
+def test_limit_bounds_a_walk_to_the_newest_logs(
+    runner: CliRunner, server: FakeServer, fake: FakeInfobip
+) -> None:
+    now = fake.clock.now()
+    since = now - timedelta(hours=4)
+    args = ["fetch", "--base-url", server.base_url, "--api-key", KEY, "--format", "ndjson"]
+    result = runner.invoke(
+        app, [*args, "--since", since.isoformat(), "--until", now.isoformat(), "--limit", "7"]
+    )
+    assert result.exit_code == 0, result.output
+    window = [log for log in fake.accounts["acme"].logs if log.sent_at and log.sent_at >= since]
+    assert parse_ndjson(result.stdout) == window[:7]
+    too_many = runner.invoke(app, [*args, "--limit", "5000"])
+    assert too_many.exit_code == 2
+    assert "--since" in too_many.output
+
+
+def test_a_fetch_table_fits_an_80_column_terminal(runner: CliRunner, server: FakeServer) -> None:
+    args = ["fetch", "--base-url", server.base_url, "--api-key", KEY, "--limit", "20"]
+    result = runner.invoke(app, [*args, "--format", "table"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "sent at (UTC)" in result.stdout and "price" in result.stdout
+    # One line per log: each row opens with its time (MM-DD HH:MM:SS), nothing folds.
+    rows = [line for line in lines if re.match(r"^\s*\d\d-\d\d \d\d:\d\d:\d\d\s", line)]
+    assert len(rows) == 20
+
+
+def test_once_does_not_announce_a_next_attempt(server: FakeServer, tmp_path: Path) -> None:
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    done = subprocess.run(
+        [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
+        + ["poll", "-a", str(accounts), "--store", str(tmp_path / "s.db"), "--once", "--no-live"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ACME_KEY": "revoked", "PYTHONPATH": str(Path(__file__).parents[1])},
+        timeout=60,
+    )
+    assert done.returncode == 4, done.stderr
+    assert "account acme: cycle failed (AuthenticationError" in done.stderr
+    assert "next attempt" not in done.stderr
+    assert "revoked" not in done.stderr

@@ -59,7 +59,8 @@ def global_options(ctx: typer.Context) -> GlobalOptions:
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one clear error line on stderr and exit with `code`."""
-    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # soft_wrap: one line whatever the terminal's width, so that it greps and pastes whole.
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -88,9 +88,12 @@ def fetch(
     if window_start is None and limit is not None and limit > MAX_PAGE_SIZE:
         fail(f"--limit: one page holds at most {MAX_PAGE_SIZE} logs; add --since to walk more")
     writer = LogWriter(output)
-    try:
-        if redis_url:
+    if redis_url:
+        try:
             check_redis_url(redis_url)
+        except ValueError as exc:
+            fail(str(exc))
+    try:
         url = validate_base_url(base_url, allow_insecure=allow_insecure)
     except ValueError as exc:  # the messages name no secret, at most the host
         fail(f"--base-url: {exc}".replace("allow_insecure=True", "--allow-insecure"))
