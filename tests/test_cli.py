@@ -674,24 +674,31 @@ def test_poll_refuses_a_store_that_looks_like_a_connection_string(
     assert len(result.output.strip().splitlines()) == 1
 
 
+def cli_in_a_subprocess(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """The command in a process of its own: its real stderr, logging and warnings."""
+    return subprocess.run(
+        [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).parents[1])},
+        timeout=60,
+    )
+
+
 def test_an_unreachable_postgres_store_is_one_line_without_pool_warnings(
     server: FakeServer, tmp_path: Path
 ) -> None:
     pytest.importorskip("psycopg")
     accounts = write_accounts(tmp_path / "accounts.toml", server)
     store = "host=127.0.0.1 port=9 dbname=voicelogs user=v password=hunter2-secret"
-    done = subprocess.run(
-        [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
-        + ["poll", "-a", str(accounts), "--store", store, "--once", "--no-live"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ACME_KEY": KEY, "PYTHONPATH": str(Path(__file__).parents[1])},
-        timeout=60,
+    done = cli_in_a_subprocess(
+        ["poll", "-a", str(accounts), "--store", store, "--once", "--no-live"], ACME_KEY=KEY
     )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1, done.stderr
-    assert "cannot" in lines[0] and "host=127.0.0.1 port=9" in lines[0]
+    assert "cannot" in lines[0]
+    assert "host=127.0.0.1 port=9" in lines[0]
     assert "refused" in lines[0].lower()  # the last connection attempt's cause
     assert "psycopg.pool" not in done.stderr
     assert "hunter2-secret" not in done.stderr + done.stdout
@@ -839,7 +846,8 @@ def test_a_fetch_table_fits_an_80_column_terminal(runner: CliRunner, server: Fak
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert "sent at (UTC)" in result.stdout and "price" in result.stdout
+    assert "sent at (UTC)" in result.stdout
+    assert "price" in result.stdout
     # One line per log: each row opens with its time (MM-DD HH:MM:SS), nothing folds.
     rows = [line for line in lines if re.match(r"^\s*\d\d-\d\d \d\d:\d\d:\d\d\s", line)]
     assert len(rows) == 20
@@ -847,13 +855,9 @@ def test_a_fetch_table_fits_an_80_column_terminal(runner: CliRunner, server: Fak
 
 def test_once_does_not_announce_a_next_attempt(server: FakeServer, tmp_path: Path) -> None:
     accounts = write_accounts(tmp_path / "accounts.toml", server)
-    done = subprocess.run(
-        [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
-        + ["poll", "-a", str(accounts), "--store", str(tmp_path / "s.db"), "--once", "--no-live"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ACME_KEY": "revoked", "PYTHONPATH": str(Path(__file__).parents[1])},
-        timeout=60,
+    store = str(tmp_path / "s.db")
+    done = cli_in_a_subprocess(
+        ["poll", "-a", str(accounts), "--store", store, "--once", "--no-live"], ACME_KEY="revoked"
     )
     assert done.returncode == 4, done.stderr
     assert "account acme: cycle failed (AuthenticationError" in done.stderr
