@@ -863,3 +863,14 @@ def test_once_does_not_announce_a_next_attempt(server: FakeServer, tmp_path: Pat
     assert "account acme: cycle failed (AuthenticationError" in done.stderr
     assert "next attempt" not in done.stderr
     assert "revoked" not in done.stderr
+
+
+def test_the_readme_installs_the_docs_extra_that_builds_the_docs() -> None:
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    docs = " ".join(project["optional-dependencies"]["docs"])
+    assert "mkdocs-material" in docs
+    assert "mkdocstrings[python]" in docs
+    assert "pip install '.[docs]' && mkdocs serve" in (root / "README.md").read_text("utf-8")
