@@ -874,3 +874,34 @@ def test_the_readme_installs_the_docs_extra_that_builds_the_docs() -> None:
     assert "mkdocs-material" in docs
     assert "mkdocstrings[python]" in docs
     assert "pip install '.[docs]' && mkdocs serve" in (root / "README.md").read_text("utf-8")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("form", ["libpq", "sqlalchemy"])
+def test_poll_into_postgres_named_by_a_libpq_string_or_a_sqlalchemy_url(
+    runner: CliRunner,
+    server: FakeServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_dsn: str,
+    form: str,
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    fields = conninfo_to_dict(postgres_dsn)
+    spec = {  # the cluster trusts local connections: the password is carried, never asked
+        "libpq": make_conninfo("", **fields, password="hunter2-secret"),
+        "sqlalchemy": postgres_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        + ("&" if "?" in postgres_dsn else "?")
+        + "password=hunter2-secret",
+    }[form]
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    args = ["poll", "-a", str(accounts), "--store", spec, "--once", "--no-live"]
+    result = runner.invoke(app, [*args, "--format", "ndjson"], env={"ACME_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    assert os.listdir(cwd) == []  # into PostgreSQL, not into a file of that name
+    assert "hunter2-secret" not in result.output
+    assert "password=***" in result.output  # the closing line names the store, redacted

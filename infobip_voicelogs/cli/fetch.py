@@ -96,7 +96,12 @@ def fetch(
     try:
         url = validate_base_url(base_url, allow_insecure=allow_insecure)
     except ValueError as exc:  # the messages name no secret, at most the host
-        fail(f"--base-url: {exc}".replace("allow_insecure=True", "--allow-insecure"))
+        message = str(exc).replace("allow_insecure=True", "--allow-insecure")
+        fail(
+            f"--base-url{message[8:]}"
+            if message.startswith("base_url ")
+            else f"--base-url: {message}"
+        )
     try:
         auth_from(api_key)
     except ValueError as exc:
