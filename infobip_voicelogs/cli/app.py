@@ -7,7 +7,6 @@ share (exit codes, `fail`, `run`, time parsing) is in `common`.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from typing import Any, TextIO
@@ -21,10 +20,8 @@ from ..errors import VoiceLogsWarning
 from . import demo, fetch, poll, simulate
 from .common import GlobalOptions, stderr
 
-__all__ = ["SERVICE_NAME", "app"]
+__all__ = ["app"]
 
-#: The OpenTelemetry `service.name` of the command's metrics and spans.
-SERVICE_NAME = "infobip-voicelogs"
 # Options of the application that a user may also write after the command's name.
 _HOISTED = ("--debug",)
 
@@ -77,8 +74,6 @@ def _main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # The SDK reads it when `poll --metrics-port` installs its provider; a user's wins.
-    os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
     if not debug:
         warnings.showwarning = _warning_line
 

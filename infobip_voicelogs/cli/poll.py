@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -29,7 +30,10 @@ from .config import ConfigError, load_accounts
 from .live import status_table
 from .output import BackgroundWriter, LogWriter, OutputFormat
 
-__all__ = ["EPILOG", "poll"]
+__all__ = ["EPILOG", "SERVICE_NAME", "poll"]
+
+#: The OpenTelemetry `service.name` of the metrics `poll --metrics-port` serves.
+SERVICE_NAME = "infobip-voicelogs"
 
 #: The end of `poll --help`: the accounts file's format (click keeps a `\b` paragraph as is).
 EPILOG = """\b
@@ -131,6 +135,8 @@ def poll(
 
     shutdown = _Shutdown(once=once)
     if metrics_port is not None:
+        # The SDK's resource reads it as the provider is made: a user's own name wins.
+        os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
         try:
             install_prometheus()
         except RuntimeError as exc:
