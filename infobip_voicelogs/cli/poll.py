@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import typer
 from rich.live import Live
+from rich.markup import escape
 
 from ..codec import encode_ndjson
 from ..errors import StoreError
@@ -192,7 +193,8 @@ def poll(
         finally:
             if out is not None:
                 out.close()
-        stderr.print(f"\nstopped; {delivered} logs delivered; store {store.shown}")
+        # The store's name is the user's text, not markup: `logs[1].db` prints as it is.
+        stderr.print(f"\nstopped; {delivered} logs delivered; store {escape(store.shown)}")
         if shutdown.signal is not None:
             raise typer.Exit(128 + shutdown.signal)  # 130 for SIGINT, 143 for SIGTERM
         assert poller is not None
