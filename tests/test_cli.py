@@ -814,7 +814,9 @@ def test_http_to_a_remote_host_names_the_cli_flag(runner: CliRunner) -> None:
 
 def test_a_walk_beyond_retention_warns_in_one_line(runner: CliRunner, server: FakeServer) -> None:
     args = ["fetch", "--base-url", server.base_url, "--api-key", KEY, "--since", "72h"]
-    result = runner.invoke(app, [*args, "--limit", "3", "--format", "ndjson"])
+    result = runner.invoke(
+        app, [*args, "--limit", "3", "--format", "ndjson"], env={"COLUMNS": "80"}
+    )
     assert result.exit_code == 0, result.output
     warned = [line for line in result.output.splitlines() if "retention" in line]
     assert len(warned) == 1, result.output

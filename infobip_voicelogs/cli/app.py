@@ -91,7 +91,7 @@ def _warning_line(
     if not issubclass(category, VoiceLogsWarning):
         _default_showwarning(message, category, filename, lineno, file, line)
         return
-    stderr.print(Text.assemble(("warning: ", "yellow"), str(message)), highlight=False)
+    stderr.print(Text.assemble(("warning: ", "yellow"), str(message)), soft_wrap=True)
 
 
 _default_showwarning = warnings.showwarning
