@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from .. import telemetry
-from ..codec._media_types import Format, format_of
+from ..codec._media_types import Format, format_of, media_type
 from ..errors import DecodeError
 from . import _http
 from ._auth import ReportsAuth
+from ._codec import decode_reports
 from ._http import BodyRefused, Receive, Scope, Send
+from ._model import VoiceReport
 
 __all__ = [
     "DEFAULT_DELIVER_TIMEOUT",
@@ -52,7 +54,7 @@ DEFAULT_RETRY_AFTER = 10
 _THREAD_THRESHOLD = 256 * 1024
 
 #: Takes ``(account, reports)``; returns once the reports are handed over and committed.
-Deliver = Callable[[str, Sequence[Any]], Awaitable[object]]
+Deliver = Callable[[str, Sequence[VoiceReport]], Awaitable[object]]
 
 _ALLOW = [(b"allow", b"POST")]
 
@@ -241,7 +243,7 @@ def _format_of(headers: dict[bytes, bytes]) -> Format | None:
 
 def _verify_and_decode(
     auth: ReportsAuth, headers: dict[bytes, bytes], body: bytes, fmt: Format
-) -> Sequence[Any] | DecodeError | None:
+) -> list[VoiceReport] | DecodeError | None:
     """The batch, its `DecodeError`, or `None` when the body fails authentication."""
     if not auth.check_body(headers, body):
         return None
@@ -258,7 +260,5 @@ async def _off_loop(body: bytes, work: Callable[..., Any], *args: Any) -> Any:
     return work(*args)
 
 
-def _decode(body: bytes, fmt: Format) -> Sequence[Any]:
-    from . import decode_reports  # type: ignore[attr-defined]  # until the codec lands
-
-    return decode_reports(body, "application/" + fmt)  # type: ignore[no-any-return]
+def _decode(body: bytes, fmt: Format) -> list[VoiceReport]:
+    return decode_reports(body, media_type(fmt))
