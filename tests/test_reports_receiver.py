@@ -174,7 +174,8 @@ async def test_an_xml_batch_is_delivered(deliveries: Deliveries, client: httpx.A
     body = (
         b"<reportResponse><results><results><messageId>x1</messageId>"
         b"<sentAt>2026-12-01T13:38:14.730+0000</sentAt>"
-        b"<status><groupId>3</groupId><groupName>DELIVERED</groupName></status>"
+        b"<status><groupId>3</groupId><groupName>DELIVERED</groupName>"
+        b"<id>5</id><name>DELIVERED_TO_HANDSET</name></status>"
         b"</results></results></reportResponse>"
     )
     headers = {**basic(), "content-type": "application/xml; charset=UTF-8"}
