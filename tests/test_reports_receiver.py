@@ -213,18 +213,15 @@ async def test_a_batch_of_2000_reports_is_taken_off_the_event_loop(
     assert deliveries.calls == [("acme", ids)]
 
 
-def test_counts_delivered_batches_and_reports() -> None:
+async def test_delivered_batches_and_reports_are_counted(deliveries: Deliveries) -> None:
     if not telemetry.ENABLED:
         pytest.skip("opentelemetry-api is not installed")
-    before = dict(_instruments._REPORTS.counts)
-
-    async def post() -> None:
-        async with client_of(receiver_for(Deliveries())) as client:
-            await client.post("/acme", content=batch("a", "b", "c"), headers=basic())
-
-    asyncio.run(post())
-    after = _instruments._REPORTS.counts
-    assert sum(after.values()) - sum(before.values()) == 3
+    reports, batches = _instruments._REPORTS.counts, _instruments._REPORT_BATCHES.counts
+    before = (sum(reports.values()), sum(batches.values()))
+    async with client_of(receiver_for(deliveries)) as client:
+        await client.post("/acme", content=batch("a", "b", "c"), headers=basic())
+        await client.post("/acme", content=b"{", headers=basic())  # refused: not counted
+    assert (sum(reports.values()), sum(batches.values())) == (before[0] + 3, before[1] + 1)
 
 
 # -- 503: nothing acknowledged that was not committed -------------------------------------------
@@ -534,8 +531,10 @@ async def test_a_chunked_oversized_body_answers_413_after_reading_just_past_the_
     deliveries: Deliveries,
 ) -> None:
     wire = Wire([b"x" * 1024] * 100)  # no content-length: counted as it arrives
+    before = rejected("too_large")
     await receiver_for(deliveries, max_body=4096)(scope(), wire.receive, wire.send)
     assert wire.status == 413
+    assert rejected("too_large") == before + (1 if telemetry.ENABLED else 0)
     assert wire.pulled == 5  # 4 chunks fit, the 5th crosses the limit: the other 95 never read
     assert deliveries.calls == []
 
