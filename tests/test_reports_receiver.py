@@ -681,3 +681,21 @@ async def test_over_uvicorn_a_batch_is_delivered_and_refusals_hold(
         again = await client.post("/acme", content=body, headers=good)  # the server lives on
     assert [r.status_code for r in (ok, wrong, big, bad, again)] == [200, 401, 413, 400, 200]
     assert deliveries.calls == [("acme", ["m1", "m2"])] * 2
+
+
+async def test_over_uvicorn_refusals_come_before_the_body_is_sent(deliveries: Deliveries) -> None:
+    """A client that sends only headers (and a first kilobyte) gets its 401 or 413 at once."""
+    async with served(receiver_for(deliveries, max_body=64 * 1024)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for headers, status in (
+            ({**basic(), "content-length": str(10 * 1024 * 1024)}, b"413"),
+            ({**basic(password="wrong"), "content-length": "2048"}, b"401"),
+        ):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            writer.write(f"POST /acme HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode() + b"x" * 1024)
+            async with asyncio.timeout(10):  # bounds a hang, asserts nothing about speed
+                status_line = await reader.readline()
+            assert status_line.split()[1] == status
+            writer.close()
+    assert deliveries.calls == []
