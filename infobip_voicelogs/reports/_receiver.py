@@ -57,6 +57,7 @@ _THREAD_THRESHOLD = 256 * 1024
 Deliver = Callable[[str, Sequence[VoiceReport]], Awaitable[object]]
 
 _ALLOW = [(b"allow", b"POST")]
+_CLOSE = [(b"connection", b"close")]
 
 
 class ReportsReceiver:
@@ -138,18 +139,20 @@ class ReportsReceiver:
                 await _refuse(tracked, None, 500, "internal", "internal error")
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Until the body is read, every refusal closes the connection: the server would
+        # otherwise read (and discard) the rest of the body to keep the connection alive.
         account = self._account_of(scope)
         if account is None or account not in self.accounts:
             # An unknown name is the sender's text: never a metric attribute.
-            return await _refuse(send, None, 404, "not_found", "no such account")
+            return await _refuse(send, None, 404, "not_found", "no such account", _CLOSE)
         if scope["method"] != "POST":
-            return await _refuse(send, account, 405, "method", "only POST", _ALLOW)
+            return await _refuse(send, account, 405, "method", "only POST", _ALLOW + _CLOSE)
         headers = _http.headers_of(scope)
         if not self.auth.check_headers(headers):
-            return await self._unauthorized(send, account)
+            return await self._unauthorized(send, account, _CLOSE)
         fmt = _format_of(headers)
         if fmt is None:
-            return await _refuse(send, account, 415, "media_type", "not JSON or XML")
+            return await _refuse(send, account, 415, "media_type", "not JSON or XML", _CLOSE)
         try:
             declared = _http.declared_length(headers)
             if declared is not None and declared > self.max_body:
@@ -157,7 +160,8 @@ class ReportsReceiver:
             body = await _http.read_body(receive, limit=self.max_body, seconds=self.read_timeout)
         except BodyRefused as refused:
             if refused.status:
-                await _refuse(send, account, refused.status, _REASONS[refused.status], str(refused))
+                reason = _REASONS[refused.status]
+                await _refuse(send, account, refused.status, reason, str(refused), _CLOSE)
             return None
         await self._take(send, account, headers, body, fmt)
         return None
@@ -193,10 +197,12 @@ class ReportsReceiver:
         await _http.respond(send, 200, {"received": len(verdict)})
         return None
 
-    async def _unauthorized(self, send: Send, account: str) -> None:
+    async def _unauthorized(
+        self, send: Send, account: str, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         challenge = self.auth.challenge
         extra = [(b"www-authenticate", challenge.encode())] if challenge else []
-        await _refuse(send, account, 401, "unauthorized", "unauthorized", extra)
+        await _refuse(send, account, 401, "unauthorized", "unauthorized", [*extra, *headers])
 
     def _account_of(self, scope: Scope) -> str | None:
         """The account the path names, or `None` for a path that names none."""
