@@ -57,7 +57,7 @@ def _read_time(value: Any) -> datetime:
     if type(value) is int:
         return _from_epoch(value)
     if type(value) is str:
-        if value.isascii() and value.isdigit():
+        if value.isascii() and value.removeprefix("-").isdigit():
             return _from_epoch(int(value))
         return parse_wire_timestamp(value).astimezone(UTC)
     raise bad(value, "a timestamp or epoch milliseconds")
@@ -193,8 +193,19 @@ def _decode_xml(body: bytes) -> list[VoiceReport]:
     results = next((c for c in root if _local(c.tag) == "results"), None)
     if results is None:
         raise DecodeError(f"no <results> under <{_local(root.tag)}>", excerpt=excerpt(body))
-    items: list[Any] = [xml_dict(item) if len(item) else item.text for item in results]
+    items: list[Any] = [_with_empty_calls(xml_dict(item)) for item in results]
     return _structure(items, _XML_FAST, _XML_PRECISE, body)
+
+
+def _with_empty_calls(item: dict[str, Any]) -> dict[str, Any]:
+    # `<voiceCall/>` and `<ivr/>` are models whose every field is optional: empty, they
+    # are an empty object (what encoding `VoiceCall()` writes), not a missing one.
+    call = item.get("voiceCall")
+    if call == "":
+        item["voiceCall"] = call = {}
+    if type(call) is dict and call.get("ivr") == "":
+        call["ivr"] = {}
+    return item
 
 
 # -- encoding ------------------------------------------------------------------------------
