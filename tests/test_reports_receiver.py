@@ -428,6 +428,29 @@ async def test_no_authentication_only_when_chosen(deliveries: Deliveries) -> Non
     assert response.status_code == 200
 
 
+async def test_each_account_may_have_its_own_auth(deliveries: Deliveries) -> None:
+    globex = HmacSignature("X-Signature", SECRET)
+    receiver = receiver_for(deliveries, auth={"acme": BASIC, "globex": globex})
+    body = batch("m1")
+    async with client_of(receiver) as client:
+        acme = await client.post("/acme", content=body, headers=basic())
+        crossed = await client.post("/globex", content=body, headers=basic())
+        signed_in = await client.post(
+            "/globex", content=body, headers={**JSON, "x-signature": signed(body)}
+        )
+    assert [r.status_code for r in (acme, crossed, signed_in)] == [200, 401, 200]
+    assert "www-authenticate" not in crossed.headers  # globex's scheme has no challenge
+    assert deliveries.calls == [("acme", ["m1"]), ("globex", ["m1"])]
+    assert receiver.auth_of("globex") is globex
+
+
+def test_an_auth_mapping_must_cover_every_account(deliveries: Deliveries) -> None:
+    with pytest.raises(ValueError, match="globex"):
+        receiver_for(deliveries, auth={"acme": BASIC})
+    with pytest.raises(TypeError, match="NoAuth"):
+        receiver_for(deliveries, auth={"acme": BASIC, "globex": None})
+
+
 @pytest.mark.parametrize(
     "make",
     [

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import telemetry
@@ -75,6 +75,8 @@ class ReportsReceiver:
             the low-level seam: a store and a handler wire into it.
         auth: How the provider authenticates (`BasicCredentials`, `HmacSignature`,
             `HeaderSecret`); there is no default, and no authentication is `NoAuth()`.
+            A mapping gives each account its own (each provider account has its own
+            subscription, so its own secret); it must name every account.
         prefix: A path before the account, e.g. ``"/reports"`` when served on its own
             rather than mounted (a mount's path arrives as the ASGI ``root_path``).
         max_body: Largest body accepted, in bytes (413 beyond it).
@@ -83,7 +85,7 @@ class ReportsReceiver:
         retry_after: The `Retry-After` seconds of a 503.
 
     Raises:
-        TypeError: ``auth`` is not a `ReportsAuth` (``None`` included).
+        TypeError: ``auth`` is not a `ReportsAuth` or a mapping of them (``None`` included).
         ValueError: No account, or a limit that is not positive.
     """
 
@@ -92,21 +94,21 @@ class ReportsReceiver:
         accounts: Iterable[str],
         *,
         deliver: Deliver,
-        auth: ReportsAuth,
+        auth: ReportsAuth | Mapping[str, ReportsAuth],
         prefix: str = "",
         max_body: int = DEFAULT_MAX_BODY,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         deliver_timeout: float = DEFAULT_DELIVER_TIMEOUT,
         retry_after: int = DEFAULT_RETRY_AFTER,
     ) -> None:
-        if not isinstance(auth, ReportsAuth):
-            raise TypeError("auth must be a ReportsAuth; for none at all, say auth=NoAuth()")
         self.accounts = frozenset(accounts)
         if not self.accounts or not all(isinstance(a, str) and a for a in self.accounts):
             raise ValueError("accounts must be one or more non-empty names")
+        self._auths = _auth_per_account(auth, self.accounts)
         if min(max_body, read_timeout, deliver_timeout, retry_after) <= 0:
             raise ValueError("max_body, read_timeout, deliver_timeout and retry_after must be > 0")
         self.auth = auth
+        """What was given as ``auth``: one `ReportsAuth`, or a mapping of them by account."""
         self.prefix = prefix.rstrip("/")
         self.max_body = max_body
         self.read_timeout = read_timeout
@@ -116,6 +118,10 @@ class ReportsReceiver:
 
     def __repr__(self) -> str:
         return f"ReportsReceiver(accounts={len(self.accounts)}, auth={self.auth!r})"
+
+    def auth_of(self, account: str) -> ReportsAuth:
+        """How the POSTs for ``account`` authenticate (`KeyError` for an unknown account)."""
+        return self._auths[account]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point: HTTP requests and lifespan messages."""
@@ -148,8 +154,9 @@ class ReportsReceiver:
         if scope["method"] != "POST":
             return await _refuse(send, account, 405, "method", "only POST", _ALLOW + _CLOSE)
         headers = _http.headers_of(scope)
-        if not self.auth.check_headers(headers):
-            return await self._unauthorized(send, account, _CLOSE)
+        auth = self._auths[account]
+        if not auth.check_headers(headers):
+            return await self._unauthorized(send, auth, account, _CLOSE)
         fmt = _format_of(headers)
         if fmt is None:
             return await _refuse(send, account, 415, "media_type", "not JSON or XML", _CLOSE)
@@ -163,16 +170,22 @@ class ReportsReceiver:
                 reason = _REASONS[refused.status]
                 await _refuse(send, account, refused.status, reason, str(refused), _CLOSE)
             return None
-        await self._take(send, account, headers, body, fmt)
+        await self._take(send, account, auth, headers, body, fmt)
         return None
 
     async def _take(
-        self, send: Send, account: str, headers: dict[bytes, bytes], body: bytes, fmt: Format
+        self,
+        send: Send,
+        account: str,
+        auth: ReportsAuth,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        fmt: Format,
     ) -> None:
         """Verify, decode and deliver one whole body, and answer."""
-        verdict = await _off_loop(body, _verify_and_decode, self.auth, headers, body, fmt)
+        verdict = await _off_loop(body, _verify_and_decode, auth, headers, body, fmt)
         if verdict is None:
-            return await self._unauthorized(send, account)
+            return await self._unauthorized(send, auth, account)
         if isinstance(verdict, DecodeError):
             # Only where: the excerpt is the sender's text and belongs in no answer or log.
             where = verdict.path or "body"
@@ -198,9 +211,13 @@ class ReportsReceiver:
         return None
 
     async def _unauthorized(
-        self, send: Send, account: str, headers: Sequence[tuple[bytes, bytes]] = ()
+        self,
+        send: Send,
+        auth: ReportsAuth,
+        account: str,
+        headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        challenge = self.auth.challenge
+        challenge = auth.challenge
         extra = [(b"www-authenticate", challenge.encode())] if challenge else []
         await _refuse(send, account, 401, "unauthorized", "unauthorized", [*extra, *headers])
 
@@ -216,6 +233,22 @@ class ReportsReceiver:
 
 
 _REASONS = {400: "bad_length", 408: "timeout", 413: "too_large"}
+
+
+def _auth_per_account(
+    auth: ReportsAuth | Mapping[str, ReportsAuth], accounts: frozenset[str]
+) -> dict[str, ReportsAuth]:
+    """Each account's `ReportsAuth`, checked: none missing, none that is not one."""
+    if isinstance(auth, ReportsAuth):
+        return dict.fromkeys(accounts, auth)
+    if not isinstance(auth, Mapping):
+        raise TypeError("auth must be a ReportsAuth; for none at all, say auth=NoAuth()")
+    missing = sorted(accounts - auth.keys())
+    if missing:
+        raise ValueError(f"auth names no ReportsAuth for {', '.join(missing)}")
+    if not all(isinstance(auth[a], ReportsAuth) for a in accounts):
+        raise TypeError("every auth of the mapping must be a ReportsAuth (NoAuth() for none)")
+    return {a: auth[a] for a in accounts}
 
 
 async def _refuse(
