@@ -420,6 +420,26 @@ async def test_a_header_secret_is_checked_before_the_body_is_read(
     assert wire.pulled == (1 if status == 200 else 0)
 
 
+async def test_a_secret_being_rotated_accepts_the_new_and_the_old(
+    deliveries: Deliveries,
+) -> None:
+    old, new = HmacSignature("X-Signature", "old-secret"), HmacSignature("X-Signature", "new")
+    rotating = HmacSignature("X-Signature", ("new", "old-secret"))
+    body = batch("m1")
+    async with client_of(receiver_for(deliveries, auth=rotating)) as client:
+        statuses = [
+            (
+                await client.post("/acme", content=body, headers={**JSON, "x-signature": s})
+            ).status_code
+            for s in (new.sign(body), old.sign(body), signed(body))
+        ]
+    assert statuses == [200, 200, 401]
+    assert rotating.sign(body) == new.sign(body)
+    tokens = HeaderSecret("X-Token", [SECRET, "older"])
+    assert tokens.check_headers({b"x-token": b"older"})
+    assert not tokens.check_headers({b"x-token": b"oldest"})
+
+
 async def test_no_authentication_only_when_chosen(deliveries: Deliveries) -> None:
     with pytest.raises(TypeError, match="NoAuth"):
         ReportsReceiver({"acme"}, deliver=deliveries, auth=None)  # type: ignore[arg-type]
@@ -459,8 +479,18 @@ def test_an_auth_mapping_must_cover_every_account(deliveries: Deliveries) -> Non
         lambda: HmacSignature("bad header", SECRET),
         lambda: BasicCredentials("a:b", PASSWORD),
         lambda: HeaderSecret("X-Token", b""),
+        lambda: HeaderSecret("X-Token", ()),
+        lambda: HmacSignature("X-Signature", [SECRET, ""]),
     ],
-    ids=["algorithm", "empty-secret", "header-name", "colon-user", "empty-header-secret"],
+    ids=[
+        "algorithm",
+        "empty-secret",
+        "header-name",
+        "colon-user",
+        "empty-header-secret",
+        "no-secret",
+        "one-empty-of-two",
+    ],
 )
 def test_auth_refuses_a_bad_configuration_without_naming_the_secret(make: Any) -> None:
     with pytest.raises(ValueError) as raised:

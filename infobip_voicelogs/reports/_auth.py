@@ -19,7 +19,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "ALGORITHMS",
@@ -46,6 +46,14 @@ def _secret_bytes(what: str, value: object) -> bytes:
     if not isinstance(value, bytes) or not value:
         raise ValueError(f"{what} must be a non-empty string or bytes")
     return value
+
+
+def _secrets(value: object) -> tuple[bytes, ...]:
+    """One secret, or several while one is rotated out: each non-empty."""
+    many = value if isinstance(value, list | tuple) else (value,)
+    if not many:
+        raise ValueError("secret must name at least one secret")
+    return tuple(_secret_bytes("secret", one) for one in many)
 
 
 def _header_name(name: object) -> bytes:
@@ -129,24 +137,35 @@ class BasicCredentials(ReportsAuth):
         return f"BasicCredentials(username={self.username!r}, password={_MASK})"
 
 
+#: One secret, or a sequence of them: any one is accepted, so a secret can be rotated.
+Secrets = str | bytes | Sequence[str | bytes]
+
+
 class HeaderSecret(ReportsAuth):
     """A static secret the provider sends in a header of its choice (a "custom header").
+
+    ``secret`` may be several secrets (``(new, old)``): any one is accepted, so the
+    provider's setting can change to the new one while the old one still works.
 
     >>> HeaderSecret("X-Webhook-Token", "s3cret")
     HeaderSecret(header='X-Webhook-Token', secret='****')
     """
 
-    __slots__ = ("_name", "_secret", "header")
+    __slots__ = ("_name", "_secrets", "header")
 
-    def __init__(self, header: str, secret: str | bytes) -> None:
+    def __init__(self, header: str, secret: Secrets) -> None:
         self._name = _header_name(header)
         self.header = header
-        self._secret = _secret_bytes("secret", secret)
+        self._secrets = _secrets(secret)
 
     def check_headers(self, headers: Headers) -> bool:
-        """Whether the header carries the secret."""
+        """Whether the header carries one of the secrets."""
         given = headers.get(self._name)
-        return given is not None and hmac.compare_digest(given.strip(), self._secret)
+        if given is None:
+            return False
+        # Every secret compared, so the time spent does not say which one matched.
+        matches = [hmac.compare_digest(given.strip(), one) for one in self._secrets]
+        return any(matches)
 
     def __repr__(self) -> str:
         return f"HeaderSecret(header={self.header!r}, secret={_MASK})"
@@ -158,37 +177,44 @@ class HmacSignature(ReportsAuth):
     The signature is accepted as hex (either case) or base64 (standard or URL-safe, padded
     or not), optionally behind the algorithm's name and ``=`` (``sha256=...``, as GitHub
     sends it). A request without the header is refused before its body is read.
+    ``secret`` may be several secrets (``(new, old)``), any one accepted, for a rotation.
 
     >>> HmacSignature("X-Signature", "s3cret", algorithm="sha512")
     HmacSignature(header='X-Signature', secret='****', algorithm='sha512')
     """
 
-    __slots__ = ("_name", "_prefix", "_secret", "algorithm", "header")
+    __slots__ = ("_name", "_prefix", "_secrets", "_size", "algorithm", "header")
 
-    def __init__(self, header: str, secret: str | bytes, *, algorithm: str = "sha256") -> None:
+    def __init__(self, header: str, secret: Secrets, *, algorithm: str = "sha256") -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(sorted(ALGORITHMS))}")
         self._name = _header_name(header)
         self.header = header
         self.algorithm = algorithm
         self._prefix = f"{algorithm}=".encode()
-        self._secret = _secret_bytes("secret", secret)
+        self._size = hashlib.new(algorithm).digest_size
+        self._secrets = _secrets(secret)
 
     def check_headers(self, headers: Headers) -> bool:
         """Whether the signature header is there at all (its value is checked on the body)."""
         return bool(headers.get(self._name, b"").strip())
 
     def check_body(self, headers: Headers, body: bytes) -> bool:
-        """Whether the header's signature is the HMAC of ``body``."""
-        expected = hmac.digest(self._secret, body, self.algorithm)
+        """Whether the header's signature is the HMAC of ``body`` with one of the secrets."""
         value = headers.get(self._name, b"").strip()
-        given = _signature_bytes(value, self._prefix, len(expected))
+        given = _signature_bytes(value, self._prefix, self._size)
+        if given is None:
+            return False
         # compare_digest on unequal lengths returns at once, but the length is no secret.
-        return given is not None and hmac.compare_digest(given, expected)
+        matches = [hmac.compare_digest(given, self._digest(one, body)) for one in self._secrets]
+        return any(matches)
 
     def sign(self, body: bytes) -> str:
-        """The hex signature of ``body``: what the provider (or a test) sends."""
-        return hmac.new(self._secret, body, self.algorithm).hexdigest()
+        """The hex signature of ``body`` with the first secret: what the provider sends."""
+        return self._digest(self._secrets[0], body).hex()
+
+    def _digest(self, secret: bytes, body: bytes) -> bytes:
+        return hmac.digest(secret, body, self.algorithm)
 
     def __repr__(self) -> str:
         return (
