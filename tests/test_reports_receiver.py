@@ -697,10 +697,12 @@ def test_a_receiver_needs_accounts_and_positive_limits(deliveries: Deliveries) -
 
 
 @contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
+async def served(app: Any, **options: Any) -> AsyncIterator[str]:
     """``app`` served by uvicorn on a free loopback port while the block runs."""
     # A long keep-alive: a connection the server closes, it closes on purpose.
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_keep_alive=60)
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", timeout_keep_alive=60, **options
+    )
     server = uvicorn.Server(config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -754,3 +756,15 @@ async def test_over_uvicorn_refusals_come_before_the_body_is_sent(deliveries: De
                 await reader.read()  # the server closes: it reads none of the rest
             writer.close()
     assert deliveries.calls == []
+
+
+async def test_behind_a_proxy_that_strips_a_prefix_uvicorns_root_path_is_honoured(
+    deliveries: Deliveries,
+) -> None:
+    async with (
+        served(receiver_for(deliveries), root_path="/hooks") as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        response = await client.post("/acme", content=batch("m1"), headers=basic())
+    assert response.status_code == 200
+    assert deliveries.calls == [("acme", ["m1"])]
