@@ -691,6 +691,8 @@ def test_a_receiver_needs_accounts_and_positive_limits(deliveries: Deliveries) -
         ReportsReceiver([], deliver=deliveries, auth=NoAuth())
     with pytest.raises(ValueError, match="max_body"):
         ReportsReceiver(["a"], deliver=deliveries, auth=NoAuth(), max_body=0)
+    with pytest.raises(TypeError, match="one string"):
+        ReportsReceiver("acme", deliver=deliveries, auth=NoAuth())
 
 
 # -- over real uvicorn --------------------------------------------------------------------------

@@ -85,7 +85,8 @@ class ReportsReceiver:
         retry_after: The `Retry-After` seconds of a 503.
 
     Raises:
-        TypeError: ``auth`` is not a `ReportsAuth` or a mapping of them (``None`` included).
+        TypeError: ``auth`` is not a `ReportsAuth` or a mapping of them (``None`` included),
+            or ``accounts`` is one string.
         ValueError: No account, or a limit that is not positive.
     """
 
@@ -101,6 +102,8 @@ class ReportsReceiver:
         deliver_timeout: float = DEFAULT_DELIVER_TIMEOUT,
         retry_after: int = DEFAULT_RETRY_AFTER,
     ) -> None:
+        if isinstance(accounts, str):
+            raise TypeError("accounts must be a collection of names, not one string")
         self.accounts = frozenset(accounts)
         if not self.accounts or not all(isinstance(a, str) and a for a in self.accounts):
             raise ValueError("accounts must be one or more non-empty names")
