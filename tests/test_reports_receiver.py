@@ -17,6 +17,8 @@ import orjson
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -387,6 +389,25 @@ async def test_hmac_refuses_a_wrong_signature_with_401_and_delivers_nothing(
     assert response.status_code == 401
     assert "www-authenticate" not in response.headers
     assert deliveries.calls == []
+
+
+@given(
+    body=st.binary(max_size=512),
+    algorithm=st.sampled_from(["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]),
+    encoding=st.sampled_from(["hex", "HEX", "prefixed", "base64", "base64url"]),
+    flip=st.integers(min_value=0),
+)
+def test_hmac_accepts_exactly_the_bodies_it_signs(
+    body: bytes, algorithm: str, encoding: str, flip: int
+) -> None:
+    auth = HmacSignature("X-Signature", SECRET, algorithm=algorithm)
+    headers = {b"x-signature": signed(body, algorithm, encoding=encoding).encode()}
+    assert auth.check_body(headers, body)
+    if body:  # any one byte changed, and the signature no longer holds
+        at = flip % len(body)
+        changed = body[:at] + bytes([body[at] ^ 0x01]) + body[at + 1 :]
+        assert not auth.check_body(headers, changed)
+    assert not auth.check_body(headers, body + b" ")
 
 
 async def test_hmac_is_checked_before_the_body_is_decoded(deliveries: Deliveries) -> None:
