@@ -24,6 +24,7 @@ from ..codec._codegen import _HookBuilder
 from ..codec._convert import _describe, _locate, _precise_hook, build_converter
 from ..codec._json import _results_of, quote_prices
 from ..codec._readers import JSON_READERS, XML_READERS, Reader, bad
+from ..codec._timestamps import _TIMESTAMP
 from ..codec._wire import ALIASES, add_wire_names, amount_text, excerpt
 from ..codec._xml import _local, parse_xml, xml_dict
 from ..errors import DecodeError
@@ -98,12 +99,29 @@ _XML_READERS = _readers(XML_READERS, _read_xml_time, _read_xml_float)
 # -- the converters ------------------------------------------------------------------------
 
 
+_MATCH_TIMESTAMP = _TIMESTAMP.fullmatch
+_FROMISOFORMAT = datetime.fromisoformat
+
+
 class _ReportHookBuilder(_HookBuilder):
     """The logs' fast-hook writer, with datetimes read by the reports' reader (which takes
     epoch milliseconds too) instead of the logs' inlined `fromisoformat`."""
 
     def _read_timestamp(self, value: str, optional: bool) -> None:
-        self._read(self._readers[datetime], value, optional, "read_time")
+        read = self._global("read_time", self._readers[datetime])
+        if self._xml:
+            self._read(self._readers[datetime], value, optional, "read_time")
+            return
+        # Four per report: a well-formed string is parsed inline, anything else (epoch
+        # milliseconds, or an error to raise) by the reader.
+        match = self._global("timestamp_match", _MATCH_TIMESTAMP)
+        parse = self._global("fromisoformat", _FROMISOFORMAT)
+        utc = self._global("UTC", UTC)
+        absent = f"{value} is None or " if optional else ""
+        self._line(f"if {absent}type({value}) is str and {match}({value}) is not None:")
+        with self._block():
+            self._line(f"if {value} is not None: {value} = {parse}({value}).astimezone({utc})")
+        self._line(f"else: {value} = {read}({value})")
 
 
 def _precise(readers: Mapping[type, Reader], *, xml: bool) -> cattrs.Converter:
