@@ -38,7 +38,10 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "store": frozenset({"models"}),
     "postgres": frozenset({"store", "models"}),
     "poller": BELOW_FETCHER | {"fetcher", "store"},
-    "testing": frozenset({"codec", "models"}),
+    # The push side: reports decode on the codec and commit through the store.
+    "reports": frozenset({"codec", "models", "store", "telemetry"}),
+    # The fake pushes reports, so it encodes them with the reports' codec.
+    "testing": frozenset({"codec", "models", "reports"}),
     # What serves a poller's health to a process manager: the CLI and applications use it.
     "health": frozenset({"poller"}),
     "cli": BELOW_FETCHER | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health"},

@@ -18,6 +18,7 @@ from ..models import ErrorInfo, Price, Status, VoiceLog
 __all__ = [
     "ALIASES",
     "MODELS",
+    "add_wire_names",
     "amount_text",
     "excerpt",
     "renames",
@@ -59,6 +60,11 @@ _EXCERPT_CHARS = 80
 def wire_name(cls: type, name: str) -> str:
     """How the field `name` of `cls` is spelled on the wire."""
     return _WIRE_NAMES.get(cls, {}).get(name, name)
+
+
+def add_wire_names(cls: type, names: dict[str, str]) -> None:
+    """Teach every direction the wire names of a model of another layer (the reports')."""
+    _WIRE_NAMES[cls] = dict(names)
 
 
 def renames(cls: type) -> dict[str, Any]:

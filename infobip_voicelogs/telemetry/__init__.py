@@ -48,6 +48,9 @@ from ._instruments import (
     _RATE_LIMITED,
     _REDIS_ERRORS,
     _REDIS_FALLBACKS,
+    _REPORT_BATCHES,
+    _REPORTS,
+    _REPORTS_REJECTED,
     _RETRIES,
     _THROTTLE_WAIT,
     _TRACER,
@@ -74,6 +77,8 @@ __all__ = [
     "record_cycle",
     "redis_error",
     "redis_fallback",
+    "reports_received",
+    "reports_rejected",
     "watch_throttle",
 ]
 
@@ -322,6 +327,25 @@ def redis_error(kind: str) -> None:
     _REDIS_ERRORS.add((("error.type", kind),))
 
 
+# -- the reports receiver side (called by ReportsReceiver) --------------------------------------
+
+
+def reports_received(account: str, reports: int) -> None:
+    """A batch of ``reports`` reports for ``account`` was delivered and answered 200."""
+    key = (("account", _named(account)),)
+    _REPORT_BATCHES.add(key)
+    _REPORTS.add(key, reports)
+
+
+def reports_rejected(account: str | None, reason: str) -> None:
+    """A report POST was refused; ``reason`` is low-cardinality (``"unauthorized"``, ...).
+
+    Pass ``account=None`` for a name the receiver does not know: the path is the sender's
+    text, and a metric attribute must not let anyone grow the series.
+    """
+    _REPORTS_REJECTED.add((("account", _named(account)), ("reason", reason)))
+
+
 if not ENABLED:  # chosen once: without the API, these calls do nothing at all
 
     def _noop(*_args: Any, **_kwargs: Any) -> None:
@@ -330,3 +354,4 @@ if not ENABLED:  # chosen once: without the API, these calls do nothing at all
     throttle_waited = decoded = rate_limited = retried = cooldown_started = _noop
     record_cycle = leases_held = lease_lost = batch_fenced = _noop
     redis_fallback = redis_error = _noop
+    reports_received = reports_rejected = _noop

@@ -102,6 +102,9 @@ _LEASES_LOST = _Tally()
 _FENCED = _Tally()
 _REDIS_FALLBACKS = _Tally()
 _REDIS_ERRORS = _Tally()
+_REPORT_BATCHES = _Tally()  # accepted report batches
+_REPORTS = _Tally()  # reports in accepted batches
+_REPORTS_REJECTED = _Tally()  # refused report POSTs, by reason
 
 # Gauges' state: per account (or per throttle) values read at collection time.
 # Throttles by id: (weak reference, account name). A plain dict rather than a WeakKeyDictionary,
@@ -218,6 +221,9 @@ if ENABLED:
         ("batch.fenced", "{batch}", _FENCED, "Batches refused because the lease was lost."),
         ("redis.fallbacks", "{fallback}", _REDIS_FALLBACKS, "Throttle decisions made locally."),
         ("redis.errors", "{error}", _REDIS_ERRORS, "Errors talking to Redis, by class."),
+        ("reports.batches", "{batch}", _REPORT_BATCHES, "Report batches delivered (200)."),
+        ("reports.received", "{report}", _REPORTS, "Reports in the batches delivered."),
+        ("reports.rejected", "{batch}", _REPORTS_REJECTED, "Report POSTs refused, by reason."),
     ):
         _meter.create_observable_counter(f"{NAME}.{_name}", [_tally.observe], _unit, _text)
     for _name, _unit, _callback, _text in (

@@ -1,0 +1,283 @@
+"""Delivery reports from and to JSON and XML, on the logs' codec: its readers, its generated
+fast hooks, its precise error path, its price quoting and its hardened XML parser.
+
+What differs from a log: three more models (`VoiceCall`, `Ivr`, `VoiceReport`), call
+times that may come as epoch milliseconds, a float (`fileDuration`), two shapes (the
+decoder tells them apart by their fields) and the XML nesting `<results><results>`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, get_args
+
+import attrs
+import cattrs
+import orjson
+from lxml import etree
+
+from ..codec import Format, format_of, format_wire_timestamp, parse_wire_timestamp
+from ..codec._codegen import _HookBuilder
+from ..codec._convert import _describe, _locate, _precise_hook, build_converter
+from ..codec._json import _results_of, quote_prices
+from ..codec._readers import JSON_READERS, XML_READERS, Reader, bad
+from ..codec._timestamps import _TIMESTAMP
+from ..codec._wire import ALIASES, add_wire_names, amount_text, excerpt
+from ..codec._xml import _local, parse_xml, xml_dict
+from ..errors import DecodeError
+from . import _model
+from ._model import FLAT_FIELDS, WIRE_NAMES, Ivr, ReportShape, VoiceCall, VoiceReport, wire_dict
+
+__all__ = ["decode_reports", "encode_reports"]
+
+for _cls in (Ivr, VoiceCall, VoiceReport):
+    attrs.resolve_types(_cls, globalns=vars(_model))
+    add_wire_names(_cls, WIRE_NAMES[_cls])
+ALIASES[VoiceReport] = (("mccmnc", "mccMnc"),)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_SHAPES = frozenset(get_args(ReportShape))
+# Top-level keys only the flat shape has: a report with one of them and no `voiceCall` is flat.
+_FLAT_KEYS = frozenset(WIRE_NAMES[VoiceReport].get(name, name) for name in FLAT_FIELDS)
+_XML_FLOAT = re.compile(r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?", re.ASCII)
+
+# -- readers of the values logs do not have ------------------------------------------------
+
+
+def _from_epoch(ms: int) -> datetime:
+    # Integer arithmetic: a float of seconds would blur the milliseconds.
+    return _EPOCH + ms * _MS
+
+
+def _read_time(value: Any) -> datetime:
+    """A timestamp string (any offset, made UTC) or epoch milliseconds (the flat JSON's)."""
+    if type(value) is int:
+        return _from_epoch(value)
+    if type(value) is str:
+        if value.isascii() and value.removeprefix("-").isdigit():
+            return _from_epoch(int(value))
+        return parse_wire_timestamp(value).astimezone(UTC)
+    raise bad(value, "a timestamp or epoch milliseconds")
+
+
+def _read_xml_time(value: Any) -> datetime:
+    if type(value) is str:
+        return _read_time(value.strip())
+    raise bad(value, "text")
+
+
+def _read_float(value: Any) -> float:
+    if type(value) is float or type(value) is int:
+        return float(value)
+    raise bad(value, "a number")
+
+
+def _read_xml_float(value: Any) -> float:
+    if type(value) is str and _XML_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    raise bad(value, "a number")
+
+
+def _read_shape(value: Any) -> str:
+    if value in _SHAPES:
+        return value  # type: ignore[no-any-return]
+    raise bad(value, "a report shape")
+
+
+def _readers(base: Mapping[type, Reader], time: Reader, number: Reader) -> dict[Any, Reader]:
+    return {**base, datetime: time, float: number, ReportShape: _read_shape}
+
+
+_JSON_READERS = _readers(JSON_READERS, _read_time, _read_float)
+_XML_READERS = _readers(XML_READERS, _read_xml_time, _read_xml_float)
+
+
+# -- the converters ------------------------------------------------------------------------
+
+
+_MATCH_TIMESTAMP = _TIMESTAMP.fullmatch
+_FROMISOFORMAT = datetime.fromisoformat
+
+
+class _ReportHookBuilder(_HookBuilder):
+    """The logs' fast-hook writer, with datetimes read by the reports' reader (which takes
+    epoch milliseconds too) instead of the logs' inlined `fromisoformat`."""
+
+    def _read_timestamp(self, value: str, optional: bool) -> None:
+        read = self._global("read_time", self._readers[datetime])
+        if self._xml:
+            self._read(self._readers[datetime], value, optional, "read_time")
+            return
+        # Four per report: a well-formed string is parsed inline, anything else (epoch
+        # milliseconds, or an error to raise) by the reader.
+        match = self._global("timestamp_match", _MATCH_TIMESTAMP)
+        parse = self._global("fromisoformat", _FROMISOFORMAT)
+        utc = self._global("UTC", UTC)
+        absent = f"{value} is None or " if optional else ""
+        self._line(f"if {absent}type({value}) is str and {match}({value}) is not None:")
+        with self._block():
+            self._line(f"if {value} is not None: {value} = {parse}({value}).astimezone({utc})")
+        self._line(f"else: {value} = {read}({value})")
+
+
+def _precise(readers: Mapping[type, Reader], *, xml: bool) -> cattrs.Converter:
+    typed = {tp: read for tp, read in readers.items() if isinstance(tp, type)}
+    converter = build_converter(typed, xml=xml, precise=True)
+    # A Literal is no class: cattrs takes its hook by predicate.
+    converter.register_structure_hook_func(
+        lambda tp: tp == ReportShape, lambda value, _: _read_shape(value)
+    )
+    for cls in (Ivr, VoiceCall, VoiceReport):  # inner first, as `build_converter` does
+        converter.register_structure_hook(cls, _precise_hook(cls, converter))
+    return converter
+
+
+Structure = Callable[[Any, Any], VoiceReport]
+_JSON_FAST: Structure = _ReportHookBuilder(_JSON_READERS, xml=False).structure(VoiceReport)
+_XML_FAST: Structure = _ReportHookBuilder(_XML_READERS, xml=True).structure(VoiceReport)
+_JSON_PRECISE = _precise(_JSON_READERS, xml=False)
+_XML_PRECISE = _precise(_XML_READERS, xml=True)
+
+
+def _mark_shapes(items: list[Any]) -> None:
+    """Tell each wire report which shape it is in (`shape` is a field like any other)."""
+    flat_keys = _FLAT_KEYS
+    for item in items:
+        if type(item) is dict:
+            flat = "voiceCall" not in item and not flat_keys.isdisjoint(item)
+            item["shape"] = "flat" if flat else "current"
+
+
+def _structure(
+    items: list[Any], fast: Structure, precise: cattrs.Converter, body: bytes
+) -> list[VoiceReport]:
+    """The reports of a batch; `DecodeError` naming the first wrong one and its field."""
+    _mark_shapes(items)
+    try:
+        return [fast(item, VoiceReport) for item in items]
+    except Exception as exc:  # any failure is re-run precisely just below
+        refused = exc
+    slow = precise.get_structure_hook(VoiceReport)
+    for index, item in enumerate(items):
+        try:
+            slow(item, VoiceReport)
+        except Exception as exc:
+            path, leaf = _locate(exc, VoiceReport)
+            raise DecodeError(
+                _describe(leaf), path=f"results[{index}]{path}", excerpt=excerpt(body)
+            ) from exc
+    raise DecodeError("the reports do not have the expected shape", excerpt=excerpt(body)) from (
+        refused
+    )
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+
+def decode_reports(body: bytes, content_type: str) -> list[VoiceReport]:
+    """Decode a delivery-report POST body (`{"results": [...]}`, either shape, JSON or XML).
+
+    `content_type` is the request's `Content-Type` header (parameters allowed). Each
+    report's `shape` says which of the two shapes it came in. Raises `DecodeError`, naming
+    the report and the field (`results[2].voiceCall.startTime: ...`), for anything that is
+    not a batch of reports, and for a content type that is neither JSON nor XML.
+
+    >>> [r] = decode_reports(b'{"results":[{"messageId":"m1","startTime":1587521910000}]}',
+    ...                      "application/json")
+    >>> r.shape, r.start_time.isoformat()
+    ('flat', '2020-04-22T02:18:30+00:00')
+    """
+    if format_of(content_type) == "json":
+        return _decode_json(body)
+    return _decode_xml(body)
+
+
+def _decode_json(body: bytes) -> list[VoiceReport]:
+    try:
+        document = orjson.loads(quote_prices(body))
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not valid JSON ({exc.msg})", excerpt=excerpt(body)) from exc
+    return _structure(_results_of(document, body), _JSON_FAST, _JSON_PRECISE, body)
+
+
+def _decode_xml(body: bytes) -> list[VoiceReport]:
+    # The provider's example is `<reportResponse><results><results>...`; any root and any
+    # item name are read alike, and a repeated element keeps its last value (`xml_dict`).
+    root = parse_xml(body)
+    results = next((c for c in root if _local(c.tag) == "results"), None)
+    if results is None:
+        raise DecodeError(f"no <results> under <{_local(root.tag)}>", excerpt=excerpt(body))
+    items: list[Any] = [_with_empty_calls(xml_dict(item)) for item in results]
+    return _structure(items, _XML_FAST, _XML_PRECISE, body)
+
+
+def _with_empty_calls(item: dict[str, Any]) -> dict[str, Any]:
+    # `<voiceCall/>` and `<ivr/>` are models whose every field is optional: empty, they
+    # are an empty object (what encoding `VoiceCall()` writes), not a missing one.
+    call = item.get("voiceCall")
+    if call == "":
+        item["voiceCall"] = call = {}
+    if type(call) is dict and call.get("ivr") == "":
+        call["ivr"] = {}
+    return item
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+
+def _epoch_ms(value: datetime) -> int:
+    if value.utcoffset() is None:
+        raise ValueError(f"{value!r} is naive; the wire needs an offset")
+    return (value - _EPOCH) // _MS
+
+
+def _number(amount: Decimal) -> orjson.Fragment:
+    return orjson.Fragment(amount_text(amount))
+
+
+def encode_reports(
+    reports: Iterable[VoiceReport], fmt: Format, *, shape: ReportShape | None = None
+) -> bytes:
+    """Encode reports as the provider POSTs them; `decode_reports` reads them back equal.
+
+    `shape=None` writes each report in its own `shape`; `"current"` or `"flat"` writes
+    all in that one (`VoiceReport.in_shape`). JSON is `{"results":[...]}` with prices as
+    JSON numbers written digit for digit and, in the flat shape, the call times as epoch
+    milliseconds (as the provider's example); XML is
+    `<reportResponse><results><results>...`, times as timestamps. Raises `ValueError` for
+    what the wire cannot carry: a naive datetime, a non-finite amount or float, or (XML)
+    a control character.
+    """
+    shaped = [r if shape is None else r.in_shape(shape) for r in reports]
+    if fmt == "json":
+        items = [
+            wire_dict(
+                r,
+                amount=_number,
+                time=format_wire_timestamp,
+                call_time=_epoch_ms if r.shape == "flat" else None,
+            )
+            for r in shaped
+        ]
+        return orjson.dumps({"results": items})
+    root = etree.Element("reportResponse")
+    results = etree.SubElement(root, "results")
+    for report in shaped:
+        fields = wire_dict(report, amount=amount_text, time=format_wire_timestamp)
+        _xml_elements(etree.SubElement(results, "results"), fields)
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+
+
+def _xml_elements(parent: etree._Element, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        child = etree.SubElement(parent, name)
+        if isinstance(value, dict):
+            _xml_elements(child, value)
+        elif isinstance(value, bool):
+            child.text = "true" if value else "false"
+        else:
+            child.text = str(value)

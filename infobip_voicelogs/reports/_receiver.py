@@ -1,0 +1,306 @@
+"""`ReportsReceiver`: the ASGI application that takes the provider's report POSTs.
+
+```python
+receiver = ReportsReceiver({"eu-shop"}, deliver=deliver, auth=BasicCredentials("ib", password))
+app.mount("/reports", receiver)        # FastAPI / Starlette: POST /reports/eu-shop
+uvicorn.run(receiver)                  # or on its own:       POST /eu-shop
+```
+
+One request, in the order its checks run (each answers at once, reading no further):
+the path names a known account (404) and the method is POST (405); the headers
+authenticate (401); the content type is JSON or XML (415); the declared length is within
+``max_body`` (413); the body arrives within ``read_timeout`` (408) and within ``max_body``
+(413); an HMAC matches the raw body (401); the body decodes (400); ``deliver`` returns
+(503 with `Retry-After` if it raised or overran ``deliver_timeout``); then 200. So a
+batch is handed over whole or not at all, and acknowledged only once it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .. import telemetry
+from ..codec._media_types import Format, format_of, media_type
+from ..errors import DecodeError
+from . import _http
+from ._auth import ReportsAuth
+from ._codec import decode_reports
+from ._http import BodyRefused, Receive, Scope, Send
+from ._model import VoiceReport
+
+__all__ = [
+    "DEFAULT_DELIVER_TIMEOUT",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_RETRY_AFTER",
+    "Deliver",
+    "ReportsReceiver",
+]
+
+logger = logging.getLogger("infobip_voicelogs")
+
+#: Largest body accepted: a batch of 2,000 reports (the provider's maximum) is about 2 MB.
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+#: Seconds a client has to send the whole body.
+DEFAULT_READ_TIMEOUT = 10.0
+#: Seconds ``deliver`` may take before the batch is answered 503.
+DEFAULT_DELIVER_TIMEOUT = 30.0
+#: Seconds the provider is asked to wait (`Retry-After`) before retrying a batch answered 503.
+DEFAULT_RETRY_AFTER = 10
+#: Bodies larger than this are verified and decoded in a worker thread, off the event loop.
+_THREAD_THRESHOLD = 256 * 1024
+
+#: Takes ``(account, reports)``; returns once the reports are handed over and committed.
+Deliver = Callable[[str, Sequence[VoiceReport]], Awaitable[object]]
+
+_ALLOW = [(b"allow", b"POST")]
+_CLOSE = [(b"connection", b"close")]
+
+
+class ReportsReceiver:
+    """An ASGI application that receives the provider's delivery reports, one batch a POST.
+
+    Args:
+        accounts: The account names it receives for: ``POST {root}/{account}`` for each; any
+            other name is 404.
+        deliver: ``await deliver(account, reports)`` with the decoded batch (never empty). It
+            must hand the reports to the handler and commit them to the store before it
+            returns: the 200 that follows tells the provider it may forget them. If it
+            raises (or overruns ``deliver_timeout``) the answer is 503 with `Retry-After`,
+            so the provider sends the batch again; a redelivered batch is delivered again,
+            and telling it from a new one is the deliverer's (the store's) business. This is
+            the low-level seam: a store and a handler wire into it.
+        auth: How the provider authenticates (`BasicCredentials`, `HmacSignature`,
+            `HeaderSecret`); there is no default, and no authentication is `NoAuth()`.
+            A mapping gives each account its own (each provider account has its own
+            subscription, so its own secret); it must name every account.
+        prefix: A path before the account, e.g. ``"/reports"`` when served on its own
+            rather than mounted (a mount's path arrives as the ASGI ``root_path``).
+        max_body: Largest body accepted, in bytes (413 beyond it).
+        read_timeout: Seconds the whole body may take to arrive (408 beyond them).
+        deliver_timeout: Seconds ``deliver`` may take (503 beyond them).
+        retry_after: The `Retry-After` seconds of a 503.
+
+    Raises:
+        TypeError: ``auth`` is not a `ReportsAuth` or a mapping of them (``None`` included),
+            or ``accounts`` is one string.
+        ValueError: No account, or a limit that is not positive.
+    """
+
+    def __init__(
+        self,
+        accounts: Iterable[str],
+        *,
+        deliver: Deliver,
+        auth: ReportsAuth | Mapping[str, ReportsAuth],
+        prefix: str = "",
+        max_body: int = DEFAULT_MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        deliver_timeout: float = DEFAULT_DELIVER_TIMEOUT,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+    ) -> None:
+        if isinstance(accounts, str):
+            raise TypeError("accounts must be a collection of names, not one string")
+        self.accounts = frozenset(accounts)
+        if not self.accounts or not all(isinstance(a, str) and a for a in self.accounts):
+            raise ValueError("accounts must be one or more non-empty names")
+        self._auths = _auth_per_account(auth, self.accounts)
+        if min(max_body, read_timeout, deliver_timeout, retry_after) <= 0:
+            raise ValueError("max_body, read_timeout, deliver_timeout and retry_after must be > 0")
+        self.auth = auth
+        """What was given as ``auth``: one `ReportsAuth`, or a mapping of them by account."""
+        self.prefix = prefix.rstrip("/")
+        self.max_body = max_body
+        self.read_timeout = read_timeout
+        self.deliver_timeout = deliver_timeout
+        self.retry_after = retry_after
+        self._deliver = deliver
+
+    def __repr__(self) -> str:
+        return f"ReportsReceiver(accounts={len(self.accounts)}, auth={self.auth!r})"
+
+    def auth_of(self, account: str) -> ReportsAuth:
+        """How the POSTs for ``account`` authenticate (`KeyError` for an unknown account)."""
+        return self._auths[account]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point: HTTP requests and lifespan messages."""
+        if scope["type"] == "lifespan":
+            await _http.lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # a websocket: not accepted, so the server refuses it
+        started = False
+
+        async def tracked(message: _http.Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked)
+        except Exception:  # never a traceback to the client; the log has it
+            logger.exception("reports: the receiver failed on a request")
+            if not started:
+                await _refuse(tracked, None, 500, "internal", "internal error")
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Until the body is read, every refusal closes the connection: the server would
+        # otherwise read (and discard) the rest of the body to keep the connection alive.
+        account = self._account_of(scope)
+        if account is None or account not in self.accounts:
+            # An unknown name is the sender's text: never a metric attribute.
+            return await _refuse(send, None, 404, "not_found", "no such account", _CLOSE)
+        if scope["method"] != "POST":
+            return await _refuse(send, account, 405, "method", "only POST", _ALLOW + _CLOSE)
+        headers = _http.headers_of(scope)
+        auth = self._auths[account]
+        if not auth.check_headers(headers):
+            return await self._unauthorized(send, auth, account, _CLOSE)
+        fmt = _format_of(headers)
+        if fmt is None:
+            return await _refuse(send, account, 415, "media_type", "not JSON or XML", _CLOSE)
+        try:
+            declared = _http.declared_length(headers)
+            if declared is not None and declared > self.max_body:
+                raise BodyRefused(413, "body too large")
+            body = await _http.read_body(receive, limit=self.max_body, seconds=self.read_timeout)
+        except BodyRefused as refused:
+            if refused.status:
+                reason = _REASONS[refused.status]
+                await _refuse(send, account, refused.status, reason, str(refused), _CLOSE)
+            return None
+        await self._take(send, account, auth, headers, body, fmt)
+        return None
+
+    async def _take(
+        self,
+        send: Send,
+        account: str,
+        auth: ReportsAuth,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        fmt: Format,
+    ) -> None:
+        """Verify, decode and deliver one whole body, and answer."""
+        verdict = await _off_loop(body, _verify_and_decode, auth, headers, body, fmt)
+        if verdict is None:
+            return await self._unauthorized(send, auth, account)
+        if isinstance(verdict, DecodeError):
+            # Only where: the excerpt is the sender's text and belongs in no answer or log.
+            where = verdict.path or "body"
+            logger.info("reports: a batch for %s does not decode at %s", account, where)
+            message = f"does not decode at {where}"
+            return await _refuse(send, account, 400, "malformed", message)
+        if verdict:
+            try:
+                async with asyncio.timeout(self.deliver_timeout):
+                    await self._deliver(account, verdict)
+            except Exception as error:
+                logger.warning(
+                    "reports: delivering %d reports for %s failed (%s); answered 503",
+                    len(verdict),
+                    account,
+                    type(error).__name__,
+                    exc_info=not isinstance(error, TimeoutError),
+                )
+                retry = [(b"retry-after", str(self.retry_after).encode())]
+                return await _refuse(send, account, 503, "delivery_failed", "retry later", retry)
+        telemetry.reports_received(account, len(verdict))
+        await _http.respond(send, 200, {"received": len(verdict)})
+        return None
+
+    async def _unauthorized(
+        self,
+        send: Send,
+        auth: ReportsAuth,
+        account: str,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        challenge = auth.challenge
+        extra = [(b"www-authenticate", challenge.encode())] if challenge else []
+        await _refuse(send, account, 401, "unauthorized", "unauthorized", [*extra, *headers])
+
+    def _account_of(self, scope: Scope) -> str | None:
+        """The account the path names, or `None` for a path that names none."""
+        path = _route_path(scope)
+        if self.prefix:
+            if not path.startswith(self.prefix + "/"):
+                return None
+            path = path[len(self.prefix) :]
+        name = path[1:].rstrip("/") if path.startswith("/") else ""
+        return name if name and "/" not in name else None
+
+
+_REASONS = {400: "bad_length", 408: "timeout", 413: "too_large"}
+
+
+def _auth_per_account(
+    auth: ReportsAuth | Mapping[str, ReportsAuth], accounts: frozenset[str]
+) -> dict[str, ReportsAuth]:
+    """Each account's `ReportsAuth`, checked: none missing, none that is not one."""
+    if isinstance(auth, ReportsAuth):
+        return dict.fromkeys(accounts, auth)
+    if not isinstance(auth, Mapping):
+        raise TypeError("auth must be a ReportsAuth; for none at all, say auth=NoAuth()")
+    missing = sorted(accounts - auth.keys())
+    if missing:
+        raise ValueError(f"auth names no ReportsAuth for {', '.join(missing)}")
+    if not all(isinstance(auth[a], ReportsAuth) for a in accounts):
+        raise TypeError("every auth of the mapping must be a ReportsAuth (NoAuth() for none)")
+    return {a: auth[a] for a in accounts}
+
+
+async def _refuse(
+    send: Send,
+    account: str | None,
+    status: int,
+    reason: str,
+    message: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer an error: counted by reason, and a body that says no more than ``message``."""
+    telemetry.reports_rejected(account, reason)
+    await _http.respond(send, status, {"error": reason, "message": message}, headers)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point: servers and Starlette put ``root_path`` in ``path``."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :]
+    return path
+
+
+def _format_of(headers: dict[bytes, bytes]) -> Format | None:
+    try:
+        return format_of(headers.get(b"content-type", b"").decode("latin-1"))
+    except DecodeError:
+        return None
+
+
+def _verify_and_decode(
+    auth: ReportsAuth, headers: dict[bytes, bytes], body: bytes, fmt: Format
+) -> list[VoiceReport] | DecodeError | None:
+    """The batch, its `DecodeError`, or `None` when the body fails authentication."""
+    if not auth.check_body(headers, body):
+        return None
+    try:
+        return _decode(body, fmt)
+    except DecodeError as error:
+        return error
+
+
+async def _off_loop(body: bytes, work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)``, in a worker thread for a large body so the loop keeps serving."""
+    if len(body) > _THREAD_THRESHOLD:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
+
+
+def _decode(body: bytes, fmt: Format) -> list[VoiceReport]:
+    return decode_reports(body, media_type(fmt))
