@@ -18,6 +18,7 @@ from ._records import (
     AccountResult,
     AccountStatus,
     Handler,
+    LeaseState,
     fingerprint,
 )
 from ._shutdown import ABANDON_WAIT, DEFAULT_SHUTDOWN_GRACE
@@ -34,6 +35,7 @@ __all__ = [
     "AccountResult",
     "AccountStatus",
     "Handler",
+    "LeaseState",
     "LogsPoller",
     "fingerprint",
     "new_owner_id",
