@@ -17,6 +17,7 @@ import pytest
 
 from infobip_voicelogs import (
     Account,
+    AccountStatus,
     AuthenticationError,
     ErrorInfo,
     GeneralStatus,
@@ -880,3 +881,38 @@ async def test_last_error_keeps_no_frames_and_a_success_clears_it(
         down[0] = False  # the handler recovers
         assert (await poller.run_once())["acme"].ok
         assert poller.status()["acme"].last_error is None
+
+
+# -- public names (item 11) -----------------------------------------------------------------
+
+
+async def test_durations_may_be_timedeltas(
+    store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    async with make_poller(
+        store,
+        Recorder(),
+        interval=timedelta(minutes=2),
+        shutdown_grace=timedelta(seconds=3),
+        lease_ttl=timedelta(seconds=30),
+        claim_interval=timedelta(seconds=10),
+    ) as poller:
+        assert poller.interval == 120.0
+        assert poller.shutdown_grace == 3.0
+        assert poller.lease_ttl == 30.0
+        assert poller.claim_interval == 10.0
+    with pytest.raises(ValueError, match="claim_interval"):
+        make_poller(store, Recorder(), lease_ttl=timedelta(seconds=4), claim_interval=3)
+
+
+def test_the_types_of_public_signatures_are_public_and_old_spellings_warn() -> None:
+    import infobip_voicelogs
+    from infobip_voicelogs.fetcher import Throttle
+
+    assert infobip_voicelogs.Throttle is Throttle
+    assert infobip_voicelogs.Handler is Handler
+    with pytest.warns(DeprecationWarning, match="lease=LeaseState"):
+        elsewhere = AccountStatus(held=False)
+    assert elsewhere.lease is LeaseState.ELSEWHERE
+    assert not elsewhere.held
+    assert AccountStatus(cycles=2).held  # a status built by hand counts as held

@@ -358,9 +358,8 @@ class LogsPoller:
             # The first failure's time stays as first marked (the conversion moves a little).
             failing_since = since and (status.claims_failing_since or since)
             if status.lease is not state or status.claims_failing_since != failing_since:
-                self._status[name] = attrs.evolve(
-                    status, lease=state, claims_failing_since=failing_since
-                )
+                changes: dict[str, Any] = {"lease": state, "claims_failing_since": failing_since}
+                self._status[name] = attrs.evolve(status, **changes)
 
     async def _prune_loop(self) -> None:
         while not self._shutdown.stopping.is_set():

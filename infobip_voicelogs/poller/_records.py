@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -97,11 +98,13 @@ class LeaseState(enum.Enum):
     UNKNOWN = "unknown"
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class AccountStatus:
     """Running totals for one account, for dashboards and the CLI's live table.
 
     `LogsPoller.status()` returns snapshots: a new one after each cycle, never changed.
+    Built with keyword arguments, one per attribute; ``held=`` (before `lease`) still
+    works, with a `DeprecationWarning`.
     """
 
     cycles: int = 0
@@ -125,6 +128,17 @@ class AccountStatus:
     lost_leases: int = 0
     #: The newest `sent_at` of any log delivered so far.
     newest_sent_at: datetime | None = None
+
+    def __init__(self, *args: Any, held: bool | None = None, **fields: Any) -> None:
+        if held is not None:
+            warnings.warn(
+                "AccountStatus(held=...) is deprecated: use lease=LeaseState.HELD or"
+                " LeaseState.ELSEWHERE",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            fields.setdefault("lease", LeaseState.HELD if held else LeaseState.ELSEWHERE)
+        self.__attrs_init__(*args, **fields)
 
     @property
     def held(self) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
@@ -269,6 +270,7 @@ def record_cycle(
     changed: int,
     consecutive_failures: int,
     held: bool = True,
+    **deprecated: Any,
 ) -> None:
     """Record one finished poll cycle of ``account``.
 
@@ -279,7 +281,11 @@ def record_cycle(
         consecutive_failures: The account's failed cycles in a row, after this one.
         held: Whether this process still holds the account. The lag gauge is the seconds
             since the last ``"ok"`` cycle of an account held, read at collection.
+
+    ``newest_sent_at=`` (the lag's input before 16) is accepted and ignored, with a
+    `DeprecationWarning`: the lag measures the poller now, not the traffic.
     """
+    _deprecated_newest(deprecated)
     name = _named(account)
     _CYCLE_TIME.record(seconds, _attrs(("account", name), ("outcome", outcome)))
     if new:
@@ -290,6 +296,19 @@ def record_cycle(
         _LAST_OK[account] = time.monotonic()
     _FAILURES[account] = consecutive_failures
     account_held(account, held)
+
+
+def _deprecated_newest(deprecated: dict[str, Any]) -> None:
+    unknown = set(deprecated) - {"newest_sent_at"}
+    if unknown:
+        raise TypeError(f"record_cycle() got unexpected keyword arguments: {sorted(unknown)}")
+    if deprecated:
+        warnings.warn(
+            "record_cycle(newest_sent_at=...) is deprecated and ignored: poll.lag is the time"
+            " since the account's last cycle that worked",
+            DeprecationWarning,
+            stacklevel=3,
+        )
 
 
 def account_held(account: str, held: bool) -> None:
