@@ -916,3 +916,21 @@ def test_the_types_of_public_signatures_are_public_and_old_spellings_warn() -> N
     assert elsewhere.lease is LeaseState.ELSEWHERE
     assert not elsewhere.held
     assert AccountStatus(cycles=2).held  # a status built by hand counts as held
+
+
+async def test_a_run_once_longer_than_the_lease_keeps_its_lease_renewed(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(60, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = Recorder()
+
+    async def slow(account: str, logs: list[VoiceLog]) -> None:
+        await asyncio.sleep(0.1)  # six batches: the cycle outlives its 0.3 s lease
+        await handler(account, logs)
+
+    async with make_poller(store, slow, max_batch=10, lease_ttl=0.3, claim_interval=0.1) as poller:
+        report = await poller.run_once()
+    assert report["acme"].ok, report["acme"].error
+    assert report["acme"].delivered == 60
+    assert poller.status()["acme"].lost_leases == 0

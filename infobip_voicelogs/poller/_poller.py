@@ -11,6 +11,7 @@ repeats at most the batch in flight and never skips one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -288,14 +289,31 @@ class LogsPoller:
         It first claims, then polls (and returns) only the accounts this process holds
         (with a one-process store, all of them once the claim worked). An account whose
         cycle is in flight (in `run()`) is polled after that cycle ends.
-        Also prunes fingerprints of logs past the provider's retention. Cancelled, each
-        handler call in flight gets the shutdown grace to finish and commit.
+        The leases are renewed every `claim_interval` while the cycles run, so a long one
+        (a 48-hour backfill) keeps its lease. Also prunes fingerprints of logs past the
+        provider's retention. Cancelled, each handler call in flight gets the shutdown
+        grace to finish and commit.
         """
         await self._claim()
         names = [name for name in self._accounts if self._leases.held(name) is not None]
-        results = await asyncio.gather(*(self._cycle(name) for name in names))
+        done = asyncio.Event()
+        renewing = asyncio.create_task(self._renew_until(done), name="infobip-voicelogs renew")
+        try:
+            results = await asyncio.gather(*(self._cycle(name) for name in names))
+        finally:
+            done.set()  # a claim in flight finishes (bounded by its own timeout), not cut
+            await asyncio.shield(renewing)
         await self._prune()
         return dict(zip(names, results, strict=True))
+
+    async def _renew_until(self, done: asyncio.Event) -> None:
+        """Claim every `claim_interval` until `done` (a `run_once` ended)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=self._leases.claim_interval)
+            if done.is_set():
+                return
+            await self._claim()
 
     async def run(self) -> None:
         """Poll every account every `interval` seconds until `stop()` or cancellation.
@@ -476,8 +494,8 @@ class LogsPoller:
             self._mark_leases()
             telemetry.batch_fenced(name)
             logger.warning(
-                "account %s: its lease passed to another poller; the batch in flight was not"
-                " committed here, and the new holder delivers it again",
+                "account %s: its lease lapsed or passed to another poller (shed, or the"
+                " store unreachable); what this cycle had not committed is left to the holder",
                 name,
                 extra={"account": name, "outcome": "lease_lost"},
             )

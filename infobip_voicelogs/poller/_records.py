@@ -69,7 +69,8 @@ class AccountResult:
             of the batches it committed before the failure.
         new: Logs never delivered before.
         changed: Logs delivered before whose state has changed.
-        error: The exception that failed the cycle (fetch, handler or store), or `None`.
+        error: The exception that failed the cycle (fetch, handler or store), or `None`;
+            its tracebacks are cleared once the poller has logged it (see `detached`).
         newest_sent_at: The newest `sent_at` among the logs delivered (and committed).
     """
 
@@ -124,7 +125,8 @@ class AccountStatus:
     lease: LeaseState = LeaseState.HELD
     #: When (the poller's clock) this process's claims began to fail, while they fail.
     claims_failing_since: datetime | None = None
-    #: Batches whose commit was refused because the lease had passed to another process.
+    #: Cycles cut because the lease lapsed or passed to another process (shed, or the
+    #: store unreachable): what they had not committed is left to the holder.
     lost_leases: int = 0
     #: The newest `sent_at` of any log delivered so far.
     newest_sent_at: datetime | None = None
