@@ -58,6 +58,9 @@ class Walk:
             async with contextlib.aclosing(walk):
                 async for log in walk:
                     seen.append(log)
+                    if len(seen) % self.page_size == 0:
+                        # Shed (or lapsed) mid-walk: stop fetching now, the holder walks it.
+                        self.leases.check(lease)
                     if len(seen) >= self.max_batch:
                         # A batch mid-walk keeps the checkpoint where it was: if a later
                         # batch fails, the next cycle walks the same window and, by the
