@@ -934,3 +934,27 @@ async def test_a_run_once_longer_than_the_lease_keeps_its_lease_renewed(
     assert report["acme"].ok, report["acme"].error
     assert report["acme"].delivered == 60
     assert poller.status()["acme"].lost_leases == 0
+
+
+async def test_two_runs_at_once_never_hand_one_log_over_twice(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(30, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = Recorder()
+
+    async def slow(account: str, logs: list[VoiceLog]) -> None:
+        await asyncio.sleep(0.05)  # long enough for the other run's cycle to start
+        await handler(account, logs)
+
+    async with make_poller(store, slow, interval=0.01) as poller:
+        runs = [asyncio.create_task(poller.run()) for _ in range(2)]
+        for _ in range(500):  # bounded: a few cycles take a few tenths of a second
+            if poller.status()["acme"].cycles >= 4:
+                break
+            await asyncio.sleep(0.01)
+        poller.stop()
+        await asyncio.wait_for(asyncio.gather(*runs), timeout=5)
+    assert poller.status()["acme"].cycles >= 4
+    assert max(handler.states().values()) == 1
+    assert handler.ids("acme") == {log.message_id for log in acme.logs}
