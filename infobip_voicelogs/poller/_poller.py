@@ -394,10 +394,10 @@ class LogsPoller:
     async def _cycle(self, name: str) -> AccountResult:
         task = asyncio.current_task()
         assert task is not None
+        started = asyncio.get_running_loop().time()
         with self._shutdown.cycle(task):
             try:
                 async with self._turns[name]:  # a cycle of this account in flight: after it
-                    started = asyncio.get_running_loop().time()
                     with telemetry.cycle_span(name):
                         result = await self._poll_in_turn(name)
             except asyncio.CancelledError:
@@ -405,7 +405,6 @@ class LogsPoller:
                 # is this cycle's failure, in its result, not a cancellation of the caller.
                 if not self._shutdown.was_cut(task):
                     raise
-                started = asyncio.get_running_loop().time()
                 result = AccountResult(
                     error=RuntimeError(
                         "the poller shut down before the cycle finished; "
