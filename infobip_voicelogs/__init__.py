@@ -32,9 +32,9 @@ from .errors import (
     TransportError,
     VoiceLogsWarning,
 )
-from .fetcher import FetcherStats, LogsFetcher
+from .fetcher import FetcherStats, LogsFetcher, Throttle
 from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
-from .poller import Account, AccountResult, AccountStatus, LogsPoller
+from .poller import Account, AccountResult, AccountStatus, Handler, LeaseState, LogsPoller
 from .retry import RetryEvent
 from .store import CheckpointStore, Delivered, Lease, LeaseStore, SqliteStore, StoreError
 from .throttle import TokenBucket
@@ -55,12 +55,14 @@ __all__ = [
     "FetcherStats",
     "Format",
     "GeneralStatus",
+    "Handler",
     "IbssoAuth",
     "IncompleteWindowWarning",
     "InfobipError",
     "InvalidQueryError",
     "Lease",
     "LeaseLostError",
+    "LeaseState",
     "LeaseStore",
     "LogsFetcher",
     "LogsPoller",
@@ -73,6 +75,7 @@ __all__ = [
     "SqliteStore",
     "Status",
     "StoreError",
+    "Throttle",
     "ThrottleUnavailableError",
     "TokenBucket",
     "TransportError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["MILLISECOND", "RETENTION", "floor_ms", "format_offset", "utc_now"]
+__all__ = ["MILLISECOND", "RETENTION", "floor_ms", "format_offset", "seconds", "utc_now"]
 
 #: How long the provider keeps a log.
 RETENTION = timedelta(hours=48)
@@ -19,6 +19,15 @@ MILLISECOND = timedelta(milliseconds=1)
 def utc_now() -> datetime:
     """Now, as an aware datetime in UTC (the default clock everywhere)."""
     return datetime.now(UTC)
+
+
+def seconds(value: float | timedelta) -> float:
+    """A duration given as seconds or as a `timedelta`, in seconds.
+
+    >>> seconds(timedelta(minutes=1)), seconds(2)
+    (60.0, 2.0)
+    """
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def floor_ms(value: datetime) -> datetime:

@@ -8,7 +8,9 @@ async with HealthServer(poller, port=9464) as server:   # 127.0.0.1:9464
 `poller_health` is a pure function of `LogsPoller.status()`: an account is late when it has
 not been polled within ``late_after`` intervals (counted from the server's start for an
 account never polled), unless it is backing off after failures with its next attempt still
-on schedule, or another process of the fleet holds it. `/metrics` serves whatever the
+on schedule, or another process of the fleet holds it. Once this process's claims have
+failed for longer than the lease ttl it polls nothing it can trust, whatever the accounts
+say, and the answer is 503 with that reason. `/metrics` serves whatever the
 OpenTelemetry Prometheus exporter collects: the application installs it (this module's
 `install_prometheus`, or its own SDK set-up); the library itself only uses the API.
 """
@@ -26,7 +28,7 @@ from typing import Any, Protocol, Self
 import attrs
 import orjson
 
-from .poller import AccountStatus
+from .poller import DEFAULT_LEASE_TTL, AccountStatus, LeaseState
 
 __all__ = [
     "DEFAULT_LATE_AFTER",
@@ -59,6 +61,12 @@ class PollerView(Protocol):
     def status(self) -> Mapping[str, AccountStatus]: ...
 
 
+def _lease_ttl(poller: PollerView) -> float:
+    # A view without leases of its own (a test's, an older one) gets the default's judgement.
+    ttl = getattr(poller, "lease_ttl", DEFAULT_LEASE_TTL)
+    return float(ttl) if isinstance(ttl, int | float) else DEFAULT_LEASE_TTL
+
+
 @attrs.frozen
 class Health:
     """The answer of ``/healthz``: ``status_code`` 200 or 503, and a JSON-ready ``body``."""
@@ -88,6 +96,7 @@ def poller_health(
     now: datetime,
     loop_time: float,
     late_after: float = DEFAULT_LATE_AFTER,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
 ) -> Health:
     """Judge a poller from its accounts' status.
 
@@ -98,11 +107,14 @@ def poller_health(
         now: The time now, on the poller's clock (aware).
         loop_time: The event loop's time now (`next_due` is on that clock).
         late_after: How many intervals may pass without a poll.
+        lease_ttl: `LogsPoller.lease_ttl`: how long claims may fail before it is unhealthy.
 
     An account is ``ok`` when polled within ``late_after * interval``; ``backing_off`` when
     its last cycles failed and its next attempt is not overdue by more than that; ``elsewhere``
-    when another process holds it (never late); ``late`` otherwise. Any late account makes
-    the answer 503; the body names each late and backing-off account and why.
+    when another live process holds it (never late); ``unknown`` when no claim has answered
+    lately (`LeaseState.UNKNOWN`); ``late`` otherwise. Any late account makes the answer 503,
+    and so do claims failing for longer than ``lease_ttl`` (``claims`` in the body says
+    since when); the body names each late and backing-off account and why.
 
     >>> from datetime import timedelta
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -116,10 +128,14 @@ def poller_health(
     limit = late_after * interval
     late: dict[str, str] = {}
     backing_off: dict[str, dict[str, Any]] = {}
-    counts = {"ok": 0, "backing_off": 0, "elsewhere": 0, "late": 0}
+    counts = {"ok": 0, "backing_off": 0, "elsewhere": 0, "unknown": 0, "late": 0}
+    failing_since: datetime | None = None
     for name, status in statuses.items():
-        if not status.held:
-            counts["elsewhere"] += 1
+        if status.lease is not LeaseState.HELD:
+            counts[status.lease.value] += 1
+            since = status.claims_failing_since
+            if since is not None and (failing_since is None or since < failing_since):
+                failing_since = since
             continue
         if status.consecutive_failures > 0:
             overdue = loop_time - status.next_due
@@ -146,15 +162,32 @@ def poller_health(
         what = "not polled" if status.last_polled is not None else "never polled since start"
         late[name] = f"{what} for {idle:.0f} s (limit {limit:.0f} s)"
         counts["late"] += 1
-    body = {
-        "status": "late" if late else "ok",
+    claims = _claims_failing(failing_since, now=now, lease_ttl=lease_ttl)
+    verdict = "claims_failing" if claims is not None else "late" if late else "ok"
+    body: dict[str, Any] = {
+        "status": verdict,
         "interval": interval,
         "late_after_seconds": limit,
         "accounts": counts,
         "late": late,
         "backing_off": backing_off,
     }
-    return Health(503 if late else 200, body)
+    if claims is not None:
+        body["claims"] = claims
+    return Health(503 if verdict != "ok" else 200, body)
+
+
+def _claims_failing(since: datetime | None, *, now: datetime, lease_ttl: float) -> str | None:
+    """The reason to answer 503 when claims have failed longer than a lease lasts, or None."""
+    if since is None:
+        return None
+    failing = (now - since).total_seconds()
+    if failing <= lease_ttl:
+        return None  # the leases held may still be trusted, and the next claim may work
+    return (
+        f"claiming leases has failed for {failing:.0f} s, longer than the lease ttl"
+        f" ({lease_ttl:g} s): the store is unreachable and no account is polled here"
+    )
 
 
 # -- Prometheus ----------------------------------------------------------------------------
@@ -253,6 +286,7 @@ class HealthServer:
             now=self._clock(),
             loop_time=asyncio.get_running_loop().time(),
             late_after=self._late_after,
+            lease_ttl=_lease_ttl(self._poller),
         )
 
     async def __aenter__(self) -> Self:

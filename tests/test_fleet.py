@@ -251,6 +251,37 @@ def test_a_joining_poller_takes_a_share_without_restarts(
     fleet.wait_for("two halves again", lambda: sorted(len(fleet.held(o)) for o in "ab") == [10, 10])
 
 
+def test_a_joining_poller_gets_its_share_of_accounts_that_never_idle(
+    make_fleet: Callable[..., Fleet], fake: FakeInfobip, postgres_dsn: str
+) -> None:
+    # 12 accounts whose cycles run back to back (4 requests/s each, interval ~0): a claim
+    # never finds one idle. Shedding drains instead: an account over its holder's share is
+    # shed at the next claim unless its batch is in a handler, so the joiner's second claim
+    # finds its share free. Nothing may be delivered twice meanwhile.
+    period = 1.0
+    fleet = make_fleet(accounts=12, interval=0.001, rate=4.0, burst=1, claim_interval=period)
+    fleet.start("a")
+    fleet.start("b")
+    fleet.wait_for("two halves", lambda: sorted(len(fleet.held(o)) for o in "ab") == [6, 6])
+    fleet.wait_for("every account polled", lambda: set(fleet.delivered()) == set(truth(fake, 12)))
+    fleet.start("c")
+    fleet.wait_for("c's first claim", lambda: fleet.last("c", "known") is True)
+    first_claim = next(e["t"] for e in fleet.events("c") if e.get("known"))
+    for name in sorted(fake.accounts)[:12]:  # news while the accounts change hands
+        fake.accounts[name].generate(3, within=timedelta(seconds=30), settle_after=timedelta(0))
+    fleet.wait_for("c holding its share", lambda: len(fleet.held("c")) >= 4)
+    got_share = next(e["t"] for e in fleet.events("c") if len(e.get("held") or ()) >= 4)
+    # Two claim periods, plus one for the 0.1 s reports and a loaded machine's scheduling.
+    assert got_share - first_claim <= 3 * period
+    fleet.wait_for("three shares", lambda: sorted(len(fleet.held(o)) for o in "abc") == [4, 4, 4])
+    assert disjoint(fleet, ["a", "b", "c"])
+    fleet.wait_for("the news delivered", lambda: set(fleet.delivered()) == set(truth(fake, 12)))
+    for owner in "abc":
+        assert fleet.stop(owner) == 0
+    assert fleet.delivered() == truth(fake, 12)  # every log once, none twice
+    assert archive_rows(postgres_dsn) == truth(fake, 12)
+
+
 def test_the_fleet_rides_out_a_postgres_restart(
     make_fleet: Callable[..., Fleet], fake: FakeInfobip, pg_cluster: Any, postgres_dsn: str
 ) -> None:

@@ -12,14 +12,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infobip_voicelogs import Account, LogsPoller, ServerError, SqliteStore, VoiceLog
+from infobip_voicelogs import (
+    Account,
+    LogsPoller,
+    ServerError,
+    SqliteStore,
+    StoreError,
+    VoiceLog,
+)
 from infobip_voicelogs.health import (
     MAX_REQUEST_BYTES,
     STOP_TIMEOUT,
     HealthServer,
     poller_health,
 )
-from infobip_voicelogs.poller import AccountStatus
+from infobip_voicelogs.poller import AccountStatus, LeaseState
 from infobip_voicelogs.testing import IN_PROCESS_URL, FakeClock, FakeInfobip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,10 +78,89 @@ def test_backing_off_for_a_known_reason_is_healthy_until_the_attempt_is_overdue(
 
 
 def test_an_account_held_elsewhere_is_never_late() -> None:
-    statuses = {"theirs": AccountStatus(held=False), "mine": AccountStatus(last_polled=T0)}
+    theirs = AccountStatus(lease=LeaseState.ELSEWHERE)
+    statuses = {"theirs": theirs, "mine": AccountStatus(last_polled=T0)}
     result = judge(statuses, after=10_000)
     assert list(result.body["late"]) == ["mine"]
-    assert result.body["accounts"] == {"ok": 0, "backing_off": 0, "elsewhere": 1, "late": 1}
+    assert result.body["accounts"] == {
+        "ok": 0,
+        "backing_off": 0,
+        "elsewhere": 1,
+        "unknown": 0,
+        "late": 1,
+    }
+
+
+def test_claims_failing_longer_than_the_lease_ttl_is_unhealthy_with_the_reason() -> None:
+    since = T0 + timedelta(seconds=100)
+    unknown = AccountStatus(lease=LeaseState.UNKNOWN, claims_failing_since=since)
+    statuses = {"a": unknown, "b": unknown}
+    # Within the ttl the leases may still be trusted and the next claim may work.
+    within = poller_health(
+        statuses, interval=60.0, started=T0, now=since + timedelta(seconds=15), loop_time=0.0
+    )
+    assert within.ok
+    assert within.body["accounts"]["unknown"] == 2
+    past = poller_health(
+        statuses, interval=60.0, started=T0, now=since + timedelta(seconds=16), loop_time=0.0
+    )
+    assert past.status_code == 503
+    assert past.body["status"] == "claims_failing"
+    assert "longer than the lease ttl (15 s)" in past.body["claims"]
+    # Elsewhere with claims that work is a healthy standby, however long.
+    standby = {"a": AccountStatus(lease=LeaseState.ELSEWHERE)}
+    assert judge(standby, after=100_000).ok
+
+
+@pytest.fixture
+def fake() -> FakeInfobip:
+    return FakeInfobip(seed=1)
+
+
+class _StoreDown(SqliteStore):
+    """A store whose claims all fail, as with the database down or a rotated password."""
+
+    async def lease(self, *args: object, **kwargs: object) -> dict[str, object]:  # type: ignore[override]
+        raise StoreError("could not connect to the lease table: password authentication failed")
+
+
+async def test_healthz_answers_503_once_the_claims_failed_longer_than_the_lease_ttl(
+    fake: FakeInfobip,
+) -> None:
+    fake.add_account("a", api_key="ka")
+
+    async def handler(account: str, logs: list[VoiceLog]) -> None:
+        pass
+
+    account = Account("a", IN_PROCESS_URL, auth="ka")
+    async with (
+        fake.in_process_client() as client,
+        _StoreDown(":memory:") as store,
+        LogsPoller(
+            [account],
+            store=store,
+            handler=handler,
+            client=client,
+            lease_ttl=timedelta(seconds=0.4),
+            claim_interval=0.2,
+        ) as poller,
+        HealthServer(poller) as server,
+    ):
+        runner = asyncio.create_task(poller.run())
+        try:
+            for _ in range(200):  # bounded: 503 comes about 0.4 s after the first claim
+                if not server.health().ok:
+                    break
+                await asyncio.sleep(0.02)
+            health = server.health()
+            assert health.status_code == 503
+            assert health.body["status"] == "claims_failing"
+            assert health.body["accounts"]["unknown"] == 1
+            assert poller.status()["a"].lease is LeaseState.UNKNOWN
+            assert poller.status()["a"].cycles == 0  # nothing polled on an unknown lease
+        finally:
+            poller.stop()
+            await runner
 
 
 async def _raw(port: int, data: bytes) -> bytes:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 
 from infobip_voicelogs import (
     Account,
+    AccountStatus,
     AuthenticationError,
     ErrorInfo,
     GeneralStatus,
@@ -25,7 +28,8 @@ from infobip_voicelogs import (
     TokenBucket,
     VoiceLog,
 )
-from infobip_voicelogs.poller import Handler, fingerprint
+from infobip_voicelogs.poller import Handler, LeaseState, fingerprint
+from infobip_voicelogs.store import Delivered, LeaseStore
 from infobip_voicelogs.testing import FakeClock, FakeInfobip, Fault
 from infobip_voicelogs.testing.fake import IN_PROCESS_URL
 
@@ -734,3 +738,223 @@ async def test_without_a_client_every_account_shares_one_pool_closed_by_aclose(
         client = next(iter(poller._fetchers.values()))._client
         await poller.aclose()
         assert client.is_closed
+
+
+# -- one delivery path: every store leases (issue 16, item 10) ------------------------------
+
+
+class DictStore:
+    """A user's own `CheckpointStore`, without leases: the poller leases it locally."""
+
+    def __init__(self) -> None:
+        self.checkpoints: dict[str, datetime] = {}
+        self.prints: dict[tuple[str, str], str] = {}
+
+    async def checkpoint(self, account: str) -> datetime | None:
+        return self.checkpoints.get(account)
+
+    async def fingerprints(self, account: str, message_ids: Collection[str]) -> dict[str, str]:
+        return {m: f for m in message_ids if (f := self.prints.get((account, m))) is not None}
+
+    async def commit(
+        self, account: str, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+    ) -> None:
+        for item in delivered:
+            self.prints[account, item.log.message_id or ""] = item.fingerprint
+        if checkpoint is not None:
+            self.checkpoints[account] = checkpoint
+
+    async def prune(self, *, before: datetime) -> int:
+        return 0
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_store_without_leases_still_delivers_everything_once(
+    fake: FakeInfobip, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(120, within=timedelta(hours=2), settle_after=timedelta(0))
+    store, handler = DictStore(), Recorder()
+    assert not isinstance(store, LeaseStore)
+    async with make_poller(store, handler) as poller:
+        assert poller.status()["acme"].lease is LeaseState.UNKNOWN  # nothing claimed yet
+        first = await poller.run_once()
+        again = await poller.run_once()
+    assert first["acme"].new == 120
+    assert again["acme"].delivered == 0
+    assert handler.ids("acme") == {log.message_id for log in acme.logs}
+    assert "acme" in store.checkpoints
+    assert poller.status()["acme"].lease is LeaseState.UNKNOWN  # released by aclose
+
+
+async def test_two_pollers_on_one_store_object_never_deliver_one_log_twice(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(50, within=timedelta(hours=1), settle_after=timedelta(0))
+    first_handler, second_handler = Recorder(), Recorder()
+    async with make_poller(store, first_handler) as first:
+        assert (await first.run_once())["acme"].new == 50
+        async with make_poller(store, second_handler) as second:
+            # Refused while the first is alive: it polls nothing, and knows it holds nothing.
+            assert await second.run_once() == {}
+            assert second.status()["acme"].lease is LeaseState.UNKNOWN
+    assert second_handler.calls == []
+    async with make_poller(store, second_handler) as after:  # the first released the store
+        assert (await after.run_once())["acme"].delivered == 0
+
+
+# -- one cycle per account at a time (item 3) -----------------------------------------------
+
+
+async def test_run_once_during_run_waits_for_the_cycle_in_flight(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(40, within=timedelta(hours=1), settle_after=timedelta(0))
+    entered, release = asyncio.Event(), asyncio.Event()
+    taken: list[str] = []
+
+    async def slow(account: str, logs: list[VoiceLog]) -> None:
+        entered.set()
+        await release.wait()  # the run's cycle holds its batch while run_once is asked
+        taken.extend(log.message_id or "" for log in logs)
+
+    async with make_poller(store, slow, interval=3600) as poller:
+        runner = asyncio.create_task(poller.run())
+        await asyncio.wait_for(entered.wait(), timeout=5)
+        once = asyncio.create_task(poller.run_once())
+        await asyncio.sleep(0.05)
+        assert not once.done()  # it waits for the account's turn
+        release.set()
+        report = await asyncio.wait_for(once, timeout=5)
+        poller.stop()
+        await asyncio.wait_for(runner, timeout=5)
+        again = await asyncio.wait_for(
+            asyncio.gather(poller.run_once(), poller.run_once()), timeout=5
+        )
+    assert report["acme"].ok
+    assert report["acme"].delivered == 0
+    assert all(r["acme"].delivered == 0 for r in again)
+    assert sorted(taken) == sorted({log.message_id for log in acme.logs})  # each once
+
+
+# -- a failing cycle's error pins nothing (item 2) ------------------------------------------
+
+
+class _Big:
+    """Stands for a cycle's batch: only a live frame could keep it reachable."""
+
+
+async def test_last_error_keeps_no_frames_and_a_success_clears_it(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(30, within=timedelta(hours=1), settle_after=timedelta(0))
+    refs: list[weakref.ref[_Big]] = []
+    down = [True]
+
+    async def failing(account: str, logs: list[VoiceLog]) -> None:
+        if not down[0]:
+            return
+        batch = _Big()  # a local of the failing frame, as `seen` and `batch` are
+        refs.append(weakref.ref(batch))
+        try:
+            raise KeyError("inner")
+        except KeyError as exc:
+            raise RuntimeError(f"the handler's database is down ({len(logs)} logs)") from exc
+
+    async with make_poller(store, failing) as poller:
+        report = await poller.run_once()
+        error = poller.status()["acme"].last_error
+        assert report["acme"].error is error
+        assert isinstance(error, RuntimeError)
+        assert error.__traceback__ is None
+        assert error.__cause__ is not None
+        assert error.__cause__.__traceback__ is None
+        del report
+        gc.collect()
+        assert len(refs) == 1
+        assert refs[0]() is None  # the frame that held the batch is gone
+        down[0] = False  # the handler recovers
+        assert (await poller.run_once())["acme"].ok
+        assert poller.status()["acme"].last_error is None
+
+
+# -- public names (item 11) -----------------------------------------------------------------
+
+
+async def test_durations_may_be_timedeltas(
+    store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    async with make_poller(
+        store,
+        Recorder(),
+        interval=timedelta(minutes=2),
+        shutdown_grace=timedelta(seconds=3),
+        lease_ttl=timedelta(seconds=30),
+        claim_interval=timedelta(seconds=10),
+    ) as poller:
+        assert poller.interval == 120.0
+        assert poller.shutdown_grace == 3.0
+        assert poller.lease_ttl == 30.0
+        assert poller.claim_interval == 10.0
+    with pytest.raises(ValueError, match="claim_interval"):
+        make_poller(store, Recorder(), lease_ttl=timedelta(seconds=4), claim_interval=3)
+
+
+def test_the_types_of_public_signatures_are_public_and_old_spellings_warn() -> None:
+    import infobip_voicelogs
+    from infobip_voicelogs.fetcher import Throttle
+
+    assert infobip_voicelogs.Throttle is Throttle
+    assert infobip_voicelogs.Handler is Handler
+    with pytest.warns(DeprecationWarning, match="lease=LeaseState"):
+        elsewhere = AccountStatus(held=False)
+    assert elsewhere.lease is LeaseState.ELSEWHERE
+    assert not elsewhere.held
+    assert AccountStatus(cycles=2).held  # a status built by hand counts as held
+
+
+async def test_a_run_once_longer_than_the_lease_keeps_its_lease_renewed(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(60, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = Recorder()
+
+    async def slow(account: str, logs: list[VoiceLog]) -> None:
+        await asyncio.sleep(0.1)  # six batches: the cycle outlives its 0.3 s lease
+        await handler(account, logs)
+
+    async with make_poller(store, slow, max_batch=10, lease_ttl=0.3, claim_interval=0.1) as poller:
+        report = await poller.run_once()
+    assert report["acme"].ok, report["acme"].error
+    assert report["acme"].delivered == 60
+    assert poller.status()["acme"].lost_leases == 0
+
+
+async def test_two_runs_at_once_never_hand_one_log_over_twice(
+    fake: FakeInfobip, store: SqliteStore, make_poller: Callable[..., LogsPoller]
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(30, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = Recorder()
+
+    async def slow(account: str, logs: list[VoiceLog]) -> None:
+        await asyncio.sleep(0.05)  # long enough for the other run's cycle to start
+        await handler(account, logs)
+
+    async with make_poller(store, slow, interval=0.01) as poller:
+        runs = [asyncio.create_task(poller.run()) for _ in range(2)]
+        for _ in range(500):  # bounded: a few cycles take a few tenths of a second
+            if poller.status()["acme"].cycles >= 4:
+                break
+            await asyncio.sleep(0.01)
+        poller.stop()
+        await asyncio.wait_for(asyncio.gather(*runs), timeout=5)
+    assert poller.status()["acme"].cycles >= 4
+    assert max(handler.states().values()) == 1
+    assert handler.ids("acme") == {log.message_id for log in acme.logs}

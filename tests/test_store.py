@@ -659,3 +659,31 @@ def test_event_loops_in_several_threads_share_one_worker(tmp_path: Path) -> None
 
     assert errors == []
     assert asyncio.run(check()) == 80
+
+
+# -- SqliteStore leases, for one process (issue 16, item 10) -------------------------------
+
+
+async def test_sqlite_store_leases_every_account_to_its_one_live_owner(tmp_path: Path) -> None:
+    from infobip_voicelogs import LeaseLostError, LeaseStore, StoreError
+
+    async with SqliteStore(tmp_path / "leases.db") as store:
+        assert isinstance(store, LeaseStore)
+        leases = await store.lease("me", ["a", "b"], ttl=30.0, busy={"a"})
+        assert sorted(leases) == ["a", "b"]
+        assert {lease.fence for lease in leases.values()} == {0}
+        assert all(lease.owner == "me" for lease in leases.values())
+        with pytest.raises(StoreError, match="another poller"):
+            await store.lease("other", ["a"], ttl=30.0)
+        await store.commit_leased(leases["a"], checkpoint=NOON, delivered=[])
+        assert await store.checkpoint("a") == NOON
+        await store.release("me")
+        theirs = await store.lease("other", ["a"], ttl=30.0)
+        # The old owner's lease is refused, and nothing of its batch is written.
+        with pytest.raises(LeaseLostError):
+            await store.commit_leased(
+                leases["a"], checkpoint=NOON + timedelta(hours=1), delivered=[]
+            )
+        assert await store.checkpoint("a") == NOON
+        await store.commit_leased(theirs["a"], checkpoint=NOON + timedelta(hours=2), delivered=[])
+        assert await store.checkpoint("a") == NOON + timedelta(hours=2)

@@ -3,10 +3,27 @@
 The provider keeps a log for 48 hours and changes its status after it is first seen.
 `LogsPoller` walks each account's recent window on every cycle, compares what it finds with
 fingerprints of what it delivered before, and hands the handler only the logs that are new
-or whose state changed. `_poller` is the class and its life cycle; `_cycle` one account's
-walk, hand-over and commit; `_shutdown` how it stops within a bound; `_leases` a fleet's
-share of the accounts; `_records` what it is given and gives back (`Account`,
-`AccountResult`, `AccountStatus`, `fingerprint`).
+or whose state changed. `_records` holds what it is given and gives back (`Account`,
+`AccountResult`, `AccountStatus`, `LeaseState`, `fingerprint`).
+
+The way from `run()` to the handler (every store leases, so there is one way):
+
+1. `LogsPoller.run` (`_poller`) claims once (`LeaseKeeper.claim`, `_leases`), then runs a
+   loop per account, a claim loop and a prune loop under `Shutdown.supervise`.
+2. An account's loop waits while the account is not held, else calls `_cycle`: one cycle
+   per account at a time (its lock), one of `max_concurrency` slots, the lease read then.
+3. `Walk.cycle` (`_cycle`) walks `[checkpoint - revisit, now]`, and every `max_batch` logs
+   and at the end calls `_hand_over`: the new and changed logs (`_changed`), then, with no
+   claim in flight, the lease checked and marked busy, `Shutdown.hand_over` runs the
+   handler and `LeaseStore.commit_leased` (fenced) as one unit.
+4. `_record` turns the result into the account's `AccountStatus` (`next_status`) and its
+   next due time; a `LeaseLostError` hands the account back to the keeper.
+
+Shutdown rules (`_shutdown`): `stop()`, `aclose()` and a first cancellation give the
+cycles in flight `shutdown_grace`; a hand-over in flight finishes and commits within it,
+else it is cancelled and its batch offered again; a second cancellation skips the grace;
+a handler that ignores its cancellation is abandoned after `ABANDON_WAIT`. Then the leases
+are released (bounded), the fetchers closed, never the caller's client or store.
 """
 
 from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, new_owner_id
@@ -18,6 +35,7 @@ from ._records import (
     AccountResult,
     AccountStatus,
     Handler,
+    LeaseState,
     fingerprint,
 )
 from ._shutdown import ABANDON_WAIT, DEFAULT_SHUTDOWN_GRACE
@@ -34,6 +52,7 @@ __all__ = [
     "AccountResult",
     "AccountStatus",
     "Handler",
+    "LeaseState",
     "LogsPoller",
     "fingerprint",
     "new_owner_id",

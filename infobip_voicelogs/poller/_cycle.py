@@ -4,23 +4,22 @@ The window is `[checkpoint - revisit, now]` (the first time `[now - backfill, no
 reaching past the provider's 48-hour retention. What the handler gets is what the stored
 fingerprints do not already know; the checkpoint and the fingerprints are written only
 after the handler returned, so a crash at any point repeats at most the batch in flight.
-With a fleet's store, every commit is fenced by the cycle's lease.
+Every store leases, so every cycle runs on a lease and every commit is `commit_leased`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import attrs
 
 from .._time import RETENTION
-from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher
 from ..models import VoiceLog
-from ..store import CheckpointStore, Delivered, Lease, LeaseStore
+from ..store import Delivered, Lease, LeaseStore
 from ._leases import LeaseKeeper
 from ._records import AccountResult, Handler, add_results, fingerprint
 from ._shutdown import Shutdown
@@ -32,24 +31,26 @@ logger = logging.getLogger("infobip_voicelogs")
 
 @attrs.define
 class Walk:
-    """How every cycle of one poller walks, delivers and commits (its settings and parts)."""
+    """How every cycle of one poller walks, delivers and commits: the owner of those settings.
 
-    store: CheckpointStore
+    `LogsPoller` validates them and keeps no copy: `backfill`, `revisit`, `page_size` and
+    `max_batch` are read here only.
+    """
+
+    store: LeaseStore
     handler: Handler
     shutdown: Shutdown
-    fleet: LeaseKeeper | None
+    leases: LeaseKeeper
     clock: Callable[[], datetime]
     backfill: timedelta
     revisit: timedelta
     page_size: int
     max_batch: int
 
-    async def cycle(self, name: str, fetcher: LogsFetcher, lease: Lease | None) -> AccountResult:
-        """One cycle of account `name`; its failure is in the result, never raised."""
+    async def cycle(self, name: str, fetcher: LogsFetcher, lease: Lease) -> AccountResult:
+        """One cycle of account `name` on `lease`; its failure is in the result, never raised."""
         result = AccountResult()
         try:
-            if self.fleet is not None and lease is None:
-                raise LeaseLostError(f"this poller holds no lease on account {name!r}")
             now = self.clock()
             since = await self._window_start(name, now)
             walk = fetcher.iter_logs(sent_since=since, sent_until=now, page_size=self.page_size)
@@ -57,6 +58,9 @@ class Walk:
             async with contextlib.aclosing(walk):
                 async for log in walk:
                     seen.append(log)
+                    if len(seen) % self.page_size == 0:
+                        # Shed (or lapsed) mid-walk: stop fetching now, the holder walks it.
+                        self.leases.check(lease)
                     if len(seen) >= self.max_batch:
                         # A batch mid-walk keeps the checkpoint where it was: if a later
                         # batch fails, the next cycle walks the same window and, by the
@@ -73,28 +77,33 @@ class Walk:
     async def _hand_over(
         self,
         name: str,
-        lease: Lease | None,
+        lease: Lease,
         seen: Sequence[VoiceLog],
         *,
         checkpoint: datetime | None,
     ) -> AccountResult:
         """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
         batch, new, changed = await self._changes(name, seen)
-        if lease is not None:
-            assert self.fleet is not None
-            self.fleet.check(lease)
-        commit = self._committer(name, lease, batch, checkpoint)
-        if batch:
-            logs = [item.log for item in batch]
-            logs.reverse()  # oldest first: the order things happened in
+        # No claim in flight, then busy in the same step as the lease is checked: a claim
+        # sent from now on will not shed the account while the handler has its batch.
+        await self.leases.settled()
+        self.leases.check(lease)
+        with self.leases.handing_over(name):
 
-            async def hand_over() -> None:
-                await self.handler(name, logs)
+            async def commit() -> None:
+                await self.store.commit_leased(lease, checkpoint=checkpoint, delivered=batch)
+
+            if batch:
+                logs = [item.log for item in batch]
+                logs.reverse()  # oldest first: the order things happened in
+
+                async def hand_over() -> None:
+                    await self.handler(name, logs)
+                    await commit()
+
+                await self.shutdown.hand_over(name, len(logs), hand_over)
+            elif checkpoint is not None:
                 await commit()
-
-            await self.shutdown.hand_over(name, len(logs), hand_over)
-        elif checkpoint is not None:
-            await commit()
         dated = [item.log.sent_at for item in batch if item.log.sent_at is not None]
         return AccountResult(
             delivered=len(batch),
@@ -102,20 +111,6 @@ class Walk:
             changed=changed,
             newest_sent_at=max(dated, default=None),
         )
-
-    def _committer(
-        self,
-        name: str,
-        lease: Lease | None,
-        batch: Sequence[Delivered],
-        checkpoint: datetime | None,
-    ) -> Callable[[], Awaitable[None]]:
-        """The commit of one batch: fenced by the cycle's lease when the store leases."""
-        store = self.store
-        if lease is None:
-            return lambda: store.commit(name, checkpoint=checkpoint, delivered=batch)
-        assert isinstance(store, LeaseStore)
-        return lambda: store.commit_leased(lease, checkpoint=checkpoint, delivered=batch)
 
     async def _window_start(self, name: str, now: datetime) -> datetime:
         checkpoint = await self.store.checkpoint(name)
@@ -150,9 +145,9 @@ class Walk:
         batch: list[Delivered] = []
         new = changed = 0
         for message_id, log in tracked.items():
-            digest = fingerprint(log)
             before = known.get(message_id)
-            if before == digest:
+            digest = _changed(before, log)
+            if digest is None:
                 continue
             if before is None:
                 new += 1
@@ -160,3 +155,9 @@ class Walk:
                 changed += 1
             batch.append(Delivered(log, digest))
         return batch, new, changed
+
+
+def _changed(stored: str | None, log: VoiceLog) -> str | None:
+    """The fingerprint to store for `log` if it is new or changed since `stored`, else `None`."""
+    digest = fingerprint(log)
+    return None if digest == stored else digest

@@ -1,28 +1,34 @@
-"""This process's share of a fleet: the leases it holds on accounts, kept through a `LeaseStore`.
+"""This process's share of the accounts: the leases it holds, kept through a `LeaseStore`.
 
-Every poller process of a fleet is given the same accounts. Once a claim period each calls
-`LeaseStore.lease`, one transaction timed by the database's clock, which renews what the
-process holds, sheds what exceeds its fair share and claims free or expired accounts. The
-keeper remembers the answer and, by the event loop's own clock, how long it may trust it:
-a lease is used only until `ttl` after the call that renewed it was sent (less a margin),
-so a process cut off from the database stops polling before its leases can pass to
-another. A commit is fenced anyway (`LeaseStore.commit_leased`): this is only to stop
-doing work that would be refused.
+Every store leases (`SqliteStore` and a wrapped `CheckpointStore` grant every account to
+their one poller, fence 0), so a lone poller and a fleet take the same path. Once a claim
+period the keeper calls `LeaseStore.lease`, which renews what the process holds, sheds
+what exceeds its fair share and claims free or expired accounts. The keeper remembers the
+answer and, by the event loop's own clock, how long it may trust it: a lease is used only
+until `lease_ttl` after the call that renewed it was sent (less a margin), so a process
+cut off from the database stops polling before its leases can pass to another.
+
+Shedding drains: only an account whose batch is being handed over (handler, then commit)
+is `busy` for a claim, so a claim may shed an account mid-walk; the walk then stops at its
+next hand-over (`check`), having delivered nothing the new holder delivers again. An
+account never idle is thus shed within one claim period, and nothing is delivered twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import secrets
 import socket
-from collections.abc import Collection, Sequence
+from collections.abc import Iterator, Sequence
 
 from .. import telemetry
 from ..errors import LeaseLostError
 from ..store import Lease, LeaseStore
+from ._records import LeaseState
 
 __all__ = ["DEFAULT_CLAIM_INTERVAL", "DEFAULT_LEASE_TTL", "LeaseKeeper", "new_owner_id"]
 
@@ -59,9 +65,10 @@ class LeaseKeeper:
         accounts: Sequence[str],
         *,
         owner: str,
-        ttl: float,
-        period: float,
+        lease_ttl: float,
+        claim_interval: float,
     ) -> None:
+        ttl, period = lease_ttl, claim_interval
         if not (math.isfinite(ttl) and ttl > 0):
             raise ValueError(f"lease_ttl must be a finite number of seconds > 0, not {ttl!r}")
         if not (math.isfinite(period) and 0 < period <= ttl / 2):
@@ -70,8 +77,12 @@ class LeaseKeeper:
                 f"not {period!r}: a lease must be renewed at least twice in its lifetime"
             )
         self.owner = owner
-        self.ttl = ttl
-        self.period = period
+        self.lease_ttl = ttl
+        self.claim_interval = period
+        #: Loop time of the first failed claim since the last one that worked, or `None`.
+        self.failing_since: float | None = None
+        self._claimed = False  # a claim has answered since the last release
+        self._busy: set[str] = set()  # accounts whose batch is being handed over
         self._store = store
         self._accounts = list(accounts)
         self._leases: dict[str, Lease] = {}
@@ -96,6 +107,22 @@ class LeaseKeeper:
             return set()
         return set(self._leases)
 
+    def state(self, account: str) -> LeaseState:
+        """Held here; elsewhere (a claim that worked, and is still trusted, left it out);
+        or unknown (no claim has answered yet, or the last that did is too old to trust)."""
+        if not self._claimed or asyncio.get_running_loop().time() >= self._trusted_until:
+            return LeaseState.UNKNOWN
+        return LeaseState.HELD if account in self._leases else LeaseState.ELSEWHERE
+
+    @contextlib.contextmanager
+    def handing_over(self, account: str) -> Iterator[None]:
+        """Mark `account` busy while the block runs: no claim sheds it meanwhile."""
+        self._busy.add(account)
+        try:
+            yield
+        finally:
+            self._busy.discard(account)
+
     def changed(self) -> asyncio.Future[None]:
         """A future resolved at the next change of the leases held (to wait for a lease)."""
         if self._changed is None or self._changed.done():
@@ -103,15 +130,15 @@ class LeaseKeeper:
         return self._changed
 
     async def settled(self) -> None:
-        """Return once no claim is in flight: a cycle must not start on a lease being shed.
+        """Return once no claim is in flight: a hand-over must not start on a lease being shed.
 
-        The claim tells the store which accounts are `busy` when it is sent; a cycle that
+        The claim tells the store which accounts are busy when it is sent; a hand-over that
         began while it was in flight could be on an account the store sheds meanwhile.
         """
         if self._refreshing is not None:
             await asyncio.wait({self._refreshing})
 
-    async def refresh(self, busy: Collection[str]) -> tuple[set[str], set[str]]:
+    async def refresh(self) -> tuple[set[str], set[str]]:
         """Renew, shed and claim (one store call); return the accounts gained and lost.
 
         Raises what the store raises (`StoreError`), or `TimeoutError` past the ttl (an answer
@@ -123,32 +150,37 @@ class LeaseKeeper:
         self._refreshing = in_flight = loop.create_future()
         self.registered = True
         try:
-            async with asyncio.timeout(self.ttl * _CLAIM_TIMEOUT_SHARE):
+            async with asyncio.timeout(self.lease_ttl * _CLAIM_TIMEOUT_SHARE):
                 leases = await self._store.lease(
-                    self.owner, self._accounts, ttl=self.ttl, busy=busy
+                    self.owner, self._accounts, ttl=self.lease_ttl, busy=set(self._busy)
                 )
+        except Exception:
+            if self.failing_since is None:
+                self.failing_since = sent
+            raise
         finally:
             self._refreshing = None
             in_flight.set_result(None)
         self._leases = dict(leases)
-        self._trusted_until = sent + self.ttl * _TRUST
+        self._claimed, self.failing_since = True, None
+        self._trusted_until = sent + self.lease_ttl * _TRUST
         after = set(self._leases)
         gained, lost = after - before, before - after
         if gained or lost:
             self._notify()
         return gained, lost
 
-    async def claim(self, busy: Collection[str]) -> None:
+    async def claim(self) -> None:
         """`refresh`, logged and counted; a failure (the store down) is logged, not raised:
         the leases stay trusted until their local deadline, and the next claim tries again."""
         try:
-            gained, lost = await self.refresh(busy)
+            gained, lost = await self.refresh()
         except Exception as exc:
             logger.warning(
                 "claiming accounts failed (%s: %s); trying again in %g s",
                 type(exc).__name__,
                 exc,
-                self.period,
+                self.claim_interval,
                 extra={"outcome": "claim_failed"},
             )
         else:
@@ -186,17 +218,18 @@ class LeaseKeeper:
     async def release(self) -> None:
         """Give every lease back at once, so the others may claim them now (bounded, logged)."""
         self._leases = {}
+        self._claimed, self.failing_since = False, None
         self._notify()
         self.registered = False
         try:
-            async with asyncio.timeout(min(RELEASE_TIMEOUT, self.ttl)):
+            async with asyncio.timeout(min(RELEASE_TIMEOUT, self.lease_ttl)):
                 await self._store.release(self.owner)
         except Exception as exc:  # they lapse by themselves within the ttl
             logger.warning(
                 "releasing this poller's leases failed (%s: %s); they lapse within %g s",
                 type(exc).__name__,
                 exc,
-                self.ttl,
+                self.lease_ttl,
             )
 
     def _notify(self) -> None:

@@ -11,6 +11,7 @@ repeats at most the batch in flight and never skips one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -20,11 +21,12 @@ import attrs
 import httpx
 
 from .. import telemetry
-from .._time import RETENTION, utc_now
+from .._time import RETENTION, seconds, utc_now
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
-from ..store import CheckpointStore, Lease, LeaseStore
+from ..store import CheckpointStore
+from ..store._local import solo_leases
 from ._cycle import Walk
 from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, LeaseKeeper, new_owner_id
 from ._records import (
@@ -32,6 +34,7 @@ from ._records import (
     AccountResult,
     AccountStatus,
     Handler,
+    LeaseState,
     next_status,
 )
 from ._shutdown import DEFAULT_SHUTDOWN_GRACE, Shutdown
@@ -70,7 +73,7 @@ class LogsPoller:
         store: Where checkpoints, fingerprints (and the archive) live.
         handler: `await handler(account_name, logs)` with each batch, oldest log first.
             If it raises, the batch is offered again next cycle.
-        interval: Seconds between an account's cycles in `run()`.
+        interval: Seconds (or a `timedelta`) between an account's cycles in `run()`.
         backfill: How far back an account's first cycle reaches (at most 48 hours).
         revisit: How far back before the checkpoint each cycle looks again, to see
             status changes of logs already delivered. Cover the time your logs take to
@@ -86,7 +89,7 @@ class LogsPoller:
             context, whatever the number of accounts) and closes it in `aclose`.
         max_attempts: Tries per request, passed to each `LogsFetcher`.
         timeout: Seconds per request, passed to each `LogsFetcher`.
-        shutdown_grace: Seconds that a shutdown (`stop()`, `aclose()`, a first
+        shutdown_grace: Seconds (or a `timedelta`) that a shutdown (`stop()`, `aclose()`, a first
             cancellation) gives the cycles in flight, and a handler call in particular, to
             finish and commit; then they are cancelled, and a batch whose handler was
             cancelled is offered again next time. A second cancellation skips the grace.
@@ -97,18 +100,22 @@ class LogsPoller:
         throttle_factory: Makes the throttle of each account that has none of its own
             (`Account.throttle is None`), e.g. a `RedisBucket` per account on one shared
             Redis client; `None` gives each a `TokenBucket` at the documented rate.
-        lease_ttl: With a store that leases accounts (`LeaseStore`, e.g. `PostgresStore`):
-            seconds a lease lasts unless renewed. A dead process's accounts pass to the
-            others within ``lease_ttl + claim_interval``.
-        claim_interval: Seconds between two claims, each renewing the leases held (at most
-            half of ``lease_ttl``).
+        lease_ttl: Seconds (or a `timedelta`) a lease lasts unless renewed. With a fleet's
+            store (`PostgresStore`), a dead process's accounts pass to the others within
+            ``lease_ttl + claim_interval``.
+        claim_interval: Seconds (or a `timedelta`) between two claims, each renewing the
+            leases held (at most half of ``lease_ttl``).
         owner: This process's id in the lease table (default: host, pid and a random
-            suffix). Ignored without a `LeaseStore`.
+            suffix).
 
-    With a `LeaseStore` (see "Running a fleet" in the docs) every process is given the same
-    accounts and polls only those it holds a lease on; each batch is committed only if
-    the lease still holds (a fence), else it is counted in `AccountStatus.lost_leases`,
-    logged, and left to the new holder.
+    Every store leases: `SqliteStore` grants every account to its one poller (and refuses
+    a second poller on the same store object), a `CheckpointStore` without leases is
+    wrapped to do the same, and with `PostgresStore` (see "Running a fleet" in the docs)
+    every process is given the same accounts and polls only those it holds a lease on.
+    Each batch is committed only if the lease still holds (a fence), else it is counted
+    in `AccountStatus.lost_leases`, logged, and left to the new holder. One account has
+    one cycle at a time: a `run_once()` during `run()`, or a second `run()`, waits for
+    the cycle in flight of each account before starting its own.
     """
 
     def __init__(
@@ -117,7 +124,7 @@ class LogsPoller:
         *,
         store: CheckpointStore,
         handler: Handler,
-        interval: float = 60.0,
+        interval: float | timedelta = 60.0,
         backfill: timedelta = RETENTION,
         revisit: timedelta = timedelta(hours=1),
         page_size: int = 1000,
@@ -126,12 +133,12 @@ class LogsPoller:
         client: httpx.AsyncClient | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout: float = DEFAULT_TIMEOUT,
-        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+        shutdown_grace: float | timedelta = DEFAULT_SHUTDOWN_GRACE,
         clock: Callable[[], datetime] | None = None,
         fetcher_options: Mapping[str, Any] | None = None,
         throttle_factory: Callable[[Account], Throttle] | None = None,
-        lease_ttl: float = DEFAULT_LEASE_TTL,
-        claim_interval: float = DEFAULT_CLAIM_INTERVAL,
+        lease_ttl: float | timedelta = DEFAULT_LEASE_TTL,
+        claim_interval: float | timedelta = DEFAULT_CLAIM_INTERVAL,
         owner: str | None = None,
     ) -> None:
         self._accounts: dict[str, Account] = {}
@@ -139,23 +146,19 @@ class LogsPoller:
             if account.name in self._accounts:
                 raise ValueError(f"two accounts are named {account.name!r}")
             self._accounts[account.name] = account
+        interval = seconds(interval)
         if interval <= 0:
             raise ValueError("interval must be positive")
         if backfill <= timedelta(0) or revisit < timedelta(0):
             raise ValueError("backfill must be positive and revisit not negative")
-        self._store = store
-        self._handler = handler
+        self._store = leasing = solo_leases(store)
         self._interval = interval
-        self._backfill = min(backfill, RETENTION)
-        self._revisit = revisit
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        self._page_size = page_size
-        self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_concurrency)
         self._client = client
         self._owns_client = client is None
@@ -168,30 +171,29 @@ class LogsPoller:
             **(fetcher_options or {}),
         }
         self._fetchers: dict[str, LogsFetcher] = {}
-        self._status = {name: AccountStatus() for name in self._accounts}
-        self._shutdown = Shutdown(shutdown_grace)
-        self._polling: set[str] = set()  # accounts inside a cycle right now
+        # Held only once claimed: until then another process may be polling them.
+        unknown = AccountStatus(lease=LeaseState.UNKNOWN)
+        self._status = dict.fromkeys(self._accounts, unknown)
+        self._shutdown = Shutdown(seconds(shutdown_grace))
+        # One cycle per account at a time, whoever asks (run, run_once, a second run).
+        self._turns = {name: asyncio.Lock() for name in self._accounts}
         self._closed = False
         self._throttle_factory = throttle_factory
-        self._fleet: LeaseKeeper | None = None
-        if isinstance(store, LeaseStore):
-            self._fleet = LeaseKeeper(
-                store,
-                list(self._accounts),
-                owner=owner or new_owner_id(),
-                ttl=lease_ttl,
-                period=claim_interval,
-            )
-            # Held only once claimed: until then another process may be polling them.
-            self._status = {name: AccountStatus(held=False) for name in self._accounts}
+        self._leases = LeaseKeeper(
+            leasing,
+            list(self._accounts),
+            owner=owner or new_owner_id(),
+            lease_ttl=seconds(lease_ttl),
+            claim_interval=seconds(claim_interval),
+        )
         self._walk = Walk(
-            store=store,
+            store=leasing,
             handler=handler,
             shutdown=self._shutdown,
-            fleet=self._fleet,
+            leases=self._leases,
             clock=self._clock,
-            backfill=self._backfill,
-            revisit=self._revisit,
+            backfill=min(backfill, RETENTION),
+            revisit=revisit,
             page_size=page_size,
             max_batch=max_batch,
         )
@@ -221,9 +223,9 @@ class LogsPoller:
         try:
             if others:
                 await self._shutdown.wind_down(others)
-            if self._fleet is not None and self._fleet.registered:
-                await self._fleet.release()
-                self._mark_held()
+            if self._leases.registered:
+                await self._leases.release()
+                self._mark_leases()
         finally:
             fetchers, self._fetchers = self._fetchers, {}
             client, owned = self._client, self._owns_client
@@ -254,6 +256,17 @@ class LogsPoller:
         return self._interval
 
     @property
+    def lease_ttl(self) -> float:
+        """Seconds a lease lasts unless renewed (also how long claims may fail before
+        `/healthz` answers 503)."""
+        return self._leases.lease_ttl
+
+    @property
+    def claim_interval(self) -> float:
+        """Seconds between two claims."""
+        return self._leases.claim_interval
+
+    @property
     def shutdown_grace(self) -> float:
         """Seconds a shutdown gives the cycles in flight before cancelling them."""
         return self._shutdown.grace
@@ -273,18 +286,34 @@ class LogsPoller:
         """Poll every account once, concurrently (an explicit call ignores any back-off).
 
         Returns each account's result; an account's failure is in its result, never raised.
-        With a `LeaseStore`, it first claims, then polls (and returns) only the accounts
-        this process holds.
-        Also prunes fingerprints of logs past the provider's retention. Cancelled, each
-        handler call in flight gets the shutdown grace to finish and commit.
+        It first claims, then polls (and returns) only the accounts this process holds
+        (with a one-process store, all of them once the claim worked). An account whose
+        cycle is in flight (in `run()`) is polled after that cycle ends.
+        The leases are renewed every `claim_interval` while the cycles run, so a long one
+        (a 48-hour backfill) keeps its lease. Also prunes fingerprints of logs past the
+        provider's retention. Cancelled, each handler call in flight gets the shutdown
+        grace to finish and commit.
         """
-        names = list(self._accounts)
-        if self._fleet is not None:
-            await self._claim(self._fleet)
-            names = [name for name in names if self._fleet.held(name) is not None]
-        results = await asyncio.gather(*(self._cycle(name) for name in names))
+        await self._claim()
+        names = [name for name in self._accounts if self._leases.held(name) is not None]
+        done = asyncio.Event()
+        renewing = asyncio.create_task(self._renew_until(done), name="infobip-voicelogs renew")
+        try:
+            results = await asyncio.gather(*(self._cycle(name) for name in names))
+        finally:
+            done.set()  # a claim in flight finishes (bounded by its own timeout), not cut
+            await asyncio.shield(renewing)
         await self._prune()
         return dict(zip(names, results, strict=True))
+
+    async def _renew_until(self, done: asyncio.Event) -> None:
+        """Claim every `claim_interval` until `done` (a `run_once` ended)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=self._leases.claim_interval)
+            if done.is_set():
+                return
+            await self._claim()
 
     async def run(self) -> None:
         """Poll every account every `interval` seconds until `stop()` or cancellation.
@@ -297,52 +326,58 @@ class LogsPoller:
         """
         if self._closed:
             raise RuntimeError("the poller is closed")
-        if self._fleet is not None:
-            await self._claim(self._fleet)  # before the loops look for their leases
+        await self._claim()  # before the loops look for their leases
         tasks = {
             asyncio.create_task(self._account_loop(name), name=f"infobip-voicelogs poll {name}")
             for name in self._accounts
         }
         tasks.add(asyncio.create_task(self._prune_loop(), name="infobip-voicelogs prune"))
-        if self._fleet is not None:
-            lease_loop = self._lease_loop(self._fleet)
-            tasks.add(asyncio.create_task(lease_loop, name="infobip-voicelogs lease"))
+        tasks.add(asyncio.create_task(self._lease_loop(), name="infobip-voicelogs lease"))
         try:
             await self._shutdown.supervise(tasks)
         finally:
             self._shutdown.reset()
-            if self._fleet is not None:
-                await self._fleet.release()  # the others may take the accounts at once
-                self._mark_held()
+            await self._leases.release()  # the others may take the accounts at once
+            self._mark_leases()
 
     async def _account_loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()
-        fleet = self._fleet
+        leases = self._leases
         while not self._shutdown.stopping.is_set():
-            if fleet is not None and fleet.held(name) is None:
-                # Another process polls it meanwhile: wait for the leases to change.
-                await self._shutdown.until_stopped_or(fleet.changed())
+            if leases.held(name) is None:
+                # Another process polls it meanwhile (or it was shed: drained, it starts no
+                # new cycle here): wait for the leases to change.
+                await self._shutdown.until_stopped_or(leases.changed())
                 continue
             await self._cycle(name)
             delay = max(0.0, self._status[name].next_due - loop.time())
             await self._shutdown.sleep(delay)
 
-    async def _lease_loop(self, fleet: LeaseKeeper) -> None:
+    async def _lease_loop(self) -> None:
         while not self._shutdown.stopping.is_set():
-            await self._claim(fleet)
-            await self._shutdown.sleep(fleet.period)
+            await self._claim()
+            await self._shutdown.sleep(self._leases.claim_interval)
 
-    async def _claim(self, fleet: LeaseKeeper) -> None:
+    async def _claim(self) -> None:
         """One claim: renew, shed, claim; mark which accounts this process holds now."""
-        await fleet.claim(busy=set(self._polling))
-        self._mark_held()
+        await self._leases.claim()
+        self._mark_leases()
 
-    def _mark_held(self) -> None:
-        holding = self._fleet.holding() if self._fleet is not None else None
+    def _mark_leases(self) -> None:
+        """Copy the keeper's view into each status, and keep the lag series to held ones."""
+        failing = self._leases.failing_since
+        since = None
+        if failing is not None:  # loop time, on the poller's clock
+            ago = asyncio.get_running_loop().time() - failing
+            since = self._clock() - timedelta(seconds=ago)
         for name, status in self._status.items():
-            held = holding is None or name in holding
-            if status.held is not held:
-                self._status[name] = attrs.evolve(status, held=held)
+            state = self._leases.state(name)
+            telemetry.account_held(name, state is LeaseState.HELD)
+            # The first failure's time stays as first marked (the conversion moves a little).
+            failing_since = since and (status.claims_failing_since or since)
+            if status.lease is not state or status.claims_failing_since != failing_since:
+                changes: dict[str, Any] = {"lease": state, "claims_failing_since": failing_since}
+                self._status[name] = attrs.evolve(status, **changes)
 
     async def _prune_loop(self) -> None:
         while not self._shutdown.stopping.is_set():
@@ -362,8 +397,9 @@ class LogsPoller:
         started = asyncio.get_running_loop().time()
         with self._shutdown.cycle(task):
             try:
-                with telemetry.cycle_span(name):
-                    result = await self._poll_in_turn(name)
+                async with self._turns[name]:  # a cycle of this account in flight: after it
+                    with telemetry.cycle_span(name):
+                        result = await self._poll_in_turn(name)
             except asyncio.CancelledError:
                 # Cut short by aclose() or stop() after the grace, and by nothing else: that
                 # is this cycle's failure, in its result, not a cancellation of the caller.
@@ -384,34 +420,26 @@ class LogsPoller:
             outcome="ok" if result.error is None else type(result.error).__name__,
             new=result.new,
             changed=result.changed,
-            newest_sent_at=status.newest_sent_at,
             consecutive_failures=status.consecutive_failures,
+            held=status.held,
         )
         return result
 
     async def _poll_in_turn(self, name: str) -> AccountResult:
-        """`_poll` once one of the `max_concurrency` slots is free, with the account's lease."""
+        """One cycle once one of the `max_concurrency` slots is free, on the account's lease."""
         async with self._slots:
-            lease = None
-            if self._fleet is not None:
-                await self._fleet.settled()
-                lease = self._fleet.held(name)
-            # Marked busy in the same step as the lease is read: a claim sent from now on
-            # will not shed this account while it is polled.
-            self._polling.add(name)
+            if self._closed:
+                return AccountResult(error=RuntimeError("the poller is closed"))
+            lease = self._leases.held(name)
+            if lease is None:  # shed, or the claims fail, while this cycle waited its turn
+                return AccountResult(
+                    error=LeaseLostError(f"this poller holds no lease on account {name!r}")
+                )
             try:
-                return await self._poll(name, lease)
-            finally:
-                self._polling.discard(name)
-
-    async def _poll(self, name: str, lease: Lease | None) -> AccountResult:
-        if self._closed:
-            return AccountResult(error=RuntimeError("the poller is closed"))
-        try:
-            fetcher = self._fetcher(name)
-        except Exception as exc:  # an account no fetcher can be made for: its own failure
-            return AccountResult(error=exc)
-        return await self._walk.cycle(name, fetcher, lease)
+                fetcher = self._fetcher(name)
+            except Exception as exc:  # an account no fetcher can be made for: its own failure
+                return AccountResult(error=exc)
+            return await self._walk.cycle(name, fetcher, lease)
 
     def _fetcher(self, name: str) -> LogsFetcher:
         fetcher = self._fetchers.get(name)
@@ -458,14 +486,15 @@ class LogsPoller:
         )
         if result.error is None:
             return
-        if isinstance(result.error, LeaseLostError) and self._fleet is not None:
+        if isinstance(result.error, LeaseLostError):
             # Not this account's failure: another process holds it now and delivers the
             # batch this one could not commit (fenced: nothing of it was written here).
-            self._fleet.forget(name)
+            self._leases.forget(name)
+            self._mark_leases()
             telemetry.batch_fenced(name)
             logger.warning(
-                "account %s: its lease passed to another poller; the batch in flight was not"
-                " committed here, and the new holder delivers it again",
+                "account %s: its lease lapsed or passed to another poller (shed, or the"
+                " store unreachable); what this cycle had not committed is left to the holder",
                 name,
                 extra={"account": name, "outcome": "lease_lost"},
             )

@@ -1,10 +1,12 @@
-"""What the poller is given and gives back: `Account`, `AccountResult`, `AccountStatus`, and
-the `fingerprint` that tells a log's new state from the one delivered before.
+"""What the poller is given and gives back: `Account`, `AccountResult`, `AccountStatus`,
+`LeaseState`, and the `fingerprint` that tells a log's new state from the one delivered before.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -24,7 +26,9 @@ __all__ = [
     "AccountResult",
     "AccountStatus",
     "Handler",
+    "LeaseState",
     "add_results",
+    "detached",
     "fingerprint",
     "next_status",
 ]
@@ -65,7 +69,8 @@ class AccountResult:
             of the batches it committed before the failure.
         new: Logs never delivered before.
         changed: Logs delivered before whose state has changed.
-        error: The exception that failed the cycle (fetch, handler or store), or `None`.
+        error: The exception that failed the cycle (fetch, handler or store), or `None`;
+            its tracebacks are cleared once the poller has logged it (see `detached`).
         newest_sent_at: The newest `sent_at` among the logs delivered (and committed).
     """
 
@@ -81,11 +86,26 @@ class AccountResult:
         return self.error is None
 
 
-@attrs.frozen
+class LeaseState(enum.Enum):
+    """Whether this process may poll an account, as far as it knows."""
+
+    #: This process holds the account's lease (with a `SqliteStore`: once it has claimed).
+    HELD = "held"
+    #: The last claim, which worked and is still trusted, did not give it: another live
+    #: owner holds it (or will at its next claim). Not this process's concern.
+    ELSEWHERE = "elsewhere"
+    #: No claim has answered yet, or the last that did is too old to trust (the store is
+    #: unreachable): nobody here knows who polls it. See `AccountStatus.claims_failing_since`.
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen(init=False)
 class AccountStatus:
     """Running totals for one account, for dashboards and the CLI's live table.
 
     `LogsPoller.status()` returns snapshots: a new one after each cycle, never changed.
+    Built with keyword arguments, one per attribute; ``held=`` (before `lease`) still
+    works, with a `DeprecationWarning`.
     """
 
     cycles: int = 0
@@ -93,19 +113,39 @@ class AccountStatus:
     changed: int = 0
     failures: int = 0
     consecutive_failures: int = 0
+    #: The error of the last failed cycle, its tracebacks cleared (so it pins none of the
+    #: cycle's frames and batches); `None` again after a cycle that worked.
     last_error: Exception | None = None
     last_polled: datetime | None = None
     next_due: float = 0.0  # on the event loop's clock
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
-    #: Whether this process may poll the account now: always with a store that has no
-    #: leases; with a fleet's store, only while this process holds the account's lease.
-    held: bool = True
-    #: Batches whose commit was refused because the lease had passed to another process.
+    #: Whether this process holds the account's lease, another does, or it cannot know.
+    lease: LeaseState = LeaseState.HELD
+    #: When (the poller's clock) this process's claims began to fail, while they fail.
+    claims_failing_since: datetime | None = None
+    #: Cycles cut because the lease lapsed or passed to another process (shed, or the
+    #: store unreachable): what they had not committed is left to the holder.
     lost_leases: int = 0
-    #: The newest `sent_at` of any log delivered so far: the poller's lag is now minus this.
+    #: The newest `sent_at` of any log delivered so far.
     newest_sent_at: datetime | None = None
+
+    def __init__(self, *args: Any, held: bool | None = None, **fields: Any) -> None:
+        if held is not None:
+            warnings.warn(
+                "AccountStatus(held=...) is deprecated: use lease=LeaseState.HELD or"
+                " LeaseState.ELSEWHERE",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            fields.setdefault("lease", LeaseState.HELD if held else LeaseState.ELSEWHERE)
+        self.__attrs_init__(*args, **fields)
+
+    @property
+    def held(self) -> bool:
+        """Whether this process may poll the account now (`lease` is `LeaseState.HELD`)."""
+        return self.lease is LeaseState.HELD
 
 
 def add_results(one: AccountResult, other: AccountResult) -> AccountResult:
@@ -144,6 +184,26 @@ def _parts(obj: object, *names: str) -> str:
     return "\x1e".join("" if (v := getattr(obj, name)) is None else repr(v) for name in names)
 
 
+def detached(error: Exception) -> Exception:
+    """`error` with the tracebacks of it and its cause/context chain cleared, in place.
+
+    A traceback holds the frames that raised, and with them every local: a cycle's whole
+    batch, a response body. An error kept for the status must keep none of that alive.
+    """
+    seen: set[int] = set()
+    chain: list[BaseException | None] = [error]
+    while chain:
+        link = chain.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        chain += (link.__cause__, link.__context__)
+        if isinstance(link, BaseExceptionGroup):
+            chain += link.exceptions
+    return error
+
+
 def next_status(
     before: AccountStatus,
     result: AccountResult,
@@ -158,7 +218,7 @@ def next_status(
     A success is due again one `interval` later. A failure backs off: `interval`, doubling
     with each failure in a row, up to `MAX_BACKOFF` (ten times longer for a refused
     credential). A lost lease is not the account's failure: it is counted and the account
-    is no longer held, with no back-off.
+    is no longer held, with no back-off. The error kept is `detached`; a success clears it.
     """
     changes: dict[str, Any] = {
         "cycles": before.cycles + 1,
@@ -175,9 +235,13 @@ def next_status(
         )
     error = result.error
     if error is None:
-        changes.update(consecutive_failures=0, next_due=now + interval)
+        changes.update(consecutive_failures=0, next_due=now + interval, last_error=None)
     elif isinstance(error, LeaseLostError):
-        changes.update(lost_leases=before.lost_leases + 1, held=False, last_error=error)
+        changes.update(
+            lost_leases=before.lost_leases + 1,
+            lease=LeaseState.ELSEWHERE,
+            last_error=detached(error),
+        )
     else:
         failures = before.consecutive_failures + 1
         backoff = interval * 2 ** min(failures - 1, 10)
@@ -186,7 +250,7 @@ def next_status(
         changes.update(
             failures=before.failures + 1,
             consecutive_failures=failures,
-            last_error=error,
+            last_error=detached(error),
             next_due=now + min(backoff, max(MAX_BACKOFF, interval)),
         )
     return attrs.evolve(before, **changes)

@@ -1,8 +1,10 @@
 """Where the poller keeps its place: checkpoints, fingerprints, and the archive of logs.
 
-`CheckpointStore` is the protocol the poller is written against; `SqliteStore` is the
-default implementation, one SQLite file for one process. `LeaseStore` adds the fenced
-leases a fleet of pollers needs; `infobip_voicelogs.postgres.PostgresStore` implements both.
+`CheckpointStore` is the protocol a store must offer; `SqliteStore` is the default
+implementation, one SQLite file for one process. `LeaseStore` adds the fenced leases the
+poller commits through: `infobip_voicelogs.postgres.PostgresStore` shares them among a
+fleet, `SqliteStore` grants every account to its one poller (fence 0), and the poller
+wraps a `CheckpointStore` without leases to do the same.
 """
 
 from ..errors import LeaseLostError, StoreError

@@ -5,8 +5,9 @@ fingerprint of every recently delivered log, so a log is handed over again only 
 state changed. Both are written in one atomic `commit` after the handler returned, which is
 what makes delivery at-least-once across crashes and exactly-once in normal operation.
 
-A store shared by several processes may also offer `LeaseStore`: each account leased to one
-process at a time, and commits fenced so that a process which lost its lease writes nothing.
+A store may also offer `LeaseStore`: each account leased to one process at a time, and
+commits fenced so that a process which lost its lease writes nothing. `SqliteStore` does,
+for one process; the poller wraps a store that does not, so it has one commit path.
 """
 
 from __future__ import annotations

@@ -19,14 +19,15 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self, TypeVar
 
-from .._time import utc_now
+from .._time import seconds, utc_now
 from ..errors import StoreError
 from ..models import VoiceLog
 from ._archive import log_from_row
+from ._local import LocalLeases
 from ._schema import (
     SCHEMA_VERSION,
     UPSERT_ARCHIVE,
@@ -39,7 +40,7 @@ from ._schema import (
     transaction,
     utc_text,
 )
-from .base import Delivered
+from .base import Delivered, Lease
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -67,6 +68,11 @@ T = TypeVar("T")
 class SqliteStore:
     """The default `CheckpointStore`: one SQLite file (WAL mode), for one process.
 
+    It is a `LeaseStore` too, for one process: `lease` grants every account to its one
+    live owner with fence 0, and refuses (`StoreError`) a second poller on the same store
+    object while the first is alive. Two processes on one file are not detected: they would
+    deliver every log twice; a fleet needs `PostgresStore`.
+
     ```python
     async with SqliteStore("voicelogs.db", archive=True) as store:
         async with LogsPoller(accounts, store=store, handler=handler) as poller:
@@ -88,7 +94,7 @@ class SqliteStore:
     Args:
         path: The database file (created if missing), or `":memory:"`.
         archive: Whether `commit` also writes the delivered logs to the archive.
-        busy_timeout: Seconds to wait for another process holding the write lock.
+        busy_timeout: Seconds (or a `timedelta`) to wait for another process's write lock.
         clock: Gives the current time for `first_seen_at` and `updated_at` (tests move it).
     """
 
@@ -97,18 +103,19 @@ class SqliteStore:
         path: str | os.PathLike[str],
         *,
         archive: bool = False,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        busy_timeout: float | timedelta = DEFAULT_BUSY_TIMEOUT,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._path = os.fspath(path)
         self._archive = archive
-        self._busy_timeout = busy_timeout
+        self._busy_timeout = seconds(busy_timeout)
         self._clock = clock
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None  # touched on the worker thread only
         self._closing: concurrent.futures.Future[None] | None = None
         # Event loops in several threads may make their first call at once: one worker.
         self._lock = threading.Lock()
+        self._leases = LocalLeases()
 
     @property
     def path(self) -> str:
@@ -237,6 +244,34 @@ class SqliteStore:
                     self._executor.shutdown(wait=False)
         # Shielded: a cancelled aclose must not cancel the close itself.
         await asyncio.shield(asyncio.wrap_future(self._closing))
+
+    # -- the LeaseStore protocol, for one process -------------------------------------------
+
+    async def lease(
+        self,
+        owner: str,
+        accounts: Sequence[str],
+        *,
+        ttl: float,
+        busy: Collection[str] = (),
+    ) -> dict[str, Lease]:
+        """Grant every account to `owner` (fence 0) for `ttl` seconds, renewed by each call.
+
+        Raises `StoreError` while another owner of this store object is alive (it leased
+        within its ttl and has not released): two pollers on one store deliver twice.
+        """
+        return self._leases.lease(owner, accounts, ttl=ttl)
+
+    async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
+        """`None`: `owner` is gone, and another poller may use the store at once."""
+        self._leases.release(owner, accounts)
+
+    async def commit_leased(
+        self, lease: Lease, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+    ) -> None:
+        """`commit`, unless `lease` is not the live owner's (`LeaseLostError`, nothing written)."""
+        self._leases.check(lease)
+        await self.commit(lease.account, checkpoint=checkpoint, delivered=delivered)
 
     # -- beyond the protocol ---------------------------------------------------------------
 

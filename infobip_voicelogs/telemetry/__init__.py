@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -40,10 +41,10 @@ from ._instruments import (
     _FAILURES,
     _FENCED,
     _FETCHES,
+    _LAST_OK,
     _LEASES,
     _LEASES_LOST,
     _LOGS,
-    _NEWEST,
     _PAGES,
     _RATE_LIMITED,
     _REDIS_ERRORS,
@@ -272,8 +273,9 @@ def record_cycle(
     outcome: str,
     new: int,
     changed: int,
-    newest_sent_at: datetime | None,
     consecutive_failures: int,
+    held: bool = True,
+    **deprecated: Any,
 ) -> None:
     """Record one finished poll cycle of ``account``.
 
@@ -281,19 +283,49 @@ def record_cycle(
         seconds: How long the cycle took.
         outcome: ``"ok"`` or the failing exception's class name (low cardinality).
         new: Logs delivered as new; ``changed``: as changed.
-        newest_sent_at: The newest `sentAt` of any log delivered for the account so far
-            (`None` if none yet); the lag gauge is "now minus this", read at collection.
         consecutive_failures: The account's failed cycles in a row, after this one.
+        held: Whether this process still holds the account. The lag gauge is the seconds
+            since the last ``"ok"`` cycle of an account held, read at collection.
+
+    ``newest_sent_at=`` (the lag's input before 16) is accepted and ignored, with a
+    `DeprecationWarning`: the lag measures the poller now, not the traffic.
     """
+    _deprecated_newest(deprecated)
     name = _named(account)
     _CYCLE_TIME.record(seconds, _attrs(("account", name), ("outcome", outcome)))
     if new:
         _DELIVERED.add((("account", name), ("kind", "new")), new)
     if changed:
         _DELIVERED.add((("account", name), ("kind", "changed")), changed)
-    if newest_sent_at is not None:
-        _NEWEST[account] = newest_sent_at
+    if outcome == "ok" and held:
+        _LAST_OK[account] = time.monotonic()
     _FAILURES[account] = consecutive_failures
+    account_held(account, held)
+
+
+def _deprecated_newest(deprecated: dict[str, Any]) -> None:
+    unknown = set(deprecated) - {"newest_sent_at"}
+    if unknown:
+        raise TypeError(f"record_cycle() got unexpected keyword arguments: {sorted(unknown)}")
+    if deprecated:
+        warnings.warn(
+            "record_cycle(newest_sent_at=...) is deprecated and ignored: poll.lag is the time"
+            " since the account's last cycle that worked",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+
+def account_held(account: str, held: bool) -> None:
+    """Whether this process holds ``account`` now: the lag series exists only while it does.
+
+    Gained, the lag counts from now until the account's first cycle that works; shed (or
+    its lease unknown), the series is dropped: another process polls it, or nobody can tell.
+    """
+    if held:
+        _LAST_OK.setdefault(account, time.monotonic())
+    else:
+        _LAST_OK.pop(account, None)
 
 
 def leases_held(n: int) -> None:
@@ -352,6 +384,6 @@ if not ENABLED:  # chosen once: without the API, these calls do nothing at all
         return None
 
     throttle_waited = decoded = rate_limited = retried = cooldown_started = _noop
-    record_cycle = leases_held = lease_lost = batch_fenced = _noop
+    record_cycle = account_held = leases_held = lease_lost = batch_fenced = _noop
     redis_fallback = redis_error = _noop
     reports_received = reports_rejected = _noop

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextvars
 import math
+import time
 import weakref
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from ..__about__ import __version__
@@ -110,7 +110,8 @@ _REPORTS_REJECTED = _Tally()  # refused report POSTs, by reason
 # Throttles by id: (weak reference, account name). A plain dict rather than a WeakKeyDictionary,
 # whose iteration a reader's thread could see change under it; list(dict.values()) is one step.
 _THROTTLES: dict[int, tuple[weakref.ref[Any], str | None]] = {}
-_NEWEST: dict[str, datetime] = {}
+# Accounts held here: time.monotonic() of the last cycle that worked (or of the gain).
+_LAST_OK: dict[str, float] = {}
 _FAILURES: dict[str, int] = {}
 _LEASES = [0]
 
@@ -162,8 +163,8 @@ def _observe_rates(_options: Any) -> Iterable[Any]:
 
 
 def _observe_lag(_options: Any) -> Iterable[Any]:
-    now = datetime.now(UTC)
-    lags = {k: max(0.0, (now - v).total_seconds()) for k, v in list(_NEWEST.items())}
+    now = time.monotonic()
+    lags = {k: max(0.0, now - v) for k, v in list(_LAST_OK.items())}
     return _per_account(lags, max)
 
 
@@ -228,7 +229,7 @@ if ENABLED:
         _meter.create_observable_counter(f"{NAME}.{_name}", [_tally.observe], _unit, _text)
     for _name, _unit, _callback, _text in (
         ("throttle.rate", "{request}/s", _observe_rates, "Effective (adaptive) throttle rate."),
-        ("poll.lag", "s", _observe_lag, "Now minus the newest delivered log's sentAt."),
+        ("poll.lag", "s", _observe_lag, "Since the last cycle that worked."),
         ("poll.consecutive_failures", "{cycle}", _observe_failures, "Failed cycles in a row."),
         ("leases.held", "{lease}", _observe_leases, "Account leases this process holds."),
     ):

@@ -5,7 +5,8 @@
 CONFIG holds the DSN, the accounts (name, base URL, key) and the timings. The process polls
 until SIGTERM (a clean stop: leases released) and writes one JSON line per event to OUT:
 `{"batch": account, "ids": [...]}` for every batch handed to its handler, and every 0.1 s
-`{"held": [...], "cycles": {account: n}, "lost": n}` from `LogsPoller.status()`.
+`{"held": [...], "known": bool, "cycles": {account: n}, "lost": n}` from
+`LogsPoller.status()` ("known": a claim has answered, so each lease is held or elsewhere).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from infobip_voicelogs import Account, LogsPoller, TokenBucket, VoiceLog
+from infobip_voicelogs.poller import LeaseState
 from infobip_voicelogs.postgres import PostgresStore
 
 
@@ -36,8 +38,10 @@ async def main(config: dict[str, Any], owner: str, out_path: Path) -> None:
             await asyncio.sleep(handler_delay)
         emit({"batch": account, "ids": [log.message_id for log in logs]})
 
+    # Requests/s per account: a low rate (and burst) keeps every cycle busy, back to back.
+    rate, burst = float(config.get("rate", 50.0)), int(config.get("burst", 5))
     accounts = [
-        Account(a["name"], a["base_url"], auth=a["key"], throttle=TokenBucket(50.0, 5))
+        Account(a["name"], a["base_url"], auth=a["key"], throttle=TokenBucket(rate, burst))
         for a in config["accounts"]
     ]
     async with (
@@ -62,6 +66,7 @@ async def main(config: dict[str, Any], owner: str, out_path: Path) -> None:
                 emit(
                     {
                         "held": sorted(n for n, s in status.items() if s.held),
+                        "known": any(s.lease is not LeaseState.UNKNOWN for s in status.values()),
                         "cycles": {n: s.cycles for n, s in status.items() if s.cycles},
                         "lost": sum(s.lost_leases for s in status.values()),
                     }
