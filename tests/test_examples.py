@@ -83,7 +83,9 @@ async def test_fastapi_backend_shares_one_client_and_maps_errors() -> None:
         return made[-1]
 
     app = backend.create_app(
-        {"shop": (IN_PROCESS_URL, shop.api_key), "other": (IN_PROCESS_URL, "bad")}, client=client
+        {"shop": (IN_PROCESS_URL, shop.api_key), "other": (IN_PROCESS_URL, "bad")},
+        client=client,
+        budget=0.5,
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -91,8 +93,13 @@ async def test_fastapi_backend_shares_one_client_and_maps_errors() -> None:
             ok = await web.get("/accounts/shop/logs", params={"limit": 7})
             naive = await web.get("/accounts/shop/logs", params={"since": "2026-01-01T00:00:00"})
             refused = await web.get("/accounts/other/logs")
-            shop.script(Fault.status(429), Fault.status(429))  # both tries refused
+            # Longer than the budget: passed on at once, and the account cools down 30 s...
+            shop.script(Fault.status(429, retry_after=30))
             limited = await web.get("/accounts/shop/logs")
+            tries = len(fake.requests(shop))
+            # ...so the next request spends its budget waiting for the throttle: a 504.
+            slow = await web.get("/accounts/shop/logs")
+            assert len(fake.requests(shop)) == tries  # nothing was sent past the budget
     assert len(made) == 1  # one pool for every account and request
     assert made[0].is_closed  # ...closed by the lifespan
     assert ok.status_code == 200
@@ -102,7 +109,8 @@ async def test_fastapi_backend_shares_one_client_and_maps_errors() -> None:
     assert refused.status_code == 502
     assert "bad" not in refused.text
     assert limited.status_code == 503
-    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["retry-after"] == "30"
+    assert slow.status_code == 504
 
 
 @pytest.fixture
