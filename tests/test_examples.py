@@ -262,3 +262,43 @@ async def test_bot_posts_alerts_with_back_pressure_and_stops_on_sigterm() -> Non
     ), texts
     # The failed post's batch came again, so its alert was posted after all.
     assert hook.failed[0]["text"] in texts
+
+
+# -- docs/testing.md: its pytest configuration and its tests run as a user would run them ---
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    """The code blocks of ``language`` in a Markdown text, indented ones (in a list) too."""
+    import re
+    import textwrap
+
+    pattern = rf"^( *)```{language}\n(.*?)^\1```"
+    found = re.findall(pattern, text, flags=re.MULTILINE | re.DOTALL)
+    return [textwrap.dedent(body) for _indent, body in found]
+
+
+def test_the_testing_guides_tests_pass_quietly_under_its_own_config(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    guide = (REPO / "docs" / "testing.md").read_text()
+    [config] = [block for block in _blocks(guide, "toml") if "asyncio_mode" in block]
+    tests = [block for block in _blocks(guide, "python") if "def test_" in block]
+    assert len(tests) >= 3  # the first test, over HTTP, and the instant 429
+    (tmp_path / "pyproject.toml").write_text(config)
+    (tmp_path / "test_guide.py").write_text("\n\n".join(tests))
+    # The fixtures come from the installed package's entry point, as they would for a user;
+    # a source checkout without the install loads the plugin by hand, as the guide says.
+    installed = any(e.name == "infobip_voicelogs" for e in entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "infobip_voicelogs.testing.plugin"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(tests)} passed" in result.stdout
+    assert "warning" not in result.stdout.lower()  # the config is quiet
