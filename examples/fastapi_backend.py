@@ -160,10 +160,12 @@ async def main() -> None:
     async with demo.router.lifespan_context(demo):  # what uvicorn does at start and stop
         transport = httpx.ASGITransport(app=demo)
         async with httpx.AsyncClient(transport=transport, base_url="http://backend") as web:
-            answers = await asyncio.gather(
-                web.get("/accounts/shop/logs", params={"status": "DELIVERED", "limit": 3}),
-                web.get("/accounts/shop/logs", params={"limit": 5000}),
-                web.get("/accounts/nobody/logs"),
+            answers = list(
+                await asyncio.gather(
+                    web.get("/accounts/shop/logs", params={"status": "DELIVERED", "limit": 3}),
+                    web.get("/accounts/shop/logs", params={"limit": 5000}),
+                    web.get("/accounts/nobody/logs"),
+                )
             )
             shop.script(Fault.status(429, retry_after=30))  # more than we'd wait in a request
             answers.append(await web.get("/accounts/shop/logs"))
