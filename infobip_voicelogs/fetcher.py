@@ -227,12 +227,13 @@ class LogsFetcher:
         max_retry_after: The longest `Retry-After` worth waiting for; longer raises at once.
         on_retry: Called with a `RetryEvent` before each retry's wait.
         sleep: The coroutine function that waits between tries (for tests). `None` is
-            the throttle's own ``sleep`` if it has one (`TokenBucket(clock=, sleep=)`,
-            e.g. on `testing.FakeTime`), else `asyncio.sleep`.
+            a `TokenBucket` throttle's own ``sleep`` if it was given one
+            (`TokenBucket(clock=, sleep=)`, e.g. on `testing.FakeTime`), else `asyncio.sleep`.
         budget: The seconds (or a `timedelta`) one `fetch` may take in all: throttle
             wait, every try and every backoff together. `None`, the default, is no
             bound (each try is still bounded by ``deadline``). A call may pass its own.
-            Timed on the throttle's ``clock`` if it has one, else `time.monotonic`.
+            Timed on a `TokenBucket` throttle's ``clock`` if it was given one, else
+            `time.monotonic`.
         account: The account's name, for metrics, spans and log records (recorded as an
             attribute only after `telemetry.configure(account_names=True)`).
         clock: Returns "now" as an aware datetime: the default end of an `iter_logs`
@@ -287,11 +288,11 @@ class LogsFetcher:
         self._headers = {"Accept": media_type(format), "User-Agent": USER_AGENT}
         self._on_retry = on_retry
         self._clock = clock or utc_now
-        # A throttle on injected time (a test's) lends it to the backoff and the budget.
-        self._monotonic: Callable[[], float] = getattr(self._throttle, "clock", None) or (
-            time.monotonic
-        )
-        sleep = sleep if sleep is not None else getattr(self._throttle, "sleep", None)
+        # A bucket on injected time (a test's) lends it to the backoff and the budget.
+        bucket = self._throttle if isinstance(self._throttle, TokenBucket) else None
+        self._monotonic = (bucket.clock if bucket else None) or time.monotonic
+        if sleep is None and bucket is not None:
+            sleep = bucket.sleep
         policy_args: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
         self._policy = RetryPolicy(  # validates its arguments: before a client is opened
             max_attempts=max_attempts,
@@ -378,11 +379,12 @@ class LogsFetcher:
         started = budget.clock()
         try:
             async with asyncio.timeout(left):
-                return await self._throttle.acquire()
+                waited = await self._throttle.acquire()
         except TimeoutError:
-            raise budget.exceeded("waiting for the throttle") from None
-        finally:
             budget.throttle_wait += budget.clock() - started
+            raise budget.exceeded("waiting for the throttle") from budget.last_error
+        budget.throttle_wait += budget.clock() - started
+        return waited
 
     async def _send(self, url: str, budget: Budget | None = None) -> list[VoiceLog]:
         """One try: wait for the throttle, send, and translate the outcome."""

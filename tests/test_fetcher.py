@@ -768,3 +768,15 @@ async def test_a_closed_port_fails_naming_host_and_port() -> None:
     ) as fetcher:
         with pytest.raises(TransportError, match=rf"could not connect to 127\.0\.0\.1:{port}"):
             await fetcher.fetch()
+
+
+async def test_a_throttle_wait_on_real_time_is_cut_at_the_budget(logs_route: respx.Route) -> None:
+    bucket = TokenBucket(2.0)
+    fetcher = LogsFetcher(BASE, API_KEY, throttle=bucket, budget=0.2)
+    bucket.cooldown(60.0)
+    with pytest.raises(BudgetExceededError, match="waiting for the throttle") as caught:
+        await fetcher.fetch()
+    assert logs_route.call_count == 0
+    assert caught.value.tries == 0
+    assert caught.value.throttle_wait > 0
+    assert bucket.waiting == 0  # the waiter gave its place back
