@@ -398,7 +398,7 @@ class LogsFetcher:
                 raise budget.exceeded(f"before try {budget.tries + 1}")
             limit = min(self._deadline, left)
             budget.tries += 1
-            started = budget.clock()
+            try_started = budget.clock()
         self._throttle_wait += waited
         telemetry.throttle_waited(waited)
         self._requests += 1
@@ -414,7 +414,7 @@ class LogsFetcher:
             raise error from None
         finally:
             if budget is not None:
-                budget.try_time += budget.clock() - started
+                budget.try_time += budget.clock() - try_started
         if response.is_success:
             self._throttle.on_success()
             started = time.perf_counter()

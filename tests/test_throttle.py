@@ -671,3 +671,31 @@ def test_a_sleep_needs_its_clock() -> None:
 
     with pytest.raises(ValueError, match="clock"):
         TokenBucket(2.0, sleep=FakeTime().sleep)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rate=st.floats(min_value=0.5, max_value=500.0),
+    burst=st.integers(min_value=1, max_value=5),
+    callers=st.integers(min_value=1, max_value=40),
+)
+def test_on_injected_time_a_crowd_gets_the_burst_then_one_slot_per_interval(
+    rate: float, burst: int, callers: int
+) -> None:
+    from infobip_voicelogs.testing import FakeTime
+
+    async def main() -> list[float]:
+        time = FakeTime()
+        bucket = TokenBucket(rate, burst=burst, adaptive=False, clock=time.now, sleep=time.sleep)
+        granted: list[float] = []
+
+        async def caller() -> None:
+            await bucket.acquire()
+            granted.append(time.now())
+
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        return granted
+
+    granted = asyncio.run(main())
+    expected = [max(0, n - burst + 1) / rate for n in range(callers)]
+    assert granted == pytest.approx(expected, rel=1e-9, abs=1e-9)
