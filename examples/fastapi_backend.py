@@ -2,8 +2,10 @@
 
 The fetchers and the one `httpx.AsyncClient` (and connection pool) they share are made in
 the app's lifespan and used by every request, so concurrent requests for one account queue
-politely on its 2 requests/s. A bad query is a 422, a provider that keeps saying 429 is a
-503 with `Retry-After`, a refused credential is a 502, a provider too slow is a 504.
+politely on its 2 requests/s. Each request of ours spends at most `REQUEST_BUDGET` seconds
+on the provider, throttle waits and retries included (the fetcher's ``budget``). A bad
+query is a 422, a provider that asks us to wait longer than that is a 503 with its
+`Retry-After`, a refused credential is a 502, a provider too slow for the budget is a 504.
 
     python examples/fastapi_backend.py     # serves a fake provider in-process, prints answers
 
@@ -31,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 
 from infobip_voicelogs import (
     AuthenticationError,
+    BudgetExceededError,
     InfobipError,
     InvalidQueryError,
     LogsFetcher,
@@ -39,12 +42,9 @@ from infobip_voicelogs import (
     encode_logs,
 )
 
-#: A web request should not wait minutes for the provider: two tries, and a `Retry-After`
-#: longer than this is passed on to our own caller as a 503 rather than waited for.
-MAX_ATTEMPTS = 2
-MAX_RETRY_AFTER = 5.0
-#: The most one request of ours spends on the provider: throttle waits and retries included.
-REQUEST_BUDGET = 15.0
+#: The most one request of ours spends on the provider: throttle waits, tries and backoff.
+#: A `Retry-After` longer than what is left is passed on to our caller as a 503 at once.
+REQUEST_BUDGET = 10.0
 
 
 def create_app(
@@ -52,9 +52,11 @@ def create_app(
     *,
     client: Callable[[], httpx.AsyncClient] = httpx.AsyncClient,
     redis_url: str | None = None,
+    budget: float = REQUEST_BUDGET,
 ) -> FastAPI:
     """The app for ``accounts`` (name -> (base URL, API key)); ``client`` makes the shared
-    HTTP client, ``redis_url`` switches every account's throttle to a Redis-shared bucket."""
+    HTTP client, ``redis_url`` switches every account's throttle to a Redis-shared bucket,
+    ``budget`` is the seconds one request may spend on the provider."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,8 +79,7 @@ def create_app(
                         if redis is not None
                         else None  # a local TokenBucket at 2 requests/s
                     ),
-                    max_attempts=MAX_ATTEMPTS,
-                    max_retry_after=MAX_RETRY_AFTER,
+                    budget=budget,  # every fetch() of a request ends within it
                     account=name,  # names the account in metrics (if opted in) and logs
                 )
                 for name, (base_url, key) in accounts.items()
@@ -105,8 +106,9 @@ def create_app(
             headers={"Retry-After": str(retry_after)},
         )
 
-    @app.exception_handler(TimeoutError)
-    async def too_slow(_request: Request, _exc: TimeoutError) -> JSONResponse:
+    @app.exception_handler(BudgetExceededError)
+    async def too_slow(_request: Request, exc: BudgetExceededError) -> JSONResponse:
+        # The message says where the time went (throttle, tries, backoff): for our log only.
         return JSONResponse({"detail": "the provider did not answer in time"}, status_code=504)
 
     @app.exception_handler(AuthenticationError)
@@ -158,10 +160,12 @@ async def main() -> None:
     async with demo.router.lifespan_context(demo):  # what uvicorn does at start and stop
         transport = httpx.ASGITransport(app=demo)
         async with httpx.AsyncClient(transport=transport, base_url="http://backend") as web:
-            answers = await asyncio.gather(
-                web.get("/accounts/shop/logs", params={"status": "DELIVERED", "limit": 3}),
-                web.get("/accounts/shop/logs", params={"limit": 5000}),
-                web.get("/accounts/nobody/logs"),
+            answers = list(
+                await asyncio.gather(
+                    web.get("/accounts/shop/logs", params={"status": "DELIVERED", "limit": 3}),
+                    web.get("/accounts/shop/logs", params={"limit": 5000}),
+                    web.get("/accounts/nobody/logs"),
+                )
             )
             shop.script(Fault.status(429, retry_after=30))  # more than we'd wait in a request
             answers.append(await web.get("/accounts/shop/logs"))

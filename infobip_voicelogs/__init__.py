@@ -20,6 +20,7 @@ from .endpoint import validate_base_url
 from .errors import (
     ApiError,
     AuthenticationError,
+    BudgetExceededError,
     DecodeError,
     IncompleteWindowWarning,
     InfobipError,
@@ -48,6 +49,7 @@ __all__ = [
     "AuthenticationError",
     "BasicAuth",
     "BearerAuth",
+    "BudgetExceededError",
     "CheckpointStore",
     "DecodeError",
     "Delivered",

@@ -7,6 +7,7 @@ InfobipError
 │   ├── RateLimitError        429 after the last attempt
 │   └── ServerError           5xx after the last attempt
 ├── TransportError            the network failed after the last attempt
+├── BudgetExceededError       a call's time budget ran out (also a TimeoutError)
 ├── DecodeError               a body that is not what it claims to be
 ├── InvalidQueryError         a request that cannot be sent (also a ValueError)
 ├── StoreError                the checkpoint store failed (locked, full, corrupt, closed, too new)
@@ -26,6 +27,7 @@ from typing import Any
 __all__ = [
     "ApiError",
     "AuthenticationError",
+    "BudgetExceededError",
     "DecodeError",
     "IncompleteWindowWarning",
     "InfobipError",
@@ -127,6 +129,41 @@ class ServerError(ApiError):
 
 class TransportError(InfobipError):
     """The request never got a complete answer (connect, read, timeout, reset, truncation)."""
+
+
+class BudgetExceededError(InfobipError, TimeoutError):
+    """A call's ``budget`` ran out before it got an answer; the last error is its ``__cause__``.
+
+    Also a `TimeoutError`, so code that catches timeouts catches it. The message says where
+    the time went; so do the attributes.
+
+    Attributes:
+        budget: The seconds the call was allowed.
+        spent: The seconds it had spent when it gave up.
+        throttle_wait: Seconds spent waiting for the throttle.
+        tries: Tries started.
+        try_time: Seconds spent in those tries.
+        backoff: Seconds spent waiting between tries.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: float,
+        spent: float,
+        throttle_wait: float = 0.0,
+        tries: int = 0,
+        try_time: float = 0.0,
+        backoff: float = 0.0,
+    ) -> None:
+        self.budget = budget
+        self.spent = spent
+        self.throttle_wait = throttle_wait
+        self.tries = tries
+        self.try_time = try_time
+        self.backoff = backoff
+        super().__init__(message)
 
 
 class DecodeError(InfobipError):

@@ -10,18 +10,21 @@ async with LogsFetcher("https://xyz.api.infobip.com", auth="API-KEY") as fetcher
 Each request waits for the account's throttle, goes out with the account's credentials,
 `Accept` for the chosen format and a `User-Agent` naming this library, and is retried by
 the `retry` policy. Failures are translated at one boundary (`_send`) into the library's
-error tree; nothing from httpx escapes.
+error tree; nothing from httpx escapes. A ``budget`` (seconds, per fetcher or per call)
+bounds the throttle wait, the tries and the backoff of one call together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import functools
 import time
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self
 
 import attrs
 import httpx
@@ -52,7 +55,14 @@ from .errors import (
     TransportError,
 )
 from .models import LogsQuery, VoiceLog
-from .retry import RateLimitListener, RetryEvent, RetryPolicy, parse_retry_after
+from .retry import (
+    Budget,
+    RateLimitListener,
+    RetryEvent,
+    RetryPolicy,
+    budget_seconds,
+    parse_retry_after,
+)
 from .throttle import TokenBucket
 from .window import WindowWalk
 
@@ -60,6 +70,7 @@ __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_RATE",
     "DEFAULT_TIMEOUT",
+    "FETCHER_BUDGET",
     "FetcherStats",
     "LogsFetcher",
     "Throttle",
@@ -74,6 +85,21 @@ USER_AGENT = f"infobip-voicelogs/{__version__} httpx/{httpx.__version__}"
 # A window starting right at the retention line, as a poller's does, must not warn because
 # a few milliseconds passed between its "now" and this one.
 _RETENTION_SLACK = timedelta(minutes=1)
+
+
+class _Default(enum.Enum):
+    """The type of `FETCHER_BUDGET`."""
+
+    FETCHER_BUDGET = "the fetcher's budget"
+
+    def __repr__(self) -> str:
+        return "FETCHER_BUDGET"
+
+
+#: A call's ``budget`` when none is passed: the fetcher's own (``LogsFetcher(budget=...)``).
+FETCHER_BUDGET: Final = _Default.FETCHER_BUDGET
+#: What a ``budget`` argument takes: seconds, a `timedelta`, or `None` for no bound.
+BudgetArg = float | timedelta | None
 
 
 class Throttle(RateLimitListener, Protocol):
@@ -112,15 +138,23 @@ class FetcherStats:
 
 
 @contextmanager
-def _transport_errors() -> Iterator[None]:
+def _transport_errors(host: str) -> Iterator[None]:
     """Translate httpx's request failures (connect, read, timeout, reset, truncation)."""
     try:
         yield
     except httpx.RequestError as exc:
-        # The message names the failure, never the request's headers (the credential).
-        raise TransportError(
-            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        ) from exc
+        # The message names the host and the failure, never the request's headers (the
+        # credential): a user reads which server could not be reached, and how.
+        failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        what = "could not connect to" if connecting else "no complete answer from"
+        raise TransportError(f"{what} {host}: {failure}") from exc
+
+
+def _host_of(url: str) -> str:
+    """``host[:port]`` of a URL, without any userinfo: what an error may name."""
+    parsed = httpx.URL(url)
+    return f"{parsed.host}:{parsed.port}" if parsed.port is not None else parsed.host
 
 
 async def _read_body(response: httpx.Response) -> bytes:
@@ -192,7 +226,14 @@ class LogsFetcher:
         allow_insecure: Permit `http://` to a non-loopback host.
         max_retry_after: The longest `Retry-After` worth waiting for; longer raises at once.
         on_retry: Called with a `RetryEvent` before each retry's wait.
-        sleep: The coroutine function that waits between tries (for tests).
+        sleep: The coroutine function that waits between tries (for tests). `None` is
+            a `TokenBucket` throttle's own ``sleep`` if it was given one
+            (`TokenBucket(clock=, sleep=)`, e.g. on `testing.FakeTime`), else `asyncio.sleep`.
+        budget: The seconds (or a `timedelta`) one `fetch` may take in all: throttle
+            wait, every try and every backoff together. `None`, the default, is no
+            bound (each try is still bounded by ``deadline``). A call may pass its own.
+            Timed on a `TokenBucket` throttle's ``clock`` if it was given one, else
+            `time.monotonic`.
         account: The account's name, for metrics, spans and log records (recorded as an
             attribute only after `telemetry.configure(account_names=True)`).
         clock: Returns "now" as an aware datetime: the default end of an `iter_logs`
@@ -220,6 +261,7 @@ class LogsFetcher:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] | None = None,
         account: str | None = None,
+        budget: BudgetArg = None,
     ) -> None:
         if format not in ("json", "xml"):
             raise ValueError(f"format must be 'json' or 'xml', not {format!r}")
@@ -231,7 +273,9 @@ class LogsFetcher:
             ):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
         self._deadline = max(float(deadline), float(timeout))
+        self._budget = budget_seconds(budget)
         self._url = logs_url(base_url, allow_insecure=allow_insecure)
+        self._host = _host_of(self._url)
         self._base_url = base_url
         self._auth = auth_from(auth)
         self._format: Format = format
@@ -244,6 +288,11 @@ class LogsFetcher:
         self._headers = {"Accept": media_type(format), "User-Agent": USER_AGENT}
         self._on_retry = on_retry
         self._clock = clock or utc_now
+        # A bucket on injected time (a test's) lends it to the backoff and the budget.
+        bucket = self._throttle if isinstance(self._throttle, TokenBucket) else None
+        self._monotonic = (bucket.clock if bucket else None) or time.monotonic
+        if sleep is None and bucket is not None:
+            sleep = bucket.sleep
         policy_args: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
         self._policy = RetryPolicy(  # validates its arguments: before a client is opened
             max_attempts=max_attempts,
@@ -293,32 +342,79 @@ class LogsFetcher:
 
     # -- one request -----------------------------------------------------------------------
 
-    async def fetch(self, query: LogsQuery | None = None) -> list[VoiceLog]:
+    async def fetch(
+        self,
+        query: LogsQuery | None = None,
+        *,
+        budget: BudgetArg | Literal[_Default.FETCHER_BUDGET] = FETCHER_BUDGET,
+    ) -> list[VoiceLog]:
         """One request for logs, newest first; retried per the policy.
 
         Without a query the provider returns the newest 50 logs of the last 48 hours.
         Raises `AuthenticationError`, `RateLimitError`, `ServerError` or another `ApiError`
         for an error status, `TransportError` when no complete answer came, and
         `DecodeError` when a 200's body is not a logs body (not retried).
+
+        ``budget`` bounds the whole call (seconds or a `timedelta`; `None`: no bound;
+        omitted: the fetcher's). A try starts only with time left and is cut to it; a
+        wait between tries that leaves no time for one is not waited: after a
+        `Retry-After` that long its error is raised at once, else `BudgetExceededError`
+        (also a `TimeoutError`), which says where the time went and has the last error
+        as its ``__cause__``.
         """
         params = query.to_params() if query is not None else {}
         url = f"{self._url}?{query_string(params)}" if params else self._url
+        seconds = self._budget if budget is FETCHER_BUDGET else budget_seconds(budget)
         with telemetry.FetchSpan(self._account):
-            return await self._policy.call(self._send, url)
+            if seconds is None:
+                return await self._policy.call(self._send, url)
+            within = Budget.start(seconds, self._monotonic)
+            return await self._policy.call(self._send, url, within, budget=within)
 
-    async def _send(self, url: str) -> list[VoiceLog]:
+    async def _acquire_within(self, budget: Budget) -> float:
+        """The throttle's wait, cut to what is left of the budget."""
+        left = budget.remaining()
+        if left <= 0:
+            raise budget.exceeded("before the throttle wait")
+        started = budget.clock()
+        try:
+            async with asyncio.timeout(left):
+                waited = await self._throttle.acquire()
+        except TimeoutError:
+            budget.throttle_wait += budget.clock() - started
+            raise budget.exceeded("waiting for the throttle") from budget.last_error
+        budget.throttle_wait += budget.clock() - started
+        return waited
+
+    async def _send(self, url: str, budget: Budget | None = None) -> list[VoiceLog]:
         """One try: wait for the throttle, send, and translate the outcome."""
-        waited = await self._throttle.acquire()
+        if budget is None:
+            waited = await self._throttle.acquire()
+            limit = self._deadline
+        else:
+            waited = await self._acquire_within(budget)
+            left = budget.remaining()
+            if left <= 0:  # no try starts past the budget
+                raise budget.exceeded(f"before try {budget.tries + 1}")
+            limit = min(self._deadline, left)
+            budget.tries += 1
+            try_started = budget.clock()
         self._throttle_wait += waited
         telemetry.throttle_waited(waited)
         self._requests += 1
         try:
             # A server may trickle its answer and never trip `timeout`: a try has a deadline.
-            async with asyncio.timeout(self._deadline):
-                with _transport_errors():
+            async with asyncio.timeout(limit):
+                with _transport_errors(self._host):
                     response, body = await self._get(url)
         except TimeoutError:
-            raise TransportError(f"no complete answer within {self._deadline:g} s") from None
+            error = TransportError(f"no complete answer from {self._host} within {limit:g} s")
+            if budget is not None and limit < self._deadline:  # cut short by the budget
+                raise budget.exceeded(f"during try {budget.tries}", error) from error
+            raise error from None
+        finally:
+            if budget is not None:
+                budget.try_time += budget.clock() - try_started
         if response.is_success:
             self._throttle.on_success()
             started = time.perf_counter()
@@ -366,6 +462,7 @@ class LogsFetcher:
         sent_since: datetime,
         sent_until: datetime | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        budget: BudgetArg | Literal[_Default.FETCHER_BUDGET] = FETCHER_BUDGET,
         **filters: Any,
     ) -> AsyncGenerator[VoiceLog, None]:
         """Every log sent in ``[sent_since, sent_until]``, newest first, each exactly once.
@@ -382,7 +479,10 @@ class LogsFetcher:
         a page boundary. If more than ``page_size`` logs share one millisecond, paging
         cannot get past them: the walk warns `IncompleteWindowWarning` and goes on. A
         ``sent_since`` older than the provider's 48-hour retention warns `RetentionWarning`.
+        ``budget`` bounds each page's request as it bounds a `fetch` (not the whole walk).
         """
+        if budget is not FETCHER_BUDGET:
+            budget_seconds(budget)  # validated at the call, as the query is
         if "limit" in filters:
             raise InvalidQueryError("limit", "a walk asks for pages of page_size; pass that")
         now = self._clock()
@@ -395,4 +495,7 @@ class LogsFetcher:
                 RetentionWarning,
                 stacklevel=2,
             )
-        return WindowWalk(self.fetch, base).run()
+        fetch = (
+            self.fetch if budget is FETCHER_BUDGET else functools.partial(self.fetch, budget=budget)
+        )
+        return WindowWalk(fetch, base).run()

@@ -19,7 +19,10 @@ Every number that shapes the behaviour is on this screen. The policy is a tenaci
   never tenacity's `RetryError`;
 - before each sleep: a 429 is told to the throttle (`cooldown` for the wait, and
   `on_rate_limited`), so every caller of the account backs off together; the retry is
-  logged at INFO on the ``infobip_voicelogs`` logger and handed to ``on_retry``.
+  logged at INFO on the ``infobip_voicelogs`` logger and handed to ``on_retry``;
+- budget (`Budget`, optional, per call): a wait that would not leave time for another
+  try is not waited: a `Retry-After` that long raises its error at once, a backoff that
+  long raises `BudgetExceededError` (the last error as its cause).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import math
 import random
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 import attrs
@@ -39,7 +42,7 @@ import tenacity
 
 from . import telemetry
 from .defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_RETRY_AFTER
-from .errors import ApiError, RateLimitError, TransportError
+from .errors import ApiError, BudgetExceededError, RateLimitError, TransportError
 
 __all__ = [
     "BACKOFF_BASE",
@@ -48,11 +51,13 @@ __all__ = [
     "DEFAULT_MAX_RETRY_AFTER",
     "RETRYABLE_STATUSES",
     "RETRY_AFTER_JITTER",
+    "Budget",
     "RateLimitListener",
     "RetryEvent",
     "RetryPolicy",
     "RetryWait",
     "backoff_ceiling",
+    "budget_seconds",
     "is_retryable",
     "parse_retry_after",
     "retry_after_of",
@@ -217,6 +222,131 @@ def _sleep(seconds: float) -> Awaitable[None]:
     return asyncio.sleep(seconds)
 
 
+# The budget: one call's time, and where it went...
+
+
+def budget_seconds(value: float | timedelta | None) -> float | None:
+    """A ``budget`` argument as seconds: a number or a `timedelta`; `None` is no bound.
+
+    >>> budget_seconds(15), budget_seconds(timedelta(minutes=1)), budget_seconds(None)
+    (15.0, 60.0, None)
+    """
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"budget must be seconds or a timedelta, not {value!r}")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"budget must be a finite number of seconds > 0, not {value!r}")
+    return float(seconds)
+
+
+@attrs.define(eq=False)
+class Budget:
+    """The time one call may take in all (throttle waits, tries, backoff), and where it went.
+
+    Made per call by `Budget.start`; the fetcher books its throttle wait and its tries
+    here, the policy its backoff, and `exceeded` turns the account into the error.
+    """
+
+    seconds: float
+    clock: Callable[[], float]
+    started: float
+    #: Seconds waited for the throttle, spent in tries, and slept between tries.
+    throttle_wait: float = 0.0
+    try_time: float = 0.0
+    backoff: float = 0.0
+    #: Tries started.
+    tries: int = 0
+    #: The error of the last try that failed, the cause of a `BudgetExceededError`.
+    last_error: BaseException | None = None
+    #: The wait the budget refused (it left no time for another try), if it refused one.
+    refused_wait: float | None = None
+
+    @classmethod
+    def start(cls, seconds: float, clock: Callable[[], float]) -> Budget:
+        """A budget of ``seconds`` from now on ``clock`` (monotonic seconds)."""
+        return cls(seconds, clock, clock())
+
+    def spent(self) -> float:
+        """Seconds since the call began."""
+        return self.clock() - self.started
+
+    def remaining(self) -> float:
+        """Seconds left (negative once overspent)."""
+        return self.seconds - (self.clock() - self.started)
+
+    def exceeded(self, when: str, cause: BaseException | None = None) -> BudgetExceededError:
+        """The error for a budget that ran out ``when`` (e.g. "waiting for the throttle")."""
+        cause = cause if cause is not None else self.last_error
+        spent = self.spent()
+        message = (
+            f"the budget of {self.seconds:g} s ran out {when}, after {spent:.2f} s: "
+            f"{self.throttle_wait:.2f} s throttle wait, {self.tries} "
+            f"{'try' if self.tries == 1 else 'tries'} {self.try_time:.2f} s, "
+            f"{self.backoff:.2f} s backoff"
+        )
+        if cause is not None:
+            message += f"; last error: {_describe(cause)}"
+        error = BudgetExceededError(
+            message,
+            budget=self.seconds,
+            spent=spent,
+            throttle_wait=self.throttle_wait,
+            tries=self.tries,
+            try_time=self.try_time,
+            backoff=self.backoff,
+        )
+        error.__cause__ = cause  # as `raise ... from cause` would, at the raise site
+        error.__suppress_context__ = cause is not None
+        return error
+
+    def stop(self, retry_state: tenacity.RetryCallState) -> bool:
+        """tenacity's stop protocol: stop when the coming wait leaves no time for a try."""
+        wait = retry_state.upcoming_sleep
+        if wait < self.remaining():
+            return False
+        self.refused_wait = wait
+        return True
+
+    def timed(
+        self, sleep: Callable[[float], Awaitable[None]]
+    ) -> Callable[[float], Awaitable[None]]:
+        """``sleep``, booking the time it took as backoff."""
+
+        async def timed_sleep(seconds: float) -> None:
+            started = self.clock()
+            try:
+                await sleep(seconds)
+            finally:
+                self.backoff += self.clock() - started
+
+        return timed_sleep
+
+    def refusal(self, exc: BaseException) -> BaseException:
+        """What to raise after a refused wait: the error itself if the server set the wait
+        (`Retry-After`, which it would only repeat), else `BudgetExceededError`."""
+        left = max(0.0, self.remaining())
+        demand = retry_after_of(exc)
+        if demand is None:
+            return self.exceeded(f"before try {self.tries + 1}", exc)
+        exc.add_note(
+            f"not retried: Retry-After {demand:g} s is more than the {left:.2f} s left "
+            f"of the {self.seconds:g} s budget"
+        )
+        return exc
+
+
+class _BudgetStop(tenacity.stop.stop_base):
+    """`Budget.stop` in the shape tenacity combines (`stop_any`)."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.budget.stop(retry_state)
+
+
 @attrs.define(eq=False)
 class RetryPolicy:
     """A retry policy for one account: the rules above, with its throttle and hook.
@@ -255,11 +385,15 @@ class RetryPolicy:
             reraise=True,
         )
 
-    async def call(self, fn: Callable[..., Awaitable[T]], *args: object) -> T:
+    async def call(
+        self, fn: Callable[..., Awaitable[T]], *args: object, budget: Budget | None = None
+    ) -> T:
         """Await ``fn(*args)``, retrying per the policy; raise the last error if it never succeeds.
 
         A 429 that is not retried (the last attempt, or a `Retry-After` too long to wait
         for) is still told to the throttle, so the account's other callers slow down.
+        With a ``budget``, a wait that leaves no time for another try is not waited
+        (`Budget.refusal`), and the waits are booked on it; ``fn`` books its own tries.
         """
         # Only an `Exception` is an outcome to decide on: a cancellation, KeyboardInterrupt or
         # SystemExit goes straight through, never retried, never told to the throttle.
@@ -268,6 +402,8 @@ class RetryPolicy:
             # per-call bookkeeping would cost more than the request's own Python work.
             return await fn(*args)
         except Exception as exc:
+            if budget is not None:
+                budget.last_error = exc
             if not self._should_retry(exc):
                 self._give_up(exc)
                 raise
@@ -276,15 +412,35 @@ class RetryPolicy:
         async def attempt() -> T:
             if replay:  # tenacity's attempt 1 is the try that already failed: replay it
                 raise replay.pop()
-            return await fn(*args)
+            try:
+                return await fn(*args)
+            except Exception as exc:
+                if budget is not None:
+                    budget.last_error = exc
+                raise
 
         # tenacity keeps per-call state on the AsyncRetrying object: one copy per call.
-        retrying = self._template.copy()
+        if budget is None:
+            retrying = self._template.copy()
+        else:
+            # The attempt count first: `stop_any` stops at the first yes, and only the
+            # budget's own yes records a refused wait.
+            retrying = self._template.copy(
+                stop=tenacity.stop_any(
+                    tenacity.stop_after_attempt(self.max_attempts), _BudgetStop(budget)
+                ),
+                sleep=budget.timed(self.sleep),
+            )
         try:
             return await retrying(attempt)
         except Exception as exc:
             self._give_up(exc)
-            raise
+            if budget is None or budget.refused_wait is None or exc is not budget.last_error:
+                raise
+            refusal = budget.refusal(exc)
+            if refusal is exc:
+                raise
+            raise refusal from exc
 
     def _give_up(self, exc: BaseException) -> None:
         if isinstance(exc, RateLimitError):

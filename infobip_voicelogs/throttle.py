@@ -14,6 +14,10 @@ floats whatever the number of callers, and every call is O(1).
 Callers that cannot go at once wait on a FIFO queue of futures. A single ``loop.call_at``
 timer releases the head of the queue at its GCRA time and re-arms itself for the next one:
 no polling loop, no task per waiter, and a thousand sleeping waiters cost a thousand futures.
+
+A test may give the bucket its own time (``clock`` and ``sleep``, such as
+`infobip_voicelogs.testing.FakeTime`): the timer is then one task that awaits ``sleep``, so
+a scripted 429 with ``Retry-After`` runs in no real time at all.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Protocol
 
 from . import telemetry
 
@@ -59,6 +64,42 @@ _CATCH_UP_INTERVALS = 0.5
 _COMPACT_AT = 64
 
 
+class _Timer(Protocol):
+    """What the bucket needs of its one timer: `asyncio.TimerHandle`, or `_SleepTimer`."""
+
+    def when(self) -> float: ...
+
+    def cancel(self) -> None: ...
+
+
+class _SleepTimer:
+    """The timer of a bucket on injected time: a task that awaits ``sleep`` until ``when``."""
+
+    __slots__ = ("_task", "_when")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        when: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        callback: Callable[[], None],
+    ) -> None:
+        self._when = when
+
+        async def fire() -> None:
+            await sleep(max(0.0, when - clock()))
+            callback()
+
+        self._task = loop.create_task(fire())
+
+    def when(self) -> float:
+        return self._when
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+
 class TokenBucket:
     """An asyncio GCRA rate limiter: ``rate`` grants per second, up to ``burst`` at once.
 
@@ -79,6 +120,11 @@ class TokenBucket:
     account's limit. A bucket serves one event loop at a time and is not thread-safe:
     using it from a second loop while callers wait on the first raises `RuntimeError`;
     once idle it moves to the new loop, keeping its state.
+
+    By default the bucket keeps the event loop's time and waits with its timers. A test
+    passes ``clock`` (monotonic seconds) and ``sleep`` (a coroutine function) to run it on
+    virtual time, e.g. `infobip_voicelogs.testing.FakeTime`; a `LogsFetcher` on such a
+    bucket uses the same two for its retry backoff and its ``budget``.
     """
 
     __slots__ = (
@@ -93,6 +139,7 @@ class TokenBucket:
         "_dead",
         "_grants",
         "_grants_at_cut",
+        "_injected_clock",
         "_interval",
         "_last_cut",
         "_loop",
@@ -100,6 +147,7 @@ class TokenBucket:
         "_queue",
         "_rate",
         "_resuming",
+        "_sleep",
         "_succeeded_since_cut",
         "_tat",
         "_timer",
@@ -130,7 +178,11 @@ class TokenBucket:
     #: Waiters granted a slot whose tasks have not resumed yet: newcomers queue behind them.
     _resuming: int
     #: The one timer that releases the head of the queue, if armed.
-    _timer: asyncio.TimerHandle | None
+    _timer: _Timer | None
+    #: The time given at construction (then `_clock` is it, whatever the loop), and the
+    #: sleep its timer awaits; `None` for the loop's own time and timers.
+    _injected_clock: Callable[[], float] | None
+    _sleep: Callable[[float], Awaitable[None]] | None
     #: Grants so far, and their count at the last adaptive cut (to merge a burst of 429s).
     _grants: int
     _grants_at_cut: int
@@ -149,12 +201,16 @@ class TokenBucket:
         *,
         adaptive: bool = True,
         min_rate: float | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """Make a bucket granting ``rate`` slots per second, ``burst`` of them at once.
 
         ``min_rate`` is the floor of adaptive cuts (default: a tenth of ``rate``).
+        ``clock`` returns monotonic seconds and ``sleep`` waits that many (for tests;
+        ``sleep`` defaults to `asyncio.sleep` when only ``clock`` is given).
         Raises `ValueError` for a rate that is not a finite positive number, a ``burst``
-        below 1, or a ``min_rate`` outside ``(0, rate]``.
+        below 1, a ``min_rate`` outside ``(0, rate]``, or a ``sleep`` without a ``clock``.
         """
         if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be a finite number of grants per second > 0, not {rate!r}")
@@ -164,6 +220,8 @@ class TokenBucket:
             min_rate = rate * DEFAULT_MIN_RATE_FRACTION
         elif not (isinstance(min_rate, int | float) and 0 < min_rate <= rate):
             raise ValueError(f"min_rate must be in (0, rate={rate!r}], not {min_rate!r}")
+        if sleep is not None and clock is None:
+            raise ValueError("sleep needs the clock it sleeps on: pass clock= too")
         self._configured = float(rate)
         self._rate = float(rate)
         self._interval = 1.0 / self._rate
@@ -172,7 +230,9 @@ class TokenBucket:
         self._min_rate = float(min_rate)
         self._tat = -math.inf
         self._cooldown_until = -math.inf
-        self._clock = time.monotonic
+        self._injected_clock = clock
+        self._sleep = sleep if sleep is not None or clock is None else asyncio.sleep
+        self._clock = clock if clock is not None else time.monotonic
         self._loop = None
         self._queue = deque()
         self._waiting = 0
@@ -211,6 +271,16 @@ class TokenBucket:
         return self._adaptive
 
     @property
+    def clock(self) -> Callable[[], float] | None:
+        """The clock given at construction, or `None` when the bucket keeps the loop's time."""
+        return self._injected_clock
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[None]] | None:
+        """The sleep given at construction (with ``clock``), or `None` for the loop's timers."""
+        return self._sleep
+
+    @property
     def waiting(self) -> int:
         """How many callers are queued in `acquire` now (cancelled ones not counted)."""
         return self._waiting
@@ -233,7 +303,9 @@ class TokenBucket:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._bind(loop)
-        now = loop.time()
+        # The loop's own time(), called as a method, is the cheapest read on the fast path.
+        clock = self._injected_clock
+        now = loop.time() if clock is None else clock()
         if not self._waiting and not self._resuming and now >= self._due():
             self._grant(now)  # the fast path: no future, no sleep
             return 0.0
@@ -248,7 +320,7 @@ class TokenBucket:
             self._forget(future)
             raise
         self._resuming -= 1
-        return loop.time() - now
+        return (loop.time() if clock is None else clock()) - now
 
     async def __aenter__(self) -> None:
         """``async with bucket:`` is ``await bucket.acquire()``; nothing happens on exit."""
@@ -350,8 +422,7 @@ class TokenBucket:
     def _release(self) -> None:
         """Timer callback: grant every due waiter at the head of the queue, then re-arm."""
         self._timer = None
-        assert self._loop is not None
-        now = self._loop.time()
+        now = self._clock()
         queue = self._queue
         while queue:
             arrived, future = queue[0]
@@ -384,7 +455,10 @@ class TokenBucket:
                 return  # a later due time is found when the timer fires and re-checks
             self._timer.cancel()
         assert self._loop is not None
-        self._timer = self._loop.call_at(due, self._release)
+        if self._sleep is None:
+            self._timer = self._loop.call_at(due, self._release)
+        else:
+            self._timer = _SleepTimer(self._loop, due, self._clock, self._sleep, self._release)
 
     def _forget(self, future: asyncio.Future[None]) -> None:
         """A waiter was cancelled: give its slot back, whether or not it had been granted."""
@@ -423,9 +497,12 @@ class TokenBucket:
             self._timer = None
         self._queue.clear()
         self._waiting = self._dead = self._resuming = 0
+        self._loop = loop
+        if self._injected_clock is not None:
+            return  # the bucket's own time: the same whatever the loop
         # Carry the state over as offsets from now, since each loop may keep its own clock.
         shift = loop.time() - self._clock()
         self._tat += shift
         self._cooldown_until += shift
         self._last_cut += shift
-        self._loop, self._clock = loop, loop.time
+        self._clock = loop.time

@@ -83,7 +83,9 @@ async def test_fastapi_backend_shares_one_client_and_maps_errors() -> None:
         return made[-1]
 
     app = backend.create_app(
-        {"shop": (IN_PROCESS_URL, shop.api_key), "other": (IN_PROCESS_URL, "bad")}, client=client
+        {"shop": (IN_PROCESS_URL, shop.api_key), "other": (IN_PROCESS_URL, "bad")},
+        client=client,
+        budget=0.5,
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -91,8 +93,13 @@ async def test_fastapi_backend_shares_one_client_and_maps_errors() -> None:
             ok = await web.get("/accounts/shop/logs", params={"limit": 7})
             naive = await web.get("/accounts/shop/logs", params={"since": "2026-01-01T00:00:00"})
             refused = await web.get("/accounts/other/logs")
-            shop.script(Fault.status(429), Fault.status(429))  # both tries refused
+            # Longer than the budget: passed on at once, and the account cools down 30 s...
+            shop.script(Fault.status(429, retry_after=30))
             limited = await web.get("/accounts/shop/logs")
+            tries = len(fake.requests(shop))
+            # ...so the next request spends its budget waiting for the throttle: a 504.
+            slow = await web.get("/accounts/shop/logs")
+            assert len(fake.requests(shop)) == tries  # nothing was sent past the budget
     assert len(made) == 1  # one pool for every account and request
     assert made[0].is_closed  # ...closed by the lifespan
     assert ok.status_code == 200
@@ -102,7 +109,8 @@ async def test_fastapi_backend_shares_one_client_and_maps_errors() -> None:
     assert refused.status_code == 502
     assert "bad" not in refused.text
     assert limited.status_code == 503
-    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["retry-after"] == "30"
+    assert slow.status_code == 504
 
 
 @pytest.fixture
@@ -254,3 +262,43 @@ async def test_bot_posts_alerts_with_back_pressure_and_stops_on_sigterm() -> Non
     ), texts
     # The failed post's batch came again, so its alert was posted after all.
     assert hook.failed[0]["text"] in texts
+
+
+# -- docs/testing.md: its pytest configuration and its tests run as a user would run them ---
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    """The code blocks of ``language`` in a Markdown text, indented ones (in a list) too."""
+    import re
+    import textwrap
+
+    pattern = rf"^( *)```{language}\n(.*?)^\1```"
+    found = re.findall(pattern, text, flags=re.MULTILINE | re.DOTALL)
+    return [textwrap.dedent(body) for _indent, body in found]
+
+
+def test_the_testing_guides_tests_pass_quietly_under_its_own_config(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    guide = (REPO / "docs" / "testing.md").read_text()
+    [config] = [block for block in _blocks(guide, "toml") if "asyncio_mode" in block]
+    tests = [block for block in _blocks(guide, "python") if "def test_" in block]
+    assert len(tests) >= 3  # the first test, over HTTP, and the instant 429
+    (tmp_path / "pyproject.toml").write_text(config)
+    (tmp_path / "test_guide.py").write_text("\n\n".join(tests))
+    # The fixtures come from the installed package's entry point, as they would for a user;
+    # a source checkout without the install loads the plugin by hand, as the guide says.
+    installed = any(e.name == "infobip_voicelogs" for e in entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "infobip_voicelogs.testing.plugin"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(tests)} passed" in result.stdout
+    assert "warning" not in result.stdout.lower()  # the config is quiet

@@ -11,6 +11,7 @@ import logging
 import pickle
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from infobip_voicelogs import (
     ApiError,
     AuthenticationError,
     BearerAuth,
+    BudgetExceededError,
     DecodeError,
     FetcherStats,
     GeneralStatus,
@@ -37,6 +39,7 @@ from infobip_voicelogs import (
     validate_base_url,
 )
 from infobip_voicelogs.codec import Format, encode_error, media_type
+from infobip_voicelogs.testing import FakeTime
 
 LOGS_URL = f"{BASE}/tts/3/logs"
 CET = timezone(timedelta(hours=1))
@@ -604,3 +607,176 @@ async def test_faults_of_the_fake_provider_are_retried_and_counted() -> None:
     assert fetcher.stats.retries == 3
     assert fetcher.stats.rate_limited == 1
     assert 1.0 <= sleeps[0] <= 1.25
+
+
+# -- the budget: one bound on the throttle wait, every try and every backoff --------------
+
+
+def virtual_fetcher(time: FakeTime, **kwargs: Any) -> LogsFetcher:
+    """A fetcher whose throttle (2/s, burst 1), backoff and budget all run on ``time``."""
+    bucket = TokenBucket(2.0, burst=1, adaptive=False, clock=time.now, sleep=time.sleep)
+    return LogsFetcher(BASE, API_KEY, throttle=bucket, **kwargs)
+
+
+async def test_a_budget_bounds_the_throttle_the_tries_and_the_backoff_together(
+    logs_route: respx.Route,
+) -> None:
+    time = FakeTime()
+    started: list[float] = []
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        started.append(time.now())
+        return error_response(503)
+
+    logs_route.side_effect = failing
+    fetcher = virtual_fetcher(time, max_attempts=1000)
+    with pytest.raises(BudgetExceededError) as caught:
+        await fetcher.fetch(budget=4.0)
+    error = caught.value
+    assert isinstance(error, TimeoutError)
+    assert isinstance(error, InfobipError)
+    assert isinstance(error.__cause__, ServerError)
+    assert started
+    assert all(at < 4.0 for at in started)  # no try started past the budget
+    assert error.tries == logs_route.call_count == len(started) < 1000
+    # Virtual time moves only in the throttle's waits and the backoff: the parts add up.
+    assert error.throttle_wait > 0
+    assert error.backoff > 0
+    assert error.throttle_wait + error.try_time + error.backoff == pytest.approx(error.spent)
+    assert error.spent <= 4.0 + 1e-9  # a wait that would overrun it is not waited
+    assert "budget of 4 s ran out" in str(error)
+    assert "HTTP 503" in str(error)  # the last error
+    assert API_KEY not in str(error)
+
+
+async def test_a_retry_after_longer_than_what_is_left_raises_at_once(
+    logs_route: respx.Route,
+) -> None:
+    time = FakeTime()
+    logs_route.return_value = error_response(429, "TOO_MANY_REQUESTS", retry_after="30")
+    fetcher = virtual_fetcher(time, budget=timedelta(seconds=10))
+    with pytest.raises(RateLimitError) as caught:
+        await fetcher.fetch()
+    assert logs_route.call_count == 1
+    assert time.sleeps == []  # nothing waited: the first slot is free
+    assert any("10 s budget" in note for note in caught.value.__notes__)
+
+
+async def test_a_per_call_budget_replaces_the_fetchers(logs_route: respx.Route) -> None:
+    time = FakeTime()
+    logs_route.side_effect = [error_response(503, retry_after="2")] * 2 + [logs_body([])] * 2
+    fetcher = virtual_fetcher(time, budget=1.0)
+    with pytest.raises(ServerError):  # the fetcher's 1 s leaves no room for a 2 s wait
+        await fetcher.fetch()
+    assert logs_route.call_count == 1
+    assert await fetcher.fetch(budget=None) == []  # no bound: waited 2 s, tried again
+    assert logs_route.call_count == 3
+    assert await fetcher.fetch(budget=5) == []
+    assert max(time.sleeps) >= 2.0
+
+
+async def test_a_try_is_cut_to_what_is_left_of_the_budget(logs_route: respx.Route) -> None:
+    tries: list[httpx.Request] = []
+
+    async def hangs(request: httpx.Request) -> httpx.Response:
+        tries.append(request)
+        await asyncio.sleep(60)
+        raise AssertionError("the budget should have cut this try")
+
+    logs_route.side_effect = hangs
+    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), budget=0.2)
+    with pytest.raises(BudgetExceededError, match="during try 1") as caught:
+        await fetcher.fetch()
+    assert caught.value.tries == len(tries) == 1
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert "xyz.api.infobip.com" in str(caught.value.__cause__)
+
+
+async def test_a_throttle_wait_longer_than_the_budget_sends_nothing(
+    logs_route: respx.Route,
+) -> None:
+    time = FakeTime()
+    fetcher = virtual_fetcher(time, budget=1.0)
+    fetcher.throttle.cooldown(30.0)  # as after another caller's 429
+    with pytest.raises(BudgetExceededError, match="before try 1") as caught:
+        await fetcher.fetch()
+    assert logs_route.call_count == 0
+    assert caught.value.tries == 0
+    assert caught.value.throttle_wait >= 1.0
+
+
+async def test_iter_logs_bounds_each_pages_request(logs_route: respx.Route) -> None:
+    time = FakeTime()
+    pages = [[log_at(ms(9), "a"), log_at(ms(8), "b")], [log_at(ms(7), "c"), log_at(ms(6), "d")]]
+    logs_route.side_effect = [logs_body(page) for page in pages] + [logs_body([])]
+    fetcher = virtual_fetcher(time)
+    walk = fetcher.iter_logs(sent_since=ms(0), sent_until=ms(10), page_size=2, budget=0.6)
+    assert [log.message_id async for log in walk] == ["a", "b", "c", "d"]
+    assert time.now() >= 1.0  # three pages at 2/s: more than one budget in all, each within it
+
+
+@pytest.mark.parametrize("budget", [0, -1.0, float("nan"), float("inf"), timedelta(0)])
+async def test_a_budget_must_be_a_positive_finite_duration(budget: object) -> None:
+    with pytest.raises(ValueError, match="budget"):
+        LogsFetcher(BASE, API_KEY, budget=budget)  # type: ignore[arg-type]
+    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle())
+    with pytest.raises(ValueError, match="budget"):
+        await fetcher.fetch(budget=budget)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="budget"):
+        fetcher.iter_logs(sent_since=NOW - timedelta(hours=1), budget=budget)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="budget"):
+        LogsFetcher(BASE, API_KEY, budget="5")  # type: ignore[arg-type]
+
+
+def test_a_budget_error_pickles_with_its_accounting() -> None:
+    error = BudgetExceededError("ran out", budget=5.0, spent=5.1, tries=2, backoff=1.5)
+    restored = pickle.loads(pickle.dumps(error))
+    assert (restored.budget, restored.spent, restored.tries, restored.backoff) == (5, 5.1, 2, 1.5)
+    assert str(restored) == "ran out"
+
+
+# -- an unreachable host -------------------------------------------------------------------
+
+
+async def test_a_refused_connection_names_the_host_and_each_retry_is_logged(
+    logs_route: respx.Route, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    logs_route.side_effect = httpx.ConnectError("[Errno 111] Connection refused")
+    fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), sleep=sleeps)
+    with (
+        caplog.at_level(logging.INFO, logger="infobip_voicelogs"),
+        pytest.raises(TransportError) as caught,
+    ):
+        await fetcher.fetch()
+    message = str(caught.value)
+    assert message.startswith("could not connect to xyz.api.infobip.com: ConnectError")
+    assert "Connection refused" in message
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 5
+    assert all("could not connect to xyz.api.infobip.com" in line for line in retries)
+    assert all(API_KEY not in r.getMessage() for r in caplog.records)
+
+
+async def test_a_closed_port_fails_naming_host_and_port() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port that nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with LogsFetcher(
+        f"http://127.0.0.1:{port}", API_KEY, throttle=FakeThrottle(), max_attempts=1
+    ) as fetcher:
+        with pytest.raises(TransportError, match=rf"could not connect to 127\.0\.0\.1:{port}"):
+            await fetcher.fetch()
+
+
+async def test_a_throttle_wait_on_real_time_is_cut_at_the_budget(logs_route: respx.Route) -> None:
+    bucket = TokenBucket(2.0)
+    fetcher = LogsFetcher(BASE, API_KEY, throttle=bucket, budget=0.2)
+    bucket.cooldown(60.0)
+    with pytest.raises(BudgetExceededError, match="waiting for the throttle") as caught:
+        await fetcher.fetch()
+    assert logs_route.call_count == 0
+    assert caught.value.tries == 0
+    assert caught.value.throttle_wait > 0
+    assert bucket.waiting == 0  # the waiter gave its place back

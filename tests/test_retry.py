@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
@@ -13,6 +13,7 @@ from conftest import Sleeps
 from infobip_voicelogs import (
     ApiError,
     AuthenticationError,
+    BudgetExceededError,
     DecodeError,
     RateLimitError,
     RetryEvent,
@@ -23,12 +24,15 @@ from infobip_voicelogs.retry import (
     BACKOFF_CAP,
     DEFAULT_MAX_ATTEMPTS,
     RETRY_AFTER_JITTER,
+    Budget,
     RetryPolicy,
     RetryWait,
     backoff_ceiling,
+    budget_seconds,
     is_retryable,
     parse_retry_after,
 )
+from infobip_voicelogs.testing import FakeTime
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -278,3 +282,41 @@ def test_nonsense_settings_are_refused() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError, match="max_retry_after"):
         RetryPolicy(max_retry_after=float("inf"))
+
+
+# -- a budget ------------------------------------------------------------------------------
+
+
+async def test_a_backoff_that_leaves_no_time_for_a_try_raises_budget_exceeded() -> None:
+    time = FakeTime()
+    budget = Budget.start(2.0, time.now)
+    flaky = Flaky(*[ServerError(503)] * 10)
+    # Backoff ceilings 0.5, 1, 2, ...: the third wait (2 s) no longer fits what is left.
+    policy = RetryPolicy(sleep=time.sleep, wait=RetryWait(uniform=highest))
+    with pytest.raises(BudgetExceededError) as caught:
+        await policy.call(flaky, budget=budget)
+    assert flaky.calls == 3
+    assert time.sleeps == [0.5, 1.0]
+    assert caught.value.backoff == pytest.approx(1.5)
+    assert isinstance(caught.value.__cause__, ServerError)
+    assert budget.refused_wait == 2.0
+
+
+async def test_a_retry_after_that_leaves_no_time_raises_the_error_itself() -> None:
+    time = FakeTime()
+    limited = RateLimitError(429, retry_after=5.0)
+    listener = Listener()
+    policy = RetryPolicy(sleep=time.sleep, throttle=listener)
+    with pytest.raises(RateLimitError) as caught:
+        await policy.call(Flaky(limited), budget=Budget.start(3.0, time.now))
+    assert caught.value is limited
+    assert time.sleeps == []
+    assert listener.cooldowns == [5.0]  # the account's other callers still hold off
+    assert "Retry-After 5 s is more than" in caught.value.__notes__[0]
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(3, 3.0), (0.25, 0.25), (None, None)])
+def test_budget_seconds_reads_numbers_and_timedeltas(value: float | None, seconds: float) -> None:
+    assert budget_seconds(value) == seconds
+    if value is not None:
+        assert budget_seconds(timedelta(seconds=value)) == seconds

@@ -620,3 +620,82 @@ def test_no_window_sees_more_than_burst_plus_rate_times_length_and_grants_keep_a
         for i in range(len(times)):
             for j in range(i, len(times)):
                 assert j - i + 1 <= burst + (times[j] - times[i]) * rate + 1e-6
+
+
+# -- injected time (a user's test): no event-loop clock involved ---------------------------
+
+
+async def test_an_injected_clock_and_sleep_space_the_grants_without_real_time() -> None:
+    from infobip_voicelogs.testing import FakeTime
+
+    time = FakeTime(start=100.0)
+    bucket = TokenBucket(2.0, burst=1, adaptive=False, clock=time.now, sleep=time.sleep)
+    assert bucket.clock == time.now
+    assert bucket.sleep == time.sleep
+    granted: list[tuple[int, float]] = []
+
+    async def caller(n: int) -> None:
+        await bucket.acquire()
+        granted.append((n, time.now()))
+
+    await asyncio.gather(*(caller(n) for n in range(5)))
+    assert [n for n, _ in granted] == [0, 1, 2, 3, 4]  # FIFO, as on the loop's clock
+    assert [at - 100.0 for _, at in granted] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+    assert sum(time.sleeps) == pytest.approx(2.0)
+
+
+async def test_an_injected_clock_honours_a_cooldown_and_cancellation() -> None:
+    from infobip_voicelogs.testing import FakeTime
+
+    time = FakeTime()
+    bucket = TokenBucket(2.0, clock=time.now, sleep=time.sleep)
+    await bucket.acquire()
+    bucket.cooldown(30.0)  # the retry layer after a 429 with Retry-After: 30
+    waited = await bucket.acquire()
+    assert waited >= 30.0
+    assert time.now() >= 30.0
+    granted_at = time.now()
+    # A waiter cancelled while sleeping on the injected time consumes no slot.
+    blocked = asyncio.ensure_future(bucket.acquire())
+    await asyncio.sleep(0)
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    await bucket.acquire()
+    assert time.now() == pytest.approx(granted_at + 0.5)  # the next slot, not the one after
+    assert bucket.waiting == 0
+
+
+def test_a_sleep_needs_its_clock() -> None:
+    from infobip_voicelogs.testing import FakeTime
+
+    with pytest.raises(ValueError, match="clock"):
+        TokenBucket(2.0, sleep=FakeTime().sleep)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rate=st.floats(min_value=0.5, max_value=500.0),
+    burst=st.integers(min_value=1, max_value=5),
+    callers=st.integers(min_value=1, max_value=40),
+)
+def test_on_injected_time_a_crowd_gets_the_burst_then_one_slot_per_interval(
+    rate: float, burst: int, callers: int
+) -> None:
+    from infobip_voicelogs.testing import FakeTime
+
+    async def main() -> list[float]:
+        time = FakeTime()
+        bucket = TokenBucket(rate, burst=burst, adaptive=False, clock=time.now, sleep=time.sleep)
+        granted: list[float] = []
+
+        async def caller() -> None:
+            await bucket.acquire()
+            granted.append(time.now())
+
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        return granted
+
+    granted = asyncio.run(main())
+    expected = [max(0, n - burst + 1) / rate for n in range(callers)]
+    assert granted == pytest.approx(expected, rel=1e-9, abs=1e-9)

@@ -23,6 +23,7 @@ from .faults import Fault
 from .server import FakeServer, running, serve
 from .traffic import Traffic
 from .transport import FakeTransport
+from .virtual_time import FakeTime
 
 __all__ = [
     "IN_PROCESS_URL",
@@ -31,6 +32,7 @@ __all__ = [
     "FakeClock",
     "FakeInfobip",
     "FakeServer",
+    "FakeTime",
     "FakeTransport",
     "Fault",
     "JournalEntry",

@@ -8,6 +8,7 @@ asks for a fixture, and never needs uvicorn.
 - `fake_clock`: a standing `FakeClock` at the real time the test started.
 - `fake_infobip`: a `FakeInfobip` on that clock, seed 0, default limits.
 - `fake_account`: an account named `"test"` with API key `"test-api-key"`.
+- `fake_time`: a `FakeTime` at 0 that moves `fake_clock` with it, for a `TokenBucket`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from . import FakeAccount, FakeClock, FakeInfobip
+    from . import FakeAccount, FakeClock, FakeInfobip, FakeTime
 
-__all__ = ["fake_account", "fake_clock", "fake_infobip"]
+__all__ = ["fake_account", "fake_clock", "fake_infobip", "fake_time"]
 
 
 @pytest.fixture
@@ -42,3 +43,11 @@ def fake_infobip(fake_clock: FakeClock) -> FakeInfobip:
 def fake_account(fake_infobip: FakeInfobip) -> FakeAccount:
     """An account `"test"` of `fake_infobip`, API key `"test-api-key"`, with no logs yet."""
     return fake_infobip.add_account("test", api_key="test-api-key")
+
+
+@pytest.fixture
+def fake_time(fake_clock: FakeClock) -> FakeTime:
+    """A `FakeTime` at 0 that moves `fake_clock` by what it sleeps (so the fake's window slides)."""
+    from .virtual_time import FakeTime
+
+    return FakeTime(clock=fake_clock)
