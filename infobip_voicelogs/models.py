@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -195,6 +195,15 @@ def _check_ids(
             raise InvalidQueryError(attribute.name, f"{item!r} contains a comma; pass ids apart")
 
 
+def _to_utc(value: Any) -> Any:
+    # Arithmetic on a zoned time ignores `fold`: one millisecond before 02:30 fold=1 in
+    # Berlin's repeated hour is 02:29:59.999 fold=0, an hour earlier. In UTC it is exact.
+    # Anything else is left as given, for the validator to name.
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return value.astimezone(UTC)
+    return value
+
+
 def _check_aware(instance: LogsQuery, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
@@ -233,7 +242,9 @@ class LogsQuery:
 
     Every field is optional; without any the provider returns the newest 50 logs of the
     last 48 hours. Construction validates and raises `InvalidQueryError` (a `ValueError`)
-    naming the bad field.
+    naming the bad field. `sent_since` and `sent_until` are kept in UTC: an aware time in
+    any zone (a `zoneinfo` time in a repeated hour too, by its `fold`) is converted on
+    construction, so the walk's arithmetic never lands an hour off.
 
     >>> from datetime import datetime, timezone
     >>> q = LogsQuery(general_status="delivered", limit=100,
@@ -247,8 +258,12 @@ class LogsQuery:
     bulk_ids: tuple[str, ...] = attrs.field(default=(), converter=_ids, validator=_check_ids)
     message_ids: tuple[str, ...] = attrs.field(default=(), converter=_ids, validator=_check_ids)
     general_status: GeneralStatus | None = attrs.field(default=None, converter=_status)
-    sent_since: datetime | None = attrs.field(default=None, validator=_check_aware)
-    sent_until: datetime | None = attrs.field(default=None, validator=_check_aware)
+    sent_since: datetime | None = attrs.field(
+        default=None, converter=_to_utc, validator=_check_aware
+    )
+    sent_until: datetime | None = attrs.field(
+        default=None, converter=_to_utc, validator=_check_aware
+    )
     limit: int | None = attrs.field(default=None, validator=_check_limit)
     mcc: str | None = attrs.field(default=None, validator=_check_digits)
     mnc: str | None = attrs.field(default=None, validator=_check_digits)
