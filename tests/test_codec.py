@@ -1006,3 +1006,42 @@ def test_both_decoding_paths_accept_one_grammar_and_what_decodes_encodes(text: s
         again = parse_wire_timestamp(wire)  # ... and reads back as the same millisecond
         assert again == parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
         assert again.utcoffset() == parsed.utcoffset()
+
+
+# A log as data: `to_dict` is the provider's JSON shape, with money as exact text...
+
+
+def test_to_dict_is_the_reference_shape_with_money_as_text() -> None:
+    log = decode_logs(reference("reference-2.json"), "application/json")[0]
+    shape = log.to_dict()
+
+    wire = json.loads(reference("reference-2.json"))["results"][0]
+    # The provider's own JSON, key for key, but for the amount: exact text, not a number.
+    assert shape == {**wire, "price": {"pricePerSecond": "0.01", "currency": "EUR"}}
+    assert list(shape) == list(wire)
+    assert json.loads(json.dumps(shape)) == shape  # json takes it as it is
+
+
+def test_to_dict_leaves_absent_fields_out() -> None:
+    assert VoiceLog().to_dict() == {}
+    assert VoiceLog(message_id="m1", duration=0).to_dict() == {"messageId": "m1", "duration": 0}
+    error = ErrorInfo(0, "OK", 0, "NO_ERROR")
+    assert error.to_dict() == {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR"}
+
+
+def test_to_dict_refuses_what_the_wire_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        VoiceLog(sent_at=datetime(2026, 1, 1)).to_dict()
+    with pytest.raises(ValueError, match="amount"):
+        Price(Decimal("NaN"), "EUR").to_dict()
+
+
+@given(logs)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_to_dict_through_orjson_decodes_as_the_same_log(original: VoiceLog) -> None:
+    import orjson
+
+    body = orjson.dumps({"results": [original.to_dict()]})
+
+    assert decode_logs(body, "application/json") == [original]
+    assert json.loads(json.dumps(original.to_dict())) == original.to_dict()

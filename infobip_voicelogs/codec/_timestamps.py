@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from .._time import format_offset
+# Written in `_time`, which the models' `to_dict` shares; the codec's public name is here.
+from .._time import format_wire_timestamp
 
 __all__ = ["format_wire_timestamp", "fromisoformat", "parse_wire_timestamp"]
 
@@ -48,25 +49,3 @@ def parse_wire_timestamp(s: str) -> datetime:
     # Checked first: fromisoformat alone also takes `2015-02-23` (naive) or `20150223T1740`.
     # It drops fraction digits beyond microseconds by itself.
     return fromisoformat(s)
-
-
-def format_wire_timestamp(dt: datetime) -> str:
-    """Write an aware datetime the way the provider's responses do: ms and `+hhmm`.
-
-    Sub-millisecond digits are dropped (the wire has none). Raises `ValueError` for a
-    naive datetime or an offset that is not a whole number of minutes.
-
-    >>> from datetime import datetime, timedelta, timezone
-    >>> format_wire_timestamp(datetime(2015, 2, 23, 17, 40, 31, 773000,
-    ...                                tzinfo=timezone(timedelta(hours=1))))
-    '2015-02-23T17:40:31.773+0100'
-    """
-    offset = dt.utcoffset()
-    if offset is None:
-        raise ValueError(f"{dt!r} is naive; the wire needs an offset")
-    if offset % timedelta(minutes=1):
-        raise ValueError(f"{dt!r} has an offset the wire cannot write (seconds)")
-    return (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
-        f"{dt.second:02d}.{dt.microsecond // 1000:03d}{format_offset(offset, colon=False)}"
-    )
