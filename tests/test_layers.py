@@ -34,10 +34,12 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # The bucket derives its key from the account's credential the way `auth` sends it.
     "redis": frozenset({"throttle", "auth"}),
     "window": frozenset({"models"}),
+    # The one place that decides about a message's state (fingerprints, finality).
+    "state": frozenset({"models"}),
     "fetcher": BELOW_FETCHER,
     "store": frozenset({"models"}),
     "postgres": frozenset({"store", "models"}),
-    "poller": BELOW_FETCHER | {"fetcher", "store"},
+    "poller": BELOW_FETCHER | {"fetcher", "store", "state"},
     "testing": frozenset({"codec", "models"}),
     # What serves a poller's health to a process manager: the CLI and applications use it.
     "health": frozenset({"poller"}),
