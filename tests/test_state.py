@@ -95,6 +95,9 @@ def with_group(log: VoiceLog, group: int) -> VoiceLog:
 def respelled(wire: dict[str, object]) -> dict[str, object]:
     """The same log as the provider might serve it another time: in other words only."""
     wire = dict(wire)
+    for key in ("sentAt", "doneAt"):  # the moments are UTC: `Z` for `+0000`
+        if key in wire:
+            wire[key] = str(wire[key]).replace("+0000", "Z")
     if "doneAt" in wire:  # the same instant, at another offset
         done = datetime.fromisoformat(str(wire["doneAt"])).astimezone(CET)
         wire["doneAt"] = done.strftime("%Y-%m-%dT%H:%M:%S.") + f"{done.microsecond // 1000:03d}"
