@@ -34,12 +34,14 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # The bucket derives its key from the account's credential the way `auth` sends it.
     "redis": frozenset({"throttle", "auth"}),
     "window": frozenset({"models"}),
+    # The one place that decides about a message's state (fingerprints, finality).
+    "state": frozenset({"models"}),
     "fetcher": BELOW_FETCHER,
     "store": frozenset({"models"}),
     "postgres": frozenset({"store", "models"}),
-    "poller": BELOW_FETCHER | {"fetcher", "store"},
-    # The push side: reports decode on the codec and commit through the store.
-    "reports": frozenset({"codec", "models", "store", "telemetry"}),
+    "poller": BELOW_FETCHER | {"fetcher", "store", "state"},
+    # The push side: reports decode on the codec, decide states and commit through the store.
+    "reports": frozenset({"codec", "models", "state", "store", "telemetry"}),
     # The fake pushes reports, so it encodes them with the reports' codec.
     "testing": frozenset({"codec", "models", "reports"}),
     # What serves a poller's health to a process manager: the CLI and applications use it.
