@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infobip_voicelogs import ErrorInfo, Price, Status, VoiceLog, decode_logs, encode_logs
-from infobip_voicelogs.poller._records import fingerprint as poller_fingerprint_v1
 from infobip_voicelogs.state import (
     FINAL_PREFIX,
     PENDING_PREFIX,
@@ -21,6 +20,7 @@ from infobip_voicelogs.state import (
     fingerprint,
     is_final,
 )
+from infobip_voicelogs.state import _fingerprint_v1 as poller_fingerprint_v1
 
 CET = timezone(timedelta(hours=1))
 

@@ -178,6 +178,7 @@ class LogsPoller:
         # One cycle per account at a time, whoever asks (run, run_once, a second run).
         self._turns = {name: asyncio.Lock() for name in self._accounts}
         self._closed = False
+        self._runs = 0  # run() calls under way: the last to end resets the stop
         self._throttle_factory = throttle_factory
         self._leases = LeaseKeeper(
             leasing,
@@ -333,12 +334,15 @@ class LogsPoller:
         }
         tasks.add(asyncio.create_task(self._prune_loop(), name="infobip-voicelogs prune"))
         tasks.add(asyncio.create_task(self._lease_loop(), name="infobip-voicelogs lease"))
+        self._runs += 1
         try:
             await self._shutdown.supervise(tasks)
         finally:
-            self._shutdown.reset()
-            await self._leases.release()  # the others may take the accounts at once
-            self._mark_leases()
+            self._runs -= 1
+            if not self._runs:  # the last run to end: a stop() ended every one of them
+                self._shutdown.reset()
+                await self._leases.release()  # the others may take the accounts at once
+                self._mark_leases()
 
     async def _account_loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()
