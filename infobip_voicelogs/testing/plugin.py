@@ -8,18 +8,21 @@ asks for a fixture, and never needs uvicorn.
 - `fake_clock`: a standing `FakeClock` at the real time the test started.
 - `fake_infobip`: a `FakeInfobip` on that clock, seed 0, default limits.
 - `fake_account`: an account named `"test"` with API key `"test-api-key"`.
+- `fake_pusher`: makes `fake_account` push its delivery reports:
+  `pusher = fake_pusher("http://127.0.0.1:8000/reports/test", faults=PushFaults(drop=0.1))`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from . import FakeAccount, FakeClock, FakeInfobip
+    from . import FakeAccount, FakeClock, FakeInfobip, ReportPusher
 
-__all__ = ["fake_account", "fake_clock", "fake_infobip"]
+__all__ = ["fake_account", "fake_clock", "fake_infobip", "fake_pusher"]
 
 
 @pytest.fixture
@@ -42,3 +45,14 @@ def fake_infobip(fake_clock: FakeClock) -> FakeInfobip:
 def fake_account(fake_infobip: FakeInfobip) -> FakeAccount:
     """An account `"test"` of `fake_infobip`, API key `"test-api-key"`, with no logs yet."""
     return fake_infobip.add_account("test", api_key="test-api-key")
+
+
+@pytest.fixture
+def fake_pusher(fake_account: FakeAccount) -> Callable[..., ReportPusher]:
+    """Makes `fake_account` push its reports: `fake_pusher(url, **options)` returns the
+    account's `ReportPusher` (options as `FakeAccount.push_reports`)."""
+
+    def make(url: str, **options: Any) -> ReportPusher:
+        return fake_account.push_reports(url, **options)
+
+    return make
