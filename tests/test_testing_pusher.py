@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -295,3 +297,33 @@ async def test_the_fixture_makes_the_test_account_push(
 
     assert pusher.account is fake_account
     assert len(receiver.ids()) == pusher.stats.accepted > 0
+
+
+def test_faults_are_validated() -> None:
+    with pytest.raises(ValueError, match="share"):
+        PushFaults(drop=1.5)
+    with pytest.raises(ValueError, match="negative"):
+        PushFaults(log_lag=timedelta(seconds=-1))
+    with pytest.raises(ValueError):
+        PushFaults(max_retries=-1)
+
+
+async def test_run_steps_on_a_ticking_clock_until_cancelled() -> None:
+    clock = FakeClock(ticking=True)
+    account = FakeInfobip(clock=clock, seed=2).add_account("live")
+    account.generate(5, within=timedelta(seconds=1), settle_after=timedelta(0))
+    receiver = Receiver()
+    pusher = account.push_reports(URL, app=receiver)
+    account.generate(3, within=timedelta(0), settle_after=timedelta(milliseconds=50))
+
+    task = asyncio.create_task(pusher.run(every=0.01))
+    try:
+        async with asyncio.timeout(10):
+            while len(receiver.ids()) < 3:  # noqa: ASYNC110 (the receiver is a stand-in)
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    assert len(receiver.ids()) == 3  # only the calls that settled after it started

@@ -17,6 +17,7 @@ tried again after a backoff (on the fake's clock), then given up, as the provide
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import heapq
@@ -71,6 +72,16 @@ class PushHmac:
         return {self.header: digest.hexdigest()}
 
 
+def _share(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} is a share of reports, 0 to 1, not {value!r}")
+
+
+def _not_negative(instance: Any, attribute: attrs.Attribute[Any], value: timedelta) -> None:
+    if value < timedelta(0):
+        raise ValueError(f"{attribute.name} cannot be negative")
+
+
 @attrs.frozen
 class PushFaults:
     """What goes wrong on the way, each a share of reports (0 to 1) or a duration.
@@ -86,15 +97,15 @@ class PushFaults:
             is given up; `retry_backoff` doubles after each.
     """
 
-    drop: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    delay: timedelta = timedelta(0)
-    log_lag: timedelta = timedelta(0)
-    duplicate_after: timedelta = timedelta(seconds=2)
-    reorder_by: timedelta = timedelta(seconds=10)
-    max_retries: int = 3
-    retry_backoff: timedelta = timedelta(seconds=1)
+    drop: float = attrs.field(default=0.0, validator=_share)
+    duplicate: float = attrs.field(default=0.0, validator=_share)
+    reorder: float = attrs.field(default=0.0, validator=_share)
+    delay: timedelta = attrs.field(default=timedelta(0), validator=_not_negative)
+    log_lag: timedelta = attrs.field(default=timedelta(0), validator=_not_negative)
+    duplicate_after: timedelta = attrs.field(default=timedelta(seconds=2), validator=_not_negative)
+    reorder_by: timedelta = attrs.field(default=timedelta(seconds=10), validator=_not_negative)
+    max_retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
+    retry_backoff: timedelta = attrs.field(default=timedelta(seconds=1), validator=_not_negative)
 
 
 @attrs.define
@@ -241,6 +252,15 @@ class ReportPusher:
                 await self._post(client, batch, now)
                 posted += len(batch)
         return posted
+
+    async def run(self, every: float = 0.2) -> None:
+        """Step every `every` real seconds until cancelled: for a ticking or system clock.
+
+        Each POST is bounded by the client's timeout (`POST_TIMEOUT` for the pusher's own).
+        """
+        while True:
+            await self.step()
+            await asyncio.sleep(every)
 
     # -- scheduling ------------------------------------------------------------------------
 
