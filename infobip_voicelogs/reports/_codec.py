@@ -24,7 +24,6 @@ from ..codec._codegen import _HookBuilder
 from ..codec._convert import _describe, _locate, _precise_hook, build_converter
 from ..codec._json import _results_of, quote_prices
 from ..codec._readers import JSON_READERS, XML_READERS, Reader, bad
-from ..codec._timestamps import _TIMESTAMP
 from ..codec._wire import ALIASES, add_wire_names, amount_text, excerpt
 from ..codec._xml import _local, parse_xml, xml_dict
 from ..errors import DecodeError
@@ -99,7 +98,9 @@ _XML_READERS = _readers(XML_READERS, _read_xml_time, _read_xml_float)
 # -- the converters ------------------------------------------------------------------------
 
 
-_MATCH_TIMESTAMP = _TIMESTAMP.fullmatch
+# The form the provider writes (`2018-06-25T13:38:14.730+0000`), a subset of the grammar
+# `_TIMESTAMP` accepts, checked twice as fast; every other form goes through the reader.
+_MATCH_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}", re.ASCII).fullmatch
 _FROMISOFORMAT = datetime.fromisoformat
 
 
