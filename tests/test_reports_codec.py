@@ -500,4 +500,23 @@ def test_the_fast_and_the_precise_path_agree_on_every_time(
     item["shape"] = "current"
     precise = _codec._JSON_PRECISE.get_structure_hook(VoiceReport)
 
-    assert _through(_codec._JSON_FAST, dict(item)) == _through(precise, dict(item))
+    [kind] = _codec._mark_shapes([item])
+    fast = _codec._JSON_FAST[kind]
+
+    assert _through(fast, dict(item)) == _through(precise, dict(item))
+    assert _through(_codec._JSON_FAST["mixed"], dict(item)) == _through(precise, dict(item))
+
+
+def test_a_report_with_fields_of_both_shapes_keeps_them_all() -> None:
+    body = (
+        b'{"results":[{"messageId":"a","voiceCall":{"duration":3},"doneAt":1587521930000},'
+        b'{"messageId":"b","from":"385","endTime":1587521930000},'
+        b'{"messageId":"c","from":"385","voiceCall":{"duration":4}}]}'
+    )
+
+    a, b, c = decode_reports(body, "application/json")
+
+    end = datetime(2020, 4, 22, 2, 18, 50, tzinfo=UTC)
+    assert (a.shape, a.voice_call, a.done_at) == ("current", VoiceCall(duration=3), end)
+    assert (b.shape, b.from_, b.end_time) == ("flat", "385", end)
+    assert (c.shape, c.from_, c.voice_call) == ("current", "385", VoiceCall(duration=4))
