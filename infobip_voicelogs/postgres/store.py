@@ -282,13 +282,14 @@ class PostgresStore:
         expired by the database's clock) and only forward: an earlier time than the stored
         checkpoint leaves it. Returns the accounts refused because their lease no longer
         holds; nothing is written for those. An account given twice moves to its latest
-        time. A naive datetime raises `ValueError` before anything is sent; a failure of
-        the database raises `StoreError`, and then nothing moved.
+        time, under the lease given last with it. A naive datetime raises `ValueError`
+        before anything is sent; a failure of the database raises `StoreError`, and then
+        nothing moved.
         """
         latest: dict[str, tuple[Lease, datetime]] = {}
         for lease, at in checkpoints:
             at = utc(at)
-            if lease.account not in latest or at > latest[lease.account][1]:
+            if lease.account not in latest or at >= latest[lease.account][1]:
                 latest[lease.account] = (lease, at)
         if not latest:
             return set()
