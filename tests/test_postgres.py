@@ -485,6 +485,38 @@ async def test_a_given_pool_is_used_without_prepared_statements_and_left_open(
             assert await cursor.fetchone() == ("0",)
 
 
+async def test_a_connection_killed_between_calls_is_replaced_on_use(postgres_dsn: str) -> None:
+    async with PostgresStore(postgres_dsn, archive=True, max_size=1) as store:
+        await store.commit("eu-1", checkpoint=NOON, delivered=delivered(voice_log("m-1")))
+        for round_ in range(3):  # the pool lends without a check: the call itself recovers
+            killed = await sql(
+                postgres_dsn,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'infobip-voicelogs' AND datname = current_database()",
+            )
+            assert killed == [(True,)]
+            at = NOON + timedelta(minutes=round_)
+            await store.commit("eu-1", checkpoint=at, delivered=delivered(voice_log("m-2")))
+            assert await store.checkpoint("eu-1") == at
+        assert [log.message_id for log in await store.archived()] == ["m-1", "m-2"]
+
+
+async def test_a_given_pool_without_autocommit_still_commits_each_call(postgres_dsn: str) -> None:
+    async with AsyncConnectionPool(postgres_dsn, min_size=1, max_size=1) as pool:
+        async with PostgresStore(pool, archive=True) as store:
+            [lease] = (await store.lease("me", ["eu-1"], ttl=30)).values()
+            await store.commit_leased(lease, checkpoint=NOON, delivered=delivered(voice_log("m-1")))
+            assert await store.advance([(lease, NOON + timedelta(minutes=1))]) == set()
+            stale = attrs.evolve(lease, fence=lease.fence + 1)
+            with pytest.raises(LeaseLostError):
+                await store.commit_leased(stale, checkpoint=NOON, delivered=[])
+        async with pool.connection() as connection:  # every call ended its transaction
+            assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    rows = await sql(postgres_dsn, "SELECT checkpoint FROM checkpoints")
+    assert rows == [(NOON + timedelta(minutes=1),)]
+    assert await sql(postgres_dsn, "SELECT message_id FROM voice_logs") == [("m-1",)]
+
+
 async def test_errors_never_show_the_password(pg_cluster: PostgresCluster) -> None:
     pg_cluster.sql(f"DROP ROLE IF EXISTS {PASSWORD_ROLE}")
     pg_cluster.sql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD 'right-one'")

@@ -150,13 +150,15 @@ class Connector:
     ) -> list[list[Any]]:
         """Run `statements` as one transaction in one round trip; return each one's rows.
 
-        `BEGIN`, the transaction's limits, the statements and `COMMIT` go to the server
-        together in psycopg's pipeline mode, answered by one `Sync`: one round trip, and
-        all or nothing. The pool does not check a connection before lending it (that was
-        a round trip of its own); a connection found broken on use (a restart, a dropped
-        socket) is retried once on another, after the pool checked its idle ones. Trying
-        again is safe: every statement of the store is idempotent (upserts of the same
-        values, forward-only moves, fenced claims that renew what they already hold).
+        The transaction's limits and the statements go to the server together in psycopg's
+        pipeline mode, closed by one `Sync`: one round trip, and one implicit transaction,
+        all or nothing (an error skips the rest and rolls back). The pool does not check a
+        connection before lending it (that was a round trip of its own); a call whose
+        connection turns out broken (a restart, a dropped socket) is tried once more on
+        another, after the pool checked its idle ones. Trying again is safe even if the
+        first try was applied before its answer was lost: every statement of the store is
+        idempotent (upserts of the same values, forward-only moves, fenced claims that
+        renew what they already hold).
         """
         async with self._call(operation):
             pool = await self._ready()
@@ -181,9 +183,12 @@ class Connector:
         """One transaction, sent as one pipeline and synced once."""
         cursors: list[AsyncCursor[Any]] = []
         try:
-            async with connection.pipeline() as pipeline:
-                await connection.execute("BEGIN", prepare=False)
-                # Local to this transaction: nothing lingers on a shared server connection.
+            # Leaving the block sends the one Sync and reads every answer (a `sync()`
+            # inside it as well would cost a second round trip).
+            async with connection.pipeline():
+                # Everything up to the Sync is one implicit transaction on the server: no
+                # BEGIN needed on an autocommit connection (psycopg begins on any other).
+                # The limits are local to it: nothing lingers on a shared server connection.
                 await connection.execute(_LIMITS, self._limits, prepare=False)
                 for sql, params in statements:
                     cursor = (
@@ -193,12 +198,12 @@ class Connector:
                     )
                     await cursor.execute(sql, params, prepare=False)
                     cursors.append(cursor)
-                await connection.execute("COMMIT", prepare=False)
-                await pipeline.sync()
+                if not connection.autocommit:  # then psycopg began a transaction
+                    await connection.execute("COMMIT", prepare=False)
             return [await cursor.fetchall() if cursor.description else [] for cursor in cursors]
         except BaseException:
-            # An error aborted the transaction (the server skipped the rest, COMMIT too):
-            # end it here, so the pool gets the connection back idle.
+            # On a connection that is not autocommit, an error leaves psycopg's transaction
+            # aborted: end it here, so the pool gets the connection back idle.
             if not connection.closed and connection.info.transaction_status != IDLE:
                 with contextlib.suppress(psycopg.Error):
                     await connection.execute("ROLLBACK", prepare=False)
