@@ -1,7 +1,8 @@
 """How `PostgresStore` talks to the server: one bounded transaction per call, on a pool.
 
-Every call borrows a connection, runs one transaction and gives the connection back, with
-its limits set `LOCAL` to that transaction: no session state survives a call, so a
+Every call borrows a connection, runs one transaction in one round trip (psycopg's
+pipeline mode, one `Sync`) and gives the connection back, with its limits set `LOCAL` to
+that transaction: no session state survives a call, so a
 transaction-pooling PgBouncer may hand the next call any server connection. Every psycopg
 error becomes a `StoreError` naming the operation and the cause, never the password.
 
