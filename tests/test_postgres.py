@@ -337,6 +337,15 @@ def _by_id(log: VoiceLog) -> str:
     return log.message_id or ""
 
 
+async def test_text_that_looks_like_quoting_comes_back_as_written(pg: PostgresStore) -> None:
+    # Calls are bound on the client and JSON documents sent dollar-quoted ($d$...$d$).
+    tricky = "it's $d$ $d1$ $$ \\ \\' \" -- ; SELECT 1/0; \u00e9\u4e2d\U0001f600"
+    log = voice_log("m-$d$", text=tricky, to="$d2$")
+    await pg.commit("eu-'1$d$", checkpoint=NOON, delivered=delivered(log))
+    assert await pg.archived("eu-'1$d$") == [log]
+    assert set(await pg.fingerprints("eu-'1$d$", ["m-$d$"])) == {"m-$d$"}
+
+
 async def test_first_seen_and_updated_come_from_the_database_clock(postgres_dsn: str) -> None:
     async with PostgresStore(postgres_dsn, archive=True) as store:
         await store.commit("eu-1", checkpoint=NOON, delivered=delivered(voice_log("m-1")))

@@ -23,10 +23,11 @@ import psycopg
 from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.rows import RowFactory
+from psycopg.rows import AsyncRowFactory
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError
+from ._rows import Document, DocumentDumper
 from ._schema import migrate
 
 __all__ = [
@@ -147,7 +148,7 @@ class Connector:
         operation: str,
         statements: Sequence[Statement],
         *,
-        row_factory: RowFactory[Any] | None = None,
+        row_factory: AsyncRowFactory[Any] | None = None,
     ) -> list[list[Any]]:
         """Run `statements` as one transaction in one round trip; return each one's rows.
 
@@ -179,10 +180,10 @@ class Connector:
         self,
         connection: AsyncConnection[Any],
         statements: Sequence[Statement],
-        row_factory: RowFactory[Any] | None,
+        row_factory: AsyncRowFactory[Any] | None,
     ) -> list[list[Any]]:
         """One transaction, sent as one simple-query message: one round trip."""
-        # Bound on the client (psycopg quotes each value with libpq's escaping), so that
+        # Bound on the client (psycopg quotes each value; our JSON is dollar-quoted), so that
         # the limits and the statements fit one message. The server runs a message of
         # several statements as one implicit transaction, and only once it has the whole
         # message: a client paused while sending it (SIGSTOP, a long GC) holds no lock,
@@ -192,6 +193,7 @@ class Connector:
             if row_factory is not None
             else AsyncClientCursor(connection)
         )
+        cursor.adapters.register_dumper(Document, DocumentDumper)  # this cursor's only
         parts = [cursor.mogrify(_LIMITS, self._limits)]
         parts += [cursor.mogrify(sql, params) for sql, params in statements]
         try:
