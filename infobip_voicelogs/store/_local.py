@@ -53,9 +53,13 @@ class LocalLeases:
         if accounts is None and self._owner == owner:
             self._owner, self._alive_until = None, -math.inf
 
+    def holds(self, lease: Lease) -> bool:
+        """Whether `lease` is the live owner's."""
+        return lease.owner == self._owner and time.monotonic() < self._alive_until
+
     def check(self, lease: Lease) -> None:
         """`LeaseLostError` unless `lease` is the live owner's."""
-        if lease.owner != self._owner or time.monotonic() >= self._alive_until:
+        if not self.holds(lease):
             raise LeaseLostError(
                 f"the lease on account {lease.account!r} lapsed: this store's owner changed"
             )
