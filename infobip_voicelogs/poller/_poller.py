@@ -21,6 +21,7 @@ import httpx
 
 from .. import telemetry
 from .._time import RETENTION, utc_now
+from ..connections import poller_client
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
@@ -40,8 +41,6 @@ __all__ = ["PRUNE_MARGIN", "LogsPoller"]
 
 logger = logging.getLogger("infobip_voicelogs")
 
-# Idle connections the poller's own client keeps (httpx's default).
-_KEEPALIVE = 20
 #: Fingerprints are kept this much longer than the retention, for clocks that disagree.
 PRUNE_MARGIN = timedelta(hours=1)
 
@@ -418,15 +417,10 @@ class LogsPoller:
         if fetcher is None:
             account = self._accounts[name]
             if self._client is None:
-                # One pool and one TLS context for every account: a client each would cost
-                # a few hundred KiB and a TLS context build per account.
-                # Few idle connections: httpcore scans every idle one (a poll(2) each) for
-                # each request it places, and a poller's accounts rarely share a host.
-                limits = httpx.Limits(
-                    max_connections=self._max_connections,
-                    max_keepalive_connections=_KEEPALIVE,
-                )
-                self._client = httpx.AsyncClient(limits=limits)
+                # A small pool per host and one TLS context for all: each account's
+                # connection lives across cycles (see `connections`).
+                urls = (a.base_url for a in self._accounts.values())
+                self._client = poller_client(urls, max_connections=self._max_connections)
             fetcher = LogsFetcher(
                 account.base_url,
                 account.auth,
