@@ -160,7 +160,7 @@ async def fleet(redis_url: str, processes: int, accounts: int, seconds: float, c
     return mean, min(rates), max(rates), refused / total, total, cancelled, outages
 
 
-async def per_call(redis_url: str, calls: int) -> tuple[float, float, float]:
+async def per_call(redis_url: str, calls: int) -> tuple[float, float, float, float]:
     import redis.asyncio as aioredis
 
     from infobip_voicelogs import TokenBucket
@@ -182,9 +182,14 @@ async def per_call(redis_url: str, calls: int) -> tuple[float, float, float]:
     rounds = [(await once(client.ping), await once(bucket.acquire)) for _ in range(7)]
     ping, acquire = min(r[0] for r in rounds), min(r[1] for r in rounds)
     fast = min([await once(local.acquire) for _ in range(3)])
+    # Inside Redis (its own accounting, unmoved by the client's machine load): the script.
+    await client.config_resetstat()
+    for _ in range(calls):
+        await bucket.acquire()
+    inside = float((await client.info("commandstats"))["cmdstat_evalsha"]["usec_per_call"])
     await bucket.aclose()
     await client.aclose()
-    return acquire, ping, fast
+    return acquire, ping, fast, inside
 
 
 def main(quick: bool) -> int:
@@ -207,7 +212,7 @@ def main(quick: bool) -> int:
         server = RedisServer(binary, Path(directory))
         server.start()
         try:
-            acquire, ping, fast = asyncio.run(per_call(server.url, 200 if quick else 1000))
+            acquire, ping, fast, inside = asyncio.run(per_call(server.url, 200 if quick else 1000))
             runs = []
             for processes, accounts, churn in shapes:
                 runs.append(
@@ -228,6 +233,7 @@ def main(quick: bool) -> int:
     print(f"{'RedisBucket.acquire(), slot free':34}{acquire:>10.1f}{acquire / ping:>10.2f}")
     print(f"{'redis-py PING round trip':34}{ping:>10.1f}{1:>10.2f}")
     print(f"{'TokenBucket.acquire() fast path':34}{fast:>10.2f}{fast / ping:>10.3f}")
+    print(f"{'  its script inside Redis':34}{inside:>10.1f}   (INFO commandstats)")
     print()
     print(
         f"Fleet: accounts at {FLEET_RATE:g}/s each, fake enforcing {LIMIT_PER_MINUTE}/min, "

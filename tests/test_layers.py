@@ -35,18 +35,21 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "redis": frozenset({"throttle", "auth"}),
     "window": frozenset({"models"}),
     "fetcher": BELOW_FETCHER,
+    # The poller's own HTTP client: a pool per host (httpx only, nothing of ours).
+    "connections": frozenset(),
     "store": frozenset({"models"}),
     "postgres": frozenset({"store", "models"}),
-    "poller": BELOW_FETCHER | {"fetcher", "store"},
+    "poller": BELOW_FETCHER | {"fetcher", "store", "connections"},
     "testing": frozenset({"codec", "models"}),
     # What serves a poller's health to a process manager: the CLI and applications use it.
     "health": frozenset({"poller"}),
-    "cli": BELOW_FETCHER | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health"},
+    "cli": BELOW_FETCHER
+    | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health", "connections"},
     # The package's face re-exports the library, never the command line or the fake.
     "": BELOW_FETCHER | {"fetcher", "store", "poller", "redis", "postgres"},
 }
 # Who may talk HTTP: below the fetcher only `auth` (an httpx.Auth) and `endpoint` (its URLs).
-HTTPX_USERS = frozenset({"auth", "endpoint", "fetcher", "poller", "testing", "cli"})
+HTTPX_USERS = frozenset({"auth", "endpoint", "fetcher", "connections", "poller", "testing", "cli"})
 
 
 @functools.cache

@@ -81,8 +81,9 @@ class LogsPoller:
             call returned.
         max_concurrency: Accounts polled at the same moment.
         client: An `httpx.AsyncClient` shared by every account's fetcher (not closed).
-            `None`: the poller makes one for all its accounts (one connection pool, one TLS
-            context, whatever the number of accounts) and closes it in `aclose`.
+            `None`: the poller makes one for all its accounts (`connections.poller_client`:
+            a small pool per host, one TLS context, each account's connection kept across
+            cycles) and closes it in `aclose`.
         max_attempts: Tries per request, passed to each `LogsFetcher`.
         timeout: Seconds per request, passed to each `LogsFetcher`.
         shutdown_grace: Seconds that a shutdown (`stop()`, `aclose()`, a first
