@@ -19,6 +19,7 @@ async with httpx.AsyncClient(transport=transport) as client:
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
 import urllib.request
@@ -129,7 +130,8 @@ class HostTransport(httpx.AsyncBaseTransport):
             if now - used < self._idle_timeout:
                 return
             del self._pools[origin]
-            # A response still being read keeps its pool: it goes back to the end.
+            # A response still being read keeps its pool: it goes back to the end. (httpx
+            # exposes no count of a transport's busy connections; its httpcore pool does.)
             if any(not c.is_idle() for c in pool._pool.connections):
                 self._pools[origin] = (pool, now)
                 continue
@@ -141,7 +143,8 @@ class HostTransport(httpx.AsyncBaseTransport):
         # Taken first: a cancellation mid-way leaves no pool behind for a second close.
         pools, self._pools = list(self._pools.values()), OrderedDict()
         for pool, _ in pools:
-            await pool.aclose()
+            with contextlib.suppress(Exception):  # one failed close leaves no other open
+                await pool.aclose()
 
 
 def _proxied() -> bool:
