@@ -2,6 +2,7 @@
 
     python bench/production.py            # 1,000 accounts, SQLite then PostgreSQL
     python bench/production.py --quick    # 100 accounts (about 2 minutes)
+    python bench/production.py --no-keepalive --sqlite-only   # what keep-alive costs in RSS
 
 Each account has its own address of 127.0.0.0/8 (127.0.1.1, 127.0.1.2, ...) and its own
 listening socket, served over HTTPS with a certificate from a throwaway CA (`trustme`), by
@@ -202,7 +203,13 @@ def wait_requests(control: int, target: int, timeout: float) -> dict[str, int]:
 
 
 def run_poller(
-    store: str, accounts: int, interval: float, control: int, tmp: Path, pg: Postgres | None
+    store: str,
+    accounts: int,
+    interval: float,
+    control: int,
+    tmp: Path,
+    pg: Postgres | None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, float]:
     import psutil
 
@@ -211,7 +218,7 @@ def run_poller(
     process = subprocess.Popen(
         [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()", "poll",
          "-a", str(tmp / "accounts.toml"), "--store", store, "--no-live", "--format",
-         "ndjson", "--interval", f"{interval}s", "--backfill", "1h"],
+         "ndjson", "--interval", f"{interval}s", "--backfill", "1h", *extra],
         stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT, env=env,
         preexec_fn=raise_fd_limit,
     )  # fmt: skip
@@ -302,7 +309,7 @@ def netem_probe() -> str:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
 
 
-def main(quick: bool) -> int:
+def main(quick: bool, extra: tuple[str, ...], sqlite_only: bool) -> int:
     from tests.pg_server import missing_reason
 
     raise_fd_limit()
@@ -316,13 +323,15 @@ def main(quick: bool) -> int:
         try:
             rows["floor"] = asyncio.run(floor(accounts, port, control, tmp))
             rows["sqlite"] = run_poller(
-                str(tmp / "voicelogs.db"), accounts, interval, control, tmp, None
+                str(tmp / "voicelogs.db"), accounts, interval, control, tmp, None, extra
             )
-            reason = missing_reason()
+            reason = "--sqlite-only" if sqlite_only else missing_reason()
             if reason is None:
                 pg = Postgres()
                 try:
-                    rows["postgres"] = run_poller(pg.dsn, accounts, interval, control, tmp, pg)
+                    rows["postgres"] = run_poller(
+                        pg.dsn, accounts, interval, control, tmp, pg, extra
+                    )
                 finally:
                     pg.cluster.stop()
             else:
@@ -369,10 +378,13 @@ def report(rows: dict[str, dict[str, float]], accounts: int, interval: float) ->
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 accounts, about 2 minutes")
+    parser.add_argument("--no-keepalive", action="store_true", help="poll --no-keepalive")
+    parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         n, port, tmp = args.serve
         asyncio.run(serve(int(n), int(port), f"{tmp}/cert.pem", f"{tmp}/key.pem"))
     else:
-        sys.exit(main(args.quick))
+        extra = ("--no-keepalive",) if args.no_keepalive else ()
+        sys.exit(main(args.quick, extra, args.sqlite_only))
