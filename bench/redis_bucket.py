@@ -2,6 +2,7 @@
 
     python bench/redis_bucket.py            # microbenchmark + three 60 s fleet runs (~4 min)
     python bench/redis_bucket.py --quick    # the same, fleet runs of 6 s (about 30 s)
+    python bench/redis_bucket.py --per-call # only the per-call part (a few seconds)
 
 Needs redis-server on the PATH (a throwaway one is started on a free port) and uvicorn;
 without them it prints a skip line and exits 0. Side by side in one run:
@@ -192,7 +193,7 @@ async def per_call(redis_url: str, calls: int) -> tuple[float, float, float, flo
     return acquire, ping, fast, inside
 
 
-def main(quick: bool) -> int:
+def main(quick: bool, per_call_only: bool = False) -> int:
     binary = shutil.which("redis-server")
     try:
         import redis  # noqa: F401
@@ -208,6 +209,7 @@ def main(quick: bool) -> int:
     seconds = 4.0 if quick else 60.0
     # The quick form only checks that everything runs: a smaller fleet starts faster.
     shapes = ((3, 1, False), (4, 2, False), (3, 1, True)) if quick else FLEETS
+    shapes = () if per_call_only else shapes
     with tempfile.TemporaryDirectory() as directory:
         server = RedisServer(binary, Path(directory))
         server.start()
@@ -263,9 +265,10 @@ def main(quick: bool) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short version for CI smoke")
+    parser.add_argument("--per-call", action="store_true", help="only the per-call part")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(asyncio.run(worker(json.loads(args.worker)))))
         sys.exit(0)
-    sys.exit(main(args.quick))
+    sys.exit(main(args.quick, args.per_call))
