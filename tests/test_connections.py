@@ -17,8 +17,10 @@ from infobip_voicelogs.connections import HostTransport, poller_client
 class Host:
     """A loopback HTTP/1.1 server that answers every request and counts its connections."""
 
-    def __init__(self, address: str, tls: ssl.SSLContext | None = None) -> None:
-        self.address, self.tls = address, tls
+    def __init__(
+        self, address: str, tls: ssl.SSLContext | None = None, *, silent: bool = False
+    ) -> None:
+        self.address, self.tls, self.silent = address, tls, silent
         self.opened = 0
         self.open = 0
         self.server: asyncio.Server | None = None
@@ -38,6 +40,8 @@ class Host:
         self.open += 1
         try:
             while await reader.readuntil(b"\r\n\r\n"):
+                if self.silent:  # a host that never answers
+                    continue
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
@@ -166,6 +170,21 @@ async def test_a_proxy_in_the_environment_gets_httpx_own_client(
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     async with poller_client(["https://a.example"], max_connections=5) as client:
         assert not isinstance(client._transport, HostTransport)  # httpx honours the proxy
+
+
+async def test_a_cancelled_request_leaves_the_other_hosts_served(hosts: list[Host]) -> None:
+    silent = Host("127.0.4.1", silent=True)
+    await silent.start()
+    transport = HostTransport()
+    try:
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await client.get(silent.url)
+            await _round(client, hosts)  # unaffected by the cancelled one
+        await _closed([silent, *hosts])  # aclose: nothing left open
+    finally:
+        await silent.stop()
 
 
 def test_arguments_out_of_range_are_refused() -> None:
