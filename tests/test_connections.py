@@ -119,6 +119,22 @@ async def test_a_host_idle_past_the_timeout_loses_its_pool_and_connection(
         assert second.opened == 1
 
 
+async def test_a_response_still_open_keeps_its_pool_past_the_idle_time(
+    hosts: list[Host], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(connections, "_monotonic", lambda: clock[0])
+    first, second = hosts[0], hosts[1]
+    transport = HostTransport(idle_timeout=60.0)
+    async with httpx.AsyncClient(transport=transport) as client:
+        async with client.stream("GET", first.url) as streaming:
+            clock[0] += 120.0
+            await client.get(second.url)  # the sweep passes over the busy pool
+            assert transport.hosts == 2
+            assert await streaming.aread() == b"ok"
+        assert first.open == 1  # its connection was never closed under the reader
+
+
 async def test_aclose_closes_every_connection_and_refuses_later_requests(
     hosts: list[Host],
 ) -> None:
