@@ -106,6 +106,22 @@ class _SoloLeases:
         self._leases.check(lease)
         await self._store.commit(lease.account, checkpoint=checkpoint, delivered=delivered)
 
+    async def advance(self, checkpoints: Sequence[tuple[Lease, datetime]]) -> set[str]:
+        # A plain store knows no batched advance: one commit per account, forward only.
+        latest: dict[str, tuple[Lease, datetime]] = {}
+        for lease, at in checkpoints:
+            if lease.account not in latest or at > latest[lease.account][1]:
+                latest[lease.account] = (lease, at)
+        refused = set()
+        for account, (lease, at) in latest.items():
+            if not self._leases.holds(lease):
+                refused.add(account)
+                continue
+            stored = await self._store.checkpoint(account)
+            if stored is None or at > stored:
+                await self._store.commit(account, checkpoint=at, delivered=())
+        return refused
+
 
 def solo_leases(store: CheckpointStore) -> LeaseStore:
     """`store` as a `LeaseStore`: itself if it leases, else wrapped to lease locally."""
