@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -141,13 +141,23 @@ class CrashingStore(SqliteStore):
 
     def __init__(self) -> None:
         super().__init__(":memory:", archive=True)
-        #: "crash", "error" or None: what the next commit of a non-empty batch does.
+        #: "crash", "error" or None: what a commit of a non-empty batch does, once...
         self.armed: str | None = None
+        #: ...after this many more were let through.
+        self.skip = 0
+        #: Commits of a non-empty batch seen, struck ones included.
+        self.attempts = 0
         #: The batches whose commit was struck, as the model's keys.
         self.struck: list[list[Key]] = []
 
     def _strike(self, account: str, delivered: Sequence[Delivered]) -> None:
-        if self.armed is None or not delivered:
+        if not delivered:
+            return
+        self.attempts += 1
+        if self.armed is None:
+            return
+        if self.skip:
+            self.skip -= 1
             return
         kind, self.armed = self.armed, None
         self.struck.append([key_of(account, item.log) for item in delivered])
@@ -171,20 +181,25 @@ class CrashingStore(SqliteStore):
 
 
 class Recorder:
-    """Records every batch it takes, in order; fails the next `fail_next` calls."""
+    """Records every batch it takes, in order; fails `fail_next` calls after `passing` more."""
 
     def __init__(self) -> None:
         self.taken: list[Key] = []
+        self.calls = 0
+        self.passing = 0
         self.fail_next = 0
         #: What the failed calls were offered: it must be offered again.
         self.refused: list[Key] = []
 
     async def __call__(self, account: str, logs: list[VoiceLog]) -> None:
-        if self.fail_next:
+        if self.passing:
+            self.passing -= 1
+        elif self.fail_next:
             self.fail_next -= 1
             self.refused.extend(key_of(account, log) for log in logs)
             raise RuntimeError("the handler's database is down")
         self.taken.extend(key_of(account, log) for log in logs)
+        self.calls += 1
 
 
 class PollerModel(RuleBasedStateMachine):
@@ -202,7 +217,6 @@ class PollerModel(RuleBasedStateMachine):
         self.generated: dict[str, list[str]] = {name: [] for name in ACCOUNTS}
         self.streams: dict[str, int] = dict.fromkeys(ACCOUNTS, 0)
         self.corrections = 0
-        self.crashes = 0
         # Deliveries of the current state still owed: refused, or struck before the commit.
         self.owed: set[Key] = set()
         self._refused_seen = 0
@@ -217,7 +231,7 @@ class PollerModel(RuleBasedStateMachine):
 
     # -- set-up and tear-down --------------------------------------------------------------
 
-    @initialize(seed=st.integers(0, 10_000), backlog=st.integers(0, 25))
+    @initialize(seed=st.integers(0, 10_000), backlog=st.integers(0, 70))
     def start(self, seed: int, backlog: int) -> None:
         self.fake = FakeInfobip(clock=self.clock, rate_limit_per_minute=10_000, seed=seed)
         for name in ACCOUNTS:
@@ -263,7 +277,7 @@ class PollerModel(RuleBasedStateMachine):
         """No more faults or failures: one cycle must deliver everything, the next nothing."""
         for name in ACCOUNTS:
             self.account(name).faults.clear()
-        self.handler.fail_next = 0
+        self.handler.passing = self.handler.fail_next = 0
         self.store.armed = None
         self.clock.advance(SETTLE + timedelta(seconds=1))
         results = self.poll_once()
@@ -332,9 +346,12 @@ class PollerModel(RuleBasedStateMachine):
         }[what]
         account.update(log.message_id or "", **changes)
 
-    @rule(seconds=st.integers(1, 300))
-    def time_passes(self, seconds: int) -> None:
+    @rule(seconds=st.integers(1, 300), then_poll=st.booleans())
+    def time_passes(self, seconds: int, then_poll: bool) -> None:
+        """Time passes, and often a cycle follows, as in `run()`."""
         self.clock.advance(timedelta(seconds=seconds))
+        if then_poll:
+            self.cycle()
 
     @rule(name=st.sampled_from(ACCOUNTS), faults=st.lists(FAULTS, min_size=1, max_size=8))
     def provider_fails(self, name: str, faults: list[Fault]) -> None:
@@ -343,14 +360,19 @@ class PollerModel(RuleBasedStateMachine):
 
     # -- what happens to the poller --------------------------------------------------------
 
-    @rule(n=st.integers(1, 3))
-    def handler_fails(self, n: int) -> None:
-        self.handler.fail_next += n
+    @rule(after=st.integers(0, 2), n=st.integers(1, 3), then_poll=st.booleans())
+    def handler_fails(self, after: int, n: int, then_poll: bool) -> None:
+        """The handler fails `n` calls after `after` more succeed (a batch mid-walk, say)."""
+        self.handler.passing, self.handler.fail_next = after, n
+        if then_poll:
+            self.cycle()
 
-    @rule(kind=st.sampled_from(["crash", "error"]))
-    def commit_struck(self, kind: str) -> None:
-        """The next non-empty batch is taken by the handler, then never committed."""
-        self.store.armed = kind
+    @rule(kind=st.sampled_from(["crash", "error"]), skip=st.integers(0, 1))
+    def commit_struck(self, kind: str, skip: int) -> None:
+        """In this cycle (or a later one), a non-empty batch after `skip` more is taken by
+        the handler, then not committed."""
+        self.store.armed, self.store.skip = kind, skip
+        self.cycle()
 
     @rule()
     def restart(self) -> None:
@@ -362,19 +384,22 @@ class PollerModel(RuleBasedStateMachine):
     @rule()
     def cycle(self) -> None:
         results = self.poll_once()
+        for result in results.values():
+            event(f"a cycle {'succeeded' if result.ok else 'failed'}")
         self.check_nothing_lost([name for name, r in results.items() if r.ok])
 
     def poll_once(self) -> dict[str, AccountResult]:
         assert self.poller is not None
         armed = self.store.armed
         taken_before = len(self.handler.taken)
+        calls_before, attempts_before = self.handler.calls, self.store.attempts
         try:
             results = self.run(self.poller.run_once())
         except SimulatedCrash:
             # The process died after the handler took the batch: a new one takes over.
             assert armed == "crash"
             assert self.store.armed is None
-            self.crashes += 1
+            event("a process crashed between the handler and the commit")
             self.run(self.poller.aclose())
             self.poller = self.new_poller()
             results = {}
@@ -382,6 +407,9 @@ class PollerModel(RuleBasedStateMachine):
             # A struck commit must have come after the handler took that very batch.
             struck = self.store.struck[-1]
             assert Counter(self.handler.taken[taken_before:]) >= Counter(struck)
+        # Each batch the handler took was then committed (or struck): else the poller
+        # commits by a path this store does not wrap, and the strikes test nothing.
+        assert self.handler.calls - calls_before == self.store.attempts - attempts_before
         self.account_deliveries()
         return results
 
