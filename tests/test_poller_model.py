@@ -181,21 +181,22 @@ class CrashingStore(SqliteStore):
 
 
 class Recorder:
-    """Records every batch it takes, in order; fails `fail_next` calls after `passing` more."""
+    """Records every batch it takes, in order; fails an account's `fail_next` calls after
+    its `passing` more."""
 
     def __init__(self) -> None:
         self.taken: list[Key] = []
         self.calls = 0
-        self.passing = 0
-        self.fail_next = 0
+        self.passing: Counter[str] = Counter()
+        self.fail_next: Counter[str] = Counter()
         #: What the failed calls were offered: it must be offered again.
         self.refused: list[Key] = []
 
     async def __call__(self, account: str, logs: list[VoiceLog]) -> None:
-        if self.passing:
-            self.passing -= 1
-        elif self.fail_next:
-            self.fail_next -= 1
+        if self.passing[account]:
+            self.passing[account] -= 1
+        elif self.fail_next[account]:
+            self.fail_next[account] -= 1
             self.refused.extend(key_of(account, log) for log in logs)
             raise RuntimeError("the handler's database is down")
         self.taken.extend(key_of(account, log) for log in logs)
@@ -277,7 +278,8 @@ class PollerModel(RuleBasedStateMachine):
         """No more faults or failures: one cycle must deliver everything, the next nothing."""
         for name in ACCOUNTS:
             self.account(name).faults.clear()
-        self.handler.passing = self.handler.fail_next = 0
+        self.handler.passing.clear()
+        self.handler.fail_next.clear()
         self.store.armed = None
         self.clock.advance(SETTLE + timedelta(seconds=1))
         results = self.poll_once()
@@ -360,10 +362,16 @@ class PollerModel(RuleBasedStateMachine):
 
     # -- what happens to the poller --------------------------------------------------------
 
-    @rule(after=st.integers(0, 2), n=st.integers(1, 3), then_poll=st.booleans())
-    def handler_fails(self, after: int, n: int, then_poll: bool) -> None:
-        """The handler fails `n` calls after `after` more succeed (a batch mid-walk, say)."""
-        self.handler.passing, self.handler.fail_next = after, n
+    @rule(
+        name=st.sampled_from(ACCOUNTS),
+        after=st.integers(0, 2),
+        n=st.integers(1, 3),
+        then_poll=st.booleans(),
+    )
+    def handler_fails(self, name: str, after: int, n: int, then_poll: bool) -> None:
+        """The handler fails `n` calls of an account after `after` more succeed (so a batch
+        mid-walk can fail)."""
+        self.handler.passing[name], self.handler.fail_next[name] = after, n
         if then_poll:
             self.cycle()
 
