@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Self
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import RowFactory
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError
@@ -38,8 +40,19 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ConnectFailures",
     "Connector",
+    "Statement",
     "make_pool",
 ]
+
+#: One statement of a call and its parameters.
+Statement = tuple[str, Any]
+
+IDLE = TransactionStatus.IDLE
+# Both server-side limits of a call, set LOCAL to its transaction.
+_LIMITS = (
+    "SELECT set_config('statement_timeout', %s, true), "
+    "set_config('idle_in_transaction_session_timeout', %s, true)"
+)
 
 #: Seconds to establish one connection (libpq's `connect_timeout`).
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -138,27 +151,83 @@ class Connector:
             pool, self._pool = self._pool, None
             await pool.close(timeout=self._pool_timeout)
 
+    async def run(
+        self,
+        operation: str,
+        statements: Sequence[Statement],
+        *,
+        row_factory: RowFactory[Any] | None = None,
+    ) -> list[list[Any]]:
+        """Run `statements` as one transaction in one round trip; return each one's rows.
+
+        The transaction's limits and the statements go to the server together in psycopg's
+        pipeline mode, closed by one `Sync`: one round trip, and one implicit transaction,
+        all or nothing (an error skips the rest and rolls back). The pool does not check a
+        connection before lending it (that was a round trip of its own); a call whose
+        connection turns out broken (a restart, a dropped socket) is tried once more on
+        another, after the pool checked its idle ones. Trying again is safe even if the
+        first try was applied before its answer was lost: every statement of the store is
+        idempotent (upserts of the same values, forward-only moves, fenced claims that
+        renew what they already hold).
+        """
+        async with self._call(operation):
+            pool = await self._ready()
+            for attempt in range(2):
+                async with pool.connection(timeout=self._pool_timeout) as connection:
+                    try:
+                        return await self._pipeline(connection, statements, row_factory)
+                    except psycopg.OperationalError:
+                        # Broken before anything came back: give it back (the pool drops
+                        # a closed connection) and try once more on a checked one.
+                        if attempt or not connection.closed:
+                            raise
+                await pool.check()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pipeline(
+        self,
+        connection: AsyncConnection[Any],
+        statements: Sequence[Statement],
+        row_factory: RowFactory[Any] | None,
+    ) -> list[list[Any]]:
+        """One transaction, sent as one pipeline and synced once."""
+        cursors: list[AsyncCursor[Any]] = []
+        try:
+            # Leaving the block sends the one Sync and reads every answer (a `sync()`
+            # inside it as well would cost a second round trip).
+            async with connection.pipeline():
+                # Everything up to the Sync is one implicit transaction on the server: no
+                # BEGIN needed on an autocommit connection (psycopg begins on any other).
+                # The limits are local to it: nothing lingers on a shared server connection.
+                await connection.execute(_LIMITS, self._limits, prepare=False)
+                for sql, params in statements:
+                    cursor = (
+                        connection.cursor(row_factory=row_factory)
+                        if row_factory is not None
+                        else connection.cursor()
+                    )
+                    await cursor.execute(sql, params, prepare=False)
+                    cursors.append(cursor)
+                if not connection.autocommit:  # then psycopg began a transaction
+                    await connection.execute("COMMIT", prepare=False)
+            return [await cursor.fetchall() if cursor.description else [] for cursor in cursors]
+        except BaseException:
+            # On a connection that is not autocommit, an error leaves psycopg's transaction
+            # aborted: end it here, so the pool gets the connection back idle.
+            if not connection.closed and connection.info.transaction_status != IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    await connection.execute("ROLLBACK", prepare=False)
+            raise
+
     @contextlib.asynccontextmanager
-    async def transaction(self, operation: str) -> AsyncIterator[AsyncConnection[Any]]:
-        """A pooled connection in a transaction, every error a `StoreError`, time bounded."""
+    async def _call(self, operation: str) -> AsyncIterator[None]:
+        """One bounded call: every error a `StoreError` naming `operation`, `aclose` waiting."""
         if self._closed:
             raise StoreError(f"{self._label()}: cannot {operation}: the store is closed")
         self._in_flight += 1
         try:
             async with asyncio.timeout(self._pool_timeout + self._timeout):
-                pool = await self._ready()
-                async with (
-                    pool.connection(timeout=self._pool_timeout) as connection,
-                    connection.transaction(),
-                ):
-                    # Local to this transaction: nothing lingers on a shared server connection.
-                    await connection.execute(
-                        "SELECT set_config('statement_timeout', %s, true), "
-                        "set_config('idle_in_transaction_session_timeout', %s, true)",
-                        self._limits,
-                        prepare=False,
-                    )
-                    yield connection
+                yield
         except psycopg.Error as exc:
             cause = one_line(str(exc)) or type(exc).__name__
             if isinstance(exc, PoolTimeout) and self._failures.last is not None:
@@ -245,7 +314,8 @@ def make_pool(
         min_size=min_size,
         max_size=max_size,
         timeout=pool_timeout,
-        check=AsyncConnectionPool.check_connection,  # a restart's dead sockets, found first
+        # No check before each loan (a round trip of its own): `Connector.run` finds a
+        # restart's dead sockets on use and retries once after `pool.check()`.
         kwargs={
             "autocommit": True,
             "prepare_threshold": None,  # no server-side prepared statements: PgBouncer-safe
