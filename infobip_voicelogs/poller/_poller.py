@@ -193,10 +193,11 @@ class LogsPoller:
             lease_ttl=seconds(lease_ttl),
             claim_interval=seconds(claim_interval),
         )
-        # Checkpoints read once per lease; quiet cycles' advances flushed together this
-        # often (a flush is one store call for every quiet account).
+        # Checkpoints read once per lease; quiet cycles' advances flushed together once a
+        # claim period (one store call for every quiet account). Not once an `interval`:
+        # with cycles back to back that would be a flush per cycle again.
         self._checkpoints = Checkpoints(leasing)
-        self._flush_interval = min(interval, self._leases.claim_interval)
+        self._flush_interval = self._leases.claim_interval
         self._walk = Walk(
             store=leasing,
             handler=handler,
