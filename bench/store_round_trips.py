@@ -1,11 +1,11 @@
-"""Round trips, statements and transactions per `PostgresStore` call, counted on the wire.
+"""Round trips, protocol messages and transactions per `PostgresStore` call, on the wire.
 
     python bench/store_round_trips.py            # 100 accounts
     python bench/store_round_trips.py --quick    # 20 accounts
 
 Starts a throwaway PostgreSQL cluster and puts a counting TCP proxy between the store and
 the server. Per call it reports *round trips* (times the client spoke again after the
-server answered), *statements* (the protocol's Execute and Query messages, so `BEGIN`,
+server answered), *messages* (the protocol's Execute and Query messages, so `BEGIN`,
 `COMMIT` and an empty pool check count) and *transactions* (`xact_commit +
 xact_rollback` of `pg_stat_database`, read after the server flushed its statistics).
 Each call is run 20 times on a warm pool and the counts divided. A quiet account-cycle is
@@ -156,7 +156,7 @@ async def measure(cluster: PostgresCluster, accounts: int) -> None:
     ]
     if not hasattr(store, "advance"):  # an older version of the store
         calls.pop()
-    print(f"{'call':52} {'round trips':>11} {'statements':>10} {'transactions':>12}")
+    print(f"{'call':52} {'round trips':>11} {'messages':>10} {'transactions':>12}")
     for name, call, per in calls:
         await call()  # warm
         before_tx = await transactions(direct)

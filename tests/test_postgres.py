@@ -8,6 +8,7 @@ own pool, as several poller processes would hold them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import subprocess
 import sys
@@ -337,6 +338,15 @@ def _by_id(log: VoiceLog) -> str:
     return log.message_id or ""
 
 
+async def test_text_that_looks_like_quoting_comes_back_as_written(pg: PostgresStore) -> None:
+    # Calls are bound on the client and JSON documents sent dollar-quoted ($d$...$d$).
+    tricky = "it's $d$ $d1$ $$ \\ \\' \" -- ; SELECT 1/0; \u00e9\u4e2d\U0001f600"
+    log = voice_log("m-$d$", text=tricky, to="$d2$")
+    await pg.commit("eu-'1$d$", checkpoint=NOON, delivered=delivered(log))
+    assert await pg.archived("eu-'1$d$") == [log]
+    assert set(await pg.fingerprints("eu-'1$d$", ["m-$d$"])) == {"m-$d$"}
+
+
 async def test_first_seen_and_updated_come_from_the_database_clock(postgres_dsn: str) -> None:
     async with PostgresStore(postgres_dsn, archive=True) as store:
         await store.commit("eu-1", checkpoint=NOON, delivered=delivered(voice_log("m-1")))
@@ -516,6 +526,61 @@ async def test_a_given_pool_without_autocommit_still_commits_each_call(postgres_
     rows = await sql(postgres_dsn, "SELECT checkpoint FROM checkpoints")
     assert rows == [(NOON + timedelta(minutes=1),)]
     assert await sql(postgres_dsn, "SELECT message_id FROM voice_logs") == [("m-1",)]
+
+
+class RoundTrips:
+    """A TCP proxy in front of the server counting round trips: the client speaking again
+    after the server answered."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.count = port, 0
+
+    async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        answered = True
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, up: bool) -> None:
+            nonlocal answered
+            while data := await source.read(65536):
+                if up and answered:
+                    self.count += 1
+                answered = not up
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(
+                pipe(reader, up_writer, True),
+                pipe(up_reader, writer, False),
+                return_exceptions=True,
+            )
+
+
+async def test_every_call_is_one_round_trip(pg_cluster: PostgresCluster, postgres_dsn: str) -> None:
+    counter = RoundTrips(pg_cluster.port)
+    server = await asyncio.start_server(counter.client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    database = postgres_dsn.rsplit("/", 1)[1]
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable"
+    async with PostgresStore(dsn, archive=True, max_size=1) as store:
+        [lease] = (await store.lease("me", ["eu-1"], ttl=30)).values()  # connects, migrates
+        logs = delivered(voice_log("m-1"), voice_log("m-2"))
+        calls: list[Callable[[], Any]] = [
+            lambda: store.lease("me", ["eu-1", "us-1"], ttl=30),
+            lambda: store.checkpoint("eu-1"),
+            lambda: store.fingerprints("eu-1", ["m-1", "m-2"]),
+            lambda: store.commit("eu-1", checkpoint=NOON, delivered=logs),
+            lambda: store.commit_leased(lease, checkpoint=NOON, delivered=logs),
+            lambda: store.advance([(lease, NOON + timedelta(minutes=1))]),
+            lambda: store.release("me", ["us-1"]),
+            lambda: store.accounts(),
+        ]
+        for call in calls:
+            before = counter.count
+            await call()
+            assert counter.count - before == 1, call
+    server.close()
 
 
 async def test_errors_never_show_the_password(pg_cluster: PostgresCluster) -> None:

@@ -1,9 +1,10 @@
 """How `PostgresStore` talks to the server: one bounded transaction per call, on a pool.
 
-Every call borrows a connection, runs one transaction and gives the connection back, with
-its limits set `LOCAL` to that transaction: no session state survives a call, so a
-transaction-pooling PgBouncer may hand the next call any server connection. Every psycopg
-error becomes a `StoreError` naming the operation and the cause, never the password.
+Every call borrows a connection, runs one transaction in one round trip (one simple-query
+message of several statements) and gives the connection back, with its limits set `LOCAL`
+to that transaction: no session state survives a call, so a transaction-pooling PgBouncer
+may hand the next call any server connection. Every psycopg error becomes a `StoreError`
+naming the operation and the cause, never the password.
 
 A pool connects in the background, so a call that finds no connection only learns "no
 connection within N seconds". `ConnectFailures` remembers the last failed attempt, so that
@@ -22,13 +23,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Self
 
 import psycopg
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.rows import RowFactory
+from psycopg.rows import AsyncRowFactory
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError
+from ._rows import Document, DocumentDumper
 from ._schema import migrate
 
 __all__ = [
@@ -156,13 +158,13 @@ class Connector:
         operation: str,
         statements: Sequence[Statement],
         *,
-        row_factory: RowFactory[Any] | None = None,
+        row_factory: AsyncRowFactory[Any] | None = None,
     ) -> list[list[Any]]:
         """Run `statements` as one transaction in one round trip; return each one's rows.
 
-        The transaction's limits and the statements go to the server together in psycopg's
-        pipeline mode, closed by one `Sync`: one round trip, and one implicit transaction,
-        all or nothing (an error skips the rest and rolls back). The pool does not check a
+        The transaction's limits and the statements go to the server as one simple-query
+        message: one round trip, and one implicit transaction, all or nothing (an error
+        rolls back what ran and skips the rest). The pool does not check a
         connection before lending it (that was a round trip of its own); a call whose
         connection turns out broken (a restart, a dropped socket) is tried once more on
         another, after the pool checked its idle ones. Trying again is safe even if the
@@ -175,7 +177,7 @@ class Connector:
             for attempt in range(2):
                 async with pool.connection(timeout=self._pool_timeout) as connection:
                     try:
-                        return await self._pipeline(connection, statements, row_factory)
+                        return await self._send(connection, statements, row_factory)
                     except psycopg.OperationalError:
                         # Broken before anything came back: give it back (the pool drops
                         # a closed connection) and try once more on a checked one.
@@ -184,39 +186,40 @@ class Connector:
                 await pool.check()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _pipeline(
+    async def _send(
         self,
         connection: AsyncConnection[Any],
         statements: Sequence[Statement],
-        row_factory: RowFactory[Any] | None,
+        row_factory: AsyncRowFactory[Any] | None,
     ) -> list[list[Any]]:
-        """One transaction, sent as one pipeline and synced once."""
-        cursors: list[AsyncCursor[Any]] = []
+        """One transaction, sent as one simple-query message: one round trip."""
+        # Bound on the client (psycopg quotes each value; our JSON is dollar-quoted), so that
+        # the limits and the statements fit one message. The server runs a message of
+        # several statements as one implicit transaction, and only once it has the whole
+        # message: a client paused while sending it (SIGSTOP, a long GC) holds no lock,
+        # where a pipeline sent piecewise could hold a lease row until the client woke.
+        cursor: AsyncClientCursor[Any] = (
+            AsyncClientCursor(connection, row_factory=row_factory)
+            if row_factory is not None
+            else AsyncClientCursor(connection)
+        )
+        cursor.adapters.register_dumper(Document, DocumentDumper)  # this cursor's only
+        parts = [cursor.mogrify(_LIMITS, self._limits)]
+        parts += [cursor.mogrify(sql, params) for sql, params in statements]
         try:
-            # Leaving the block sends the one Sync and reads every answer (a `sync()`
-            # inside it as well would cost a second round trip).
-            async with connection.pipeline():
-                # Everything up to the Sync is one implicit transaction on the server: no
-                # BEGIN needed on an autocommit connection (psycopg begins on any other).
-                # The limits are local to it: nothing lingers on a shared server connection.
-                await connection.execute(_LIMITS, self._limits, prepare=False)
-                for sql, params in statements:
-                    cursor = (
-                        connection.cursor(row_factory=row_factory)
-                        if row_factory is not None
-                        else connection.cursor()
-                    )
-                    await cursor.execute(sql, params, prepare=False)
-                    cursors.append(cursor)
-                if not connection.autocommit:  # then psycopg began a transaction
-                    await connection.execute("COMMIT", prepare=False)
-            return [await cursor.fetchall() if cursor.description else [] for cursor in cursors]
+            await cursor.execute(";\n".join(parts), prepare=False)
+            results: list[list[Any]] = []
+            while cursor.nextset():  # the first result is the limits'
+                results.append(await cursor.fetchall() if cursor.description else [])
+            if not connection.autocommit:  # then psycopg began a transaction first
+                await connection.commit()
+            return results
         except BaseException:
             # On a connection that is not autocommit, an error leaves psycopg's transaction
             # aborted: end it here, so the pool gets the connection back idle.
             if not connection.closed and connection.info.transaction_status != IDLE:
                 with contextlib.suppress(psycopg.Error):
-                    await connection.execute("ROLLBACK", prepare=False)
+                    await connection.rollback()
             raise
 
     @contextlib.asynccontextmanager

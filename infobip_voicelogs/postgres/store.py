@@ -30,7 +30,7 @@ from ._pool import (
     Connector,
     Statement,
 )
-from ._rows import batch_document, latest_per_message, utc
+from ._rows import Document, batch_document, latest_per_message, utc
 from ._schema import SCHEMA_VERSION, Statements
 
 __all__ = [
@@ -293,16 +293,15 @@ class PostgresStore:
                 latest[lease.account] = (lease, at)
         if not latest:
             return set()
-        batch = orjson.dumps(
-            [
-                {"account": a, "owner": lease.owner, "fence": lease.fence, "at": at}
-                for a, (lease, at) in sorted(latest.items())
-            ]
-        ).decode()
+        rows = [
+            {"account": a, "owner": lease.owner, "fence": lease.fence, "at": at}
+            for a, (lease, at) in sorted(latest.items())
+        ]
+        batch = Document(orjson.dumps(rows).decode())
         now = None if self._clock is None else utc(self._clock(), milliseconds=True)
         args = {"batch": batch, "now": now}
-        [rows] = await self._run("advance checkpoints", [(self._sql.advance, args)])
-        return {str(account) for (account,) in rows}
+        [refused] = await self._run("advance checkpoints", [(self._sql.advance, args)])
+        return {str(account) for (account,) in refused}
 
     # -- one call, one transaction ---------------------------------------------------------
 
@@ -346,6 +345,6 @@ class PostgresStore:
         return writes
 
 
-def _json(names: list[str]) -> str:
+def _json(names: list[str]) -> Document:
     """A list of names as the JSON array the statements read."""
-    return orjson.dumps(names).decode()
+    return Document(orjson.dumps(names).decode())
