@@ -138,6 +138,18 @@ def create_app(
             encode_logs(await fetcher.fetch(query), "json"), 200, None, "application/json"
         )
 
+    @app.get("/accounts/{name}/logs/{message_id}")
+    async def one_log(name: str, message_id: str, request: Request) -> dict[str, Any]:
+        fetcher: LogsFetcher | None = request.app.state.fetchers.get(name)
+        if fetcher is None:
+            raise HTTPException(404, f"no account named {name!r}")
+        found = await fetcher.fetch(LogsQuery(message_ids=message_id, limit=1))
+        if not found:
+            raise HTTPException(404, f"no log {message_id!r} in the last 48 hours")
+        # One log as data, which FastAPI serialises as it is: the provider's JSON shape,
+        # with the price as exact text ("0.01") and absent fields left out.
+        return found[0].to_dict()
+
     return app
 
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["MILLISECOND", "RETENTION", "floor_ms", "format_offset", "seconds", "utc_now"]
+__all__ = [
+    "MILLISECOND",
+    "RETENTION",
+    "floor_ms",
+    "format_offset",
+    "format_wire_timestamp",
+    "seconds",
+    "utc_now",
+]
 
 #: How long the provider keeps a log.
 RETENTION = timedelta(hours=48)
@@ -53,3 +61,25 @@ def format_offset(offset: timedelta, *, colon: bool) -> str:
     sign = "+" if minutes >= 0 else "-"
     hours, minutes = divmod(abs(minutes), 60)
     return f"{sign}{hours:02d}{':' if colon else ''}{minutes:02d}"
+
+
+def format_wire_timestamp(dt: datetime) -> str:
+    """Write an aware datetime the way the provider's responses do: ms and `+hhmm`.
+
+    Sub-millisecond digits are dropped (the wire has none). Raises `ValueError` for a
+    naive datetime or an offset that is not a whole number of minutes.
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> format_wire_timestamp(datetime(2015, 2, 23, 17, 40, 31, 773000,
+    ...                                tzinfo=timezone(timedelta(hours=1))))
+    '2015-02-23T17:40:31.773+0100'
+    """
+    offset = dt.utcoffset()
+    if offset is None:
+        raise ValueError(f"{dt!r} is naive; the wire needs an offset")
+    if offset % timedelta(minutes=1):
+        raise ValueError(f"{dt!r} has an offset the wire cannot write (seconds)")
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+        f"{dt.second:02d}.{dt.microsecond // 1000:03d}{format_offset(offset, colon=False)}"
+    )

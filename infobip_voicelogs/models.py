@@ -1,21 +1,23 @@
 """The data: a voice log as the provider reports it, and the query that asks for logs.
 
 Everything here is a frozen, slotted attrs class: immutable, hashable, comparable,
-with a readable repr. Conversion from and to the wire lives in `codec`; this module
-knows nothing of JSON or XML. Datetimes are always timezone-aware.
+with a readable repr. Reading the wire lives in `codec`; this module parses nothing. It
+only names each field's wire spelling (its `wire` metadata, which the codec reads too)
+and writes a model as a plain dict in that shape (`to_dict`). Datetimes are always
+timezone-aware.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
-from ._time import format_offset
+from ._time import format_offset, format_wire_timestamp
 from .defaults import MAX_PAGE_SIZE
 from .errors import InvalidQueryError
 
@@ -61,6 +63,33 @@ _GROUP_BY_ID = {
 }
 
 
+#: The metadata key of a field's wire name, where it differs from the Python name.
+WIRE = "wire"
+
+
+def _wire_dict(model: Any) -> dict[str, Any]:
+    """`model`'s fields by wire name, absent (`None`) ones left out, values JSON can hold."""
+    out: dict[str, Any] = {}
+    for field in attrs.fields(type(model)):
+        value = getattr(model, field.name)
+        if value is not None:
+            out[field.metadata.get(WIRE, field.name)] = _wire_value(value)
+    return out
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_wire_timestamp(value)
+    if isinstance(value, Decimal):
+        # Text, digit for digit: a JSON number would become a float in most readers.
+        if not value.is_finite():
+            raise ValueError(f"{value} is not an amount the wire can carry")
+        return str(value)
+    if attrs.has(type(value)):
+        return _wire_dict(value)
+    return value
+
+
 @attrs.frozen
 class Price:
     """What a voice message costs: a money amount per second of call, never a float.
@@ -69,20 +98,36 @@ class Price:
     Price(per_second=Decimal('0.01'), currency='EUR')
     """
 
-    per_second: Decimal
+    per_second: Decimal = attrs.field(metadata={WIRE: "pricePerSecond"})
     currency: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The price in the provider's shape, the amount as exact text.
+
+        >>> Price(Decimal("0.010"), "EUR").to_dict()
+        {'pricePerSecond': '0.010', 'currency': 'EUR'}
+        """
+        return _wire_dict(self)
 
 
 @attrs.frozen
 class Status:
     """Where a message stands: its status group and the detailed status within it."""
 
-    group_id: int
-    group_name: str
+    group_id: int = attrs.field(metadata={WIRE: "groupId"})
+    group_name: str = attrs.field(metadata={WIRE: "groupName"})
     id: int
     name: str
     description: str | None = None
     action: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status in the provider's shape; `description` and `action` left out if `None`.
+
+        >>> Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET").to_dict()
+        {'groupId': 3, 'groupName': 'DELIVERED', 'id': 5, 'name': 'DELIVERED_TO_HANDSET'}
+        """
+        return _wire_dict(self)
 
     @property
     def group(self) -> GeneralStatus | None:
@@ -101,12 +146,16 @@ class Status:
 class ErrorInfo:
     """The provider's error for a message; group `OK` (or `Ok`) means no error."""
 
-    group_id: int
-    group_name: str
+    group_id: int = attrs.field(metadata={WIRE: "groupId"})
+    group_name: str = attrs.field(metadata={WIRE: "groupName"})
     id: int
     name: str
     description: str | None = None
     permanent: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error in the provider's shape; `description` and `permanent` left out if `None`."""
+        return _wire_dict(self)
 
     @property
     def ok(self) -> bool:
@@ -124,13 +173,13 @@ class VoiceLog:
     out are `None`.
     """
 
-    bulk_id: str | None = None
-    message_id: str | None = None
+    bulk_id: str | None = attrs.field(default=None, metadata={WIRE: "bulkId"})
+    message_id: str | None = attrs.field(default=None, metadata={WIRE: "messageId"})
     to: str | None = None
-    from_: str | None = None
+    from_: str | None = attrs.field(default=None, metadata={WIRE: "from"})
     text: str | None = None
-    sent_at: datetime | None = None
-    done_at: datetime | None = None
+    sent_at: datetime | None = attrs.field(default=None, metadata={WIRE: "sentAt"})
+    done_at: datetime | None = attrs.field(default=None, metadata={WIRE: "doneAt"})
     duration: int | None = None
     mccmnc: str | None = None
     price: Price | None = None
@@ -141,6 +190,22 @@ class VoiceLog:
     def general_status(self) -> GeneralStatus | None:
         """The log's status group, if the provider gave a status this library knows."""
         return self.status.group if self.status is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The log as a plain dict in the provider's JSON shape, ready for `json.dumps`.
+
+        Keys are the wire names (`messageId`, `sentAt`, `price.pricePerSecond`, ...);
+        fields that are `None` are left out, as the provider leaves them out. Times are
+        text as the provider writes them (`2015-02-23T17:40:31.773+0100`, milliseconds),
+        money is exact text (`"0.010"`, never a float), the rest is str, int or bool.
+        `decode_logs` reads `{"results": [log.to_dict()]}` back as an equal log (times to
+        the millisecond). Raises `ValueError` for what the wire cannot carry: a naive
+        time, an offset with seconds, a non-finite amount.
+
+        >>> VoiceLog(message_id="m1", price=Price(Decimal("0.01"), "EUR")).to_dict()
+        {'messageId': 'm1', 'price': {'pricePerSecond': '0.01', 'currency': 'EUR'}}
+        """
+        return _wire_dict(self)
 
 
 def format_query_timestamp(value: datetime) -> str:
@@ -195,6 +260,15 @@ def _check_ids(
             raise InvalidQueryError(attribute.name, f"{item!r} contains a comma; pass ids apart")
 
 
+def _to_utc(value: Any) -> Any:
+    # Arithmetic on a zoned time ignores `fold`: one millisecond before 02:30 fold=1 in
+    # Berlin's repeated hour is 02:29:59.999 fold=0, an hour earlier. In UTC it is exact.
+    # Anything else is left as given, for the validator to name.
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return value.astimezone(UTC)
+    return value
+
+
 def _check_aware(instance: LogsQuery, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
@@ -233,7 +307,9 @@ class LogsQuery:
 
     Every field is optional; without any the provider returns the newest 50 logs of the
     last 48 hours. Construction validates and raises `InvalidQueryError` (a `ValueError`)
-    naming the bad field.
+    naming the bad field. `sent_since` and `sent_until` are kept in UTC: an aware time in
+    any zone (a `zoneinfo` time in a repeated hour too, by its `fold`) is converted on
+    construction, so the walk's arithmetic never lands an hour off.
 
     >>> from datetime import datetime, timezone
     >>> q = LogsQuery(general_status="delivered", limit=100,
@@ -247,8 +323,12 @@ class LogsQuery:
     bulk_ids: tuple[str, ...] = attrs.field(default=(), converter=_ids, validator=_check_ids)
     message_ids: tuple[str, ...] = attrs.field(default=(), converter=_ids, validator=_check_ids)
     general_status: GeneralStatus | None = attrs.field(default=None, converter=_status)
-    sent_since: datetime | None = attrs.field(default=None, validator=_check_aware)
-    sent_until: datetime | None = attrs.field(default=None, validator=_check_aware)
+    sent_since: datetime | None = attrs.field(
+        default=None, converter=_to_utc, validator=_check_aware
+    )
+    sent_until: datetime | None = attrs.field(
+        default=None, converter=_to_utc, validator=_check_aware
+    )
     limit: int | None = attrs.field(default=None, validator=_check_limit)
     mcc: str | None = attrs.field(default=None, validator=_check_digits)
     mnc: str | None = attrs.field(default=None, validator=_check_digits)

@@ -64,7 +64,9 @@ class WindowWalk:
     """The state of one walk over ``[base.sent_since, base.sent_until]``.
 
     ``fetch`` sends one query; ``base`` is the validated query of the walk (its bounds, its
-    page size as ``limit``, and the filters sent with every page).
+    page size as ``limit``, and the filters sent with every page). Its bounds are in UTC
+    (`LogsQuery` converts them), so the walk's millisecond steps are steps in time: in a
+    zone's repeated hour, local arithmetic would drop `fold` and land an hour off.
 
     ```python
     walk = WindowWalk(fetcher.fetch, LogsQuery(sent_since=since, sent_until=until, limit=1000))

@@ -906,3 +906,142 @@ def test_fast_xml_path_agrees_with_the_precise_one(
         assert expected is None
     else:
         assert got == expected
+
+
+# One grammar of timestamps: the fast hooks and the precise ones take the same strings...
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2015-02-23T17:40+01:00",  # no seconds
+        "2015-02-23T17:40:31.773+01",  # an offset without minutes
+        "2015-02-23T17:40:31,773+0100",  # a comma before the fraction
+        "2015-02-23T17:40:31.773+01:00:30",  # an offset the wire cannot write back
+        "2015-02-23T17:40:31.7730000001+0100",  # ten fraction digits
+        "2015-02-23T17:40:31.773+0160",  # sixty minutes of offset
+        "2015-02-23t17:40:31.773+0100",  # a lowercase separator
+        "2015-W09-1T17:40:31.773+0100",  # a week date
+    ],
+)
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_timestamp_outside_the_grammar_is_refused_on_the_log_that_has_it(
+    text: str, fmt: str
+) -> None:
+    good = VoiceLog(message_id="m0", sent_at=datetime(2015, 2, 23, 17, 40, tzinfo=CET))
+    body = encode_logs([good, good], fmt)  # type: ignore[arg-type]
+    body = body.replace(b"2015-02-23T17:40:00.000+0100", text.encode(), 2)
+    body = body.replace(text.encode(), b"2015-02-23T17:40:00.000+0100", 1)  # only the second
+    with pytest.raises(DecodeError) as caught:
+        decode_logs(body, media_type(fmt))  # type: ignore[arg-type]
+    assert caught.value.path == "results[1].sentAt"
+    with pytest.raises(ValueError, match="not a timestamp"):
+        parse_wire_timestamp(text)
+
+
+_NEAR_DIGIT = st.sampled_from("0123456789") | st.sampled_from("٣２ +-:.,TZtW")
+
+
+@st.composite
+def near_timestamps(draw: st.DrawFn) -> str:
+    """Strings in and around the grammar: each part in its usual form or one nearby."""
+    year = draw(st.sampled_from(["2015", "0000", "0001", "9999", "215", "20155"]))
+    date = year + draw(st.sampled_from(["-02-23", "-12-31", "-13-01", "-02-30", "-W09-1", "0223"]))
+    sep = draw(st.sampled_from(["T", "T", "t", " ", "_"]))
+    clock = draw(st.sampled_from(["17:40:31", "23:59:59", "24:00:00", "17:40", "174031", "17"]))
+    fraction = draw(
+        st.sampled_from(["", ".", ","]).flatmap(
+            lambda mark: (
+                st.just("") if not mark else st.integers(0, 11).map(lambda n: mark + "7" * n)
+            )
+        )
+    )
+    offset = draw(
+        st.sampled_from(["Z", "z", "", "+", "-"]).flatmap(
+            lambda sign: (
+                st.just(sign)
+                if sign in ("Z", "z", "")
+                else st.sampled_from(
+                    ["0100", "01:00", "01", "01:00:30", "0160", "2359", "2400", "0000", "01:0"]
+                ).map(lambda rest: sign + rest)
+            )
+        )
+    )
+    text = date + sep + clock + fraction + offset
+    # Then, now and then, one character of it changed to a digit or a near-digit.
+    if text and draw(st.booleans()):
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(_NEAR_DIGIT) + text[at + 1 :]
+    return text
+
+
+def _read_time(hook: object, text: object) -> datetime | None:
+    try:
+        log = hook({"sentAt": text}, VoiceLog)  # type: ignore[operator]
+    except Exception:
+        return None
+    assert isinstance(log, VoiceLog)
+    return log.sent_at
+
+
+@given(near_timestamps() | st.text(max_size=40))
+@settings(max_examples=2000)
+def test_both_decoding_paths_accept_one_grammar_and_what_decodes_encodes(text: str) -> None:
+    fast = _read_time(JSON.get_structure_hook(VoiceLog), text)
+    precise = _read_time(JSON_PRECISE.get_structure_hook(VoiceLog), text)
+    xml_fast = _read_time(XML.get_structure_hook(VoiceLog), text)
+    xml_precise = _read_time(XML_PRECISE.get_structure_hook(VoiceLog), text)
+    try:
+        parsed: datetime | None = parse_wire_timestamp(text)
+    except ValueError:
+        parsed = None
+    assert fast == precise == parsed  # both accept, or both refuse; the same instant
+    if text == text.strip():  # XML strips its text first
+        assert xml_fast == xml_precise == parsed
+    if parsed is not None:
+        assert fast is not None
+        assert precise is not None
+        assert fast.utcoffset() == precise.utcoffset() == parsed.utcoffset()
+        wire = format_wire_timestamp(parsed)  # whatever decodes encodes...
+        again = parse_wire_timestamp(wire)  # ... and reads back as the same millisecond
+        assert again == parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+        assert again.utcoffset() == parsed.utcoffset()
+
+
+# A log as data: `to_dict` is the provider's JSON shape, with money as exact text...
+
+
+def test_to_dict_is_the_reference_shape_with_money_as_text() -> None:
+    log = decode_logs(reference("reference-2.json"), "application/json")[0]
+    shape = log.to_dict()
+
+    wire = json.loads(reference("reference-2.json"))["results"][0]
+    # The provider's own JSON, key for key, but for the amount: exact text, not a number.
+    assert shape == {**wire, "price": {"pricePerSecond": "0.01", "currency": "EUR"}}
+    assert list(shape) == list(wire)
+    assert json.loads(json.dumps(shape)) == shape  # json takes it as it is
+
+
+def test_to_dict_leaves_absent_fields_out() -> None:
+    assert VoiceLog().to_dict() == {}
+    assert VoiceLog(message_id="m1", duration=0).to_dict() == {"messageId": "m1", "duration": 0}
+    error = ErrorInfo(0, "OK", 0, "NO_ERROR")
+    assert error.to_dict() == {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR"}
+
+
+def test_to_dict_refuses_what_the_wire_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        VoiceLog(sent_at=datetime(2026, 1, 1)).to_dict()
+    with pytest.raises(ValueError, match="amount"):
+        Price(Decimal("NaN"), "EUR").to_dict()
+
+
+@given(logs)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_to_dict_through_orjson_decodes_as_the_same_log(original: VoiceLog) -> None:
+    import orjson
+
+    body = orjson.dumps({"results": [original.to_dict()]})
+
+    assert decode_logs(body, "application/json") == [original]
+    assert json.loads(json.dumps(original.to_dict())) == original.to_dict()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,37 @@ async def test_fastapi_backend_shares_one_client_and_maps_errors() -> None:
     assert limited.status_code == 503
     assert limited.headers["retry-after"] == "30"
     assert slow.status_code == 504
+
+
+async def test_fastapi_backend_serves_one_log_as_data() -> None:
+    from datetime import timedelta
+
+    import httpx
+
+    from infobip_voicelogs.testing import IN_PROCESS_URL, FakeInfobip
+
+    backend = _load("fastapi_backend.py")
+    fake = FakeInfobip(seed=9)
+    shop = fake.add_account("shop")
+    shop.generate(10, within=timedelta(hours=1), settle_after=timedelta(0))
+    app = backend.create_app(
+        {"shop": (IN_PROCESS_URL, shop.api_key)}, client=fake.in_process_client
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as web:
+            page = (await web.get("/accounts/shop/logs")).json()["results"]
+            priced = next(log for log in page if "price" in log)
+            one = await web.get(f"/accounts/shop/logs/{priced['messageId']}")
+            missing = await web.get("/accounts/shop/logs/no-such-id")
+    assert one.status_code == 200
+    # The provider's own shape, but the amount as exact text rather than a JSON number.
+    served = one.json()
+    text = served["price"].pop("pricePerSecond")
+    assert isinstance(text, str)
+    assert Decimal(text) == Decimal(str(priced["price"].pop("pricePerSecond")))
+    assert served == priced
+    assert missing.status_code == 404
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ async def test_the_query_string_is_written_as_the_provider_documents_it(
     )
     assert logs_route.calls.last.request.url.query == (
         b"from=Info%20Bip&bulkId=1dece649,bafdeb3d&generalStatus=DELIVERED"
-        b"&sentSince=2015-02-22T17:42:05.390%2B01:00&limit=100"
+        b"&sentSince=2015-02-22T16:42:05.390%2B00:00&limit=100"  # the instant, in UTC
     )
 
 
@@ -239,7 +239,7 @@ async def test_a_shared_clients_default_params_do_not_replace_the_query() -> Non
         await fetcher.fetch()
     ours, bare = seen
     # Exactly as the fetcher writes it, and the client's own params after it, none repeated.
-    assert ours.query == b"bulkId=a,b&sentSince=2026-11-26T10:00:00.000%2B01:00&limit=10&trace=1"
+    assert ours.query == b"bulkId=a,b&sentSince=2026-11-26T09:00:00.000%2B00:00&limit=10&trace=1"
     assert bare.params == httpx.QueryParams({"trace": "1", "limit": "7"})
 
 

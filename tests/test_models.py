@@ -19,6 +19,7 @@ from infobip_voicelogs import (
     Status,
     VoiceLog,
 )
+from infobip_voicelogs.models import format_query_timestamp
 
 CET = timezone(timedelta(hours=1))
 
@@ -46,7 +47,7 @@ def test_query_wire_form_matches_the_reference_page() -> None:
         "bulkId": "1dece649,bafdeb3d",
         "messageId": "07e03aae",
         "generalStatus": "DELIVERED",
-        "sentSince": "2015-02-22T17:42:05.390+01:00",
+        "sentSince": "2015-02-22T16:42:05.390+00:00",  # the same instant, in UTC
         "sentUntil": "2015-02-23T00:00:00.000+00:00",
         "limit": "1",
         "mcc": "228",
@@ -56,7 +57,23 @@ def test_query_wire_form_matches_the_reference_page() -> None:
 
 def test_negative_offsets_are_written_with_their_sign() -> None:
     when = datetime(2026, 1, 1, 8, 30, tzinfo=timezone(-timedelta(hours=3, minutes=30)))
-    assert LogsQuery(sent_until=when).to_params()["sentUntil"] == "2026-01-01T08:30:00.000-03:30"
+    assert format_query_timestamp(when) == "2026-01-01T08:30:00.000-03:30"
+    assert LogsQuery(sent_until=when).to_params()["sentUntil"] == "2026-01-01T12:00:00.000+00:00"
+
+
+@pytest.mark.parametrize(("fold", "utc_hour"), [(0, 0), (1, 1)])
+def test_a_query_time_in_a_repeated_hour_is_the_instant_its_fold_says(
+    fold: int, utc_hour: int
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    # 02:30 on 2026-10-25 happens twice in Berlin: first in CEST (+2), then in CET (+1).
+    when = datetime(2026, 10, 25, 2, 30, fold=fold, tzinfo=ZoneInfo("Europe/Berlin"))
+    query = LogsQuery(sent_since=when, sent_until=when)
+    assert query.sent_since == datetime(2026, 10, 25, utc_hour, 30, tzinfo=UTC)
+    assert query.sent_since.tzinfo is UTC
+    assert query.replace(limit=5).sent_until == query.sent_since
+    assert query.to_params()["sentSince"] == f"2026-10-25T{utc_hour:02d}:30:00.000+00:00"
 
 
 def test_status_group_accepts_a_name_in_any_case() -> None:
@@ -150,4 +167,4 @@ def test_query_timestamps_parse_back_to_the_same_millisecond(when: datetime) -> 
     assert len(wire) == len("2015-02-22T17:42:05.390+01:00")
     parsed = datetime.fromisoformat(wire)
     assert parsed == when.replace(microsecond=when.microsecond // 1000 * 1000)
-    assert parsed.utcoffset() == when.utcoffset()
+    assert parsed.utcoffset() == timedelta(0)  # every query time is sent in UTC

@@ -182,8 +182,8 @@ async def test_the_first_page_asks_a_millisecond_wider_each_side(logs_route: res
     fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), clock=lambda: until)
     assert await walk(fetcher, sent_since=since, sent_until=until, page_size=10) == []
     [request] = requests
-    assert request.url.query == (
-        b"sentSince=2026-11-26T09:59:59.999%2B01:00&sentUntil=2026-11-26T11:00:00.251%2B01:00"
+    assert request.url.query == (  # the same instants, sent in UTC
+        b"sentSince=2026-11-26T08:59:59.999%2B00:00&sentUntil=2026-11-26T10:00:00.251%2B00:00"
         b"&limit=10"
     )
 
@@ -393,3 +393,27 @@ async def test_a_window_walk_on_the_fake_provider(page_size: int) -> None:
     assert all(log.general_status in crowded for log in want if log.message_id in lost)
     assert len(lost) <= sum(groups[group] - page_size for group in crowded)
     assert warned == (1 if crowded else 0)
+
+
+# -- time zones: a walk's bounds are instants, whatever zone they are given in --------------
+
+
+async def test_a_berlin_time_in_the_repeated_hour_skips_no_log(logs_route: respx.Route) -> None:
+    from zoneinfo import ZoneInfo
+
+    # 2026-10-25 02:30 happens twice in Berlin: fold=1 is the second, in CET (01:30 UTC).
+    # An hour earlier, at 00:30 UTC, is the first (fold=0, CEST): a walk that did its
+    # arithmetic in Berlin time would have asked for sentUntil an hour early.
+    until = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Berlin"))
+    since = datetime(2026, 10, 25, 0, 0, tzinfo=UTC)
+    logs = [log_at(since + timedelta(minutes=m), f"m{m:03d}") for m in range(0, 91, 5)]
+    requests: list[httpx.Request] = []
+    logs_route.side_effect = provider(logs, inclusive=True, requests=requests)
+    fetcher = LogsFetcher(
+        BASE, API_KEY, throttle=FakeThrottle(), clock=lambda: since + timedelta(hours=2)
+    )
+    got = await walk(fetcher, sent_since=since, sent_until=until, page_size=4)
+    assert ids(got) == ids(expected(logs, since, datetime(2026, 10, 25, 1, 30, tzinfo=UTC)))
+    assert len(got) == 19
+    first = requests[0].url.params["sentUntil"]
+    assert first == "2026-10-25T01:30:00.001+00:00"  # the right instant, written in UTC

@@ -39,7 +39,12 @@ import attrs
 
 from ..models import ErrorInfo, Price, Status
 from ._readers import TYPE_CHECKS, Reader, bad, optional_reader
-from ._timestamps import fromisoformat
+from ._timestamps import (
+    CANONICAL_LENGTH,
+    CANONICAL_SEPARATORS,
+    fromisoformat,
+    parse_wire_timestamp,
+)
 from ._wire import ALIASES, split_optional, wire_name
 
 __all__ = ["direct_setters", "fast_hook", "respeller"]
@@ -133,6 +138,7 @@ class _HookBuilder:
             "bad": bad,
             "dict": dict,
             "fromisoformat": fromisoformat,
+            "parse_timestamp": parse_wire_timestamp,
             "KeyError": KeyError,
             "len": len,
             "new": object.__new__,
@@ -285,8 +291,9 @@ class _HookBuilder:
         self._line(f"if {wrong}: raise bad({value}, {base.__name__!r})")
 
     def _read_timestamp(self, value: str, optional: bool) -> None:
-        # The extended form only (`T` at 10: no bare dates, no `20150223T1740`), and an
-        # offset; any other oddity fails fromisoformat, and the precise path says why.
+        # The provider's own form by a cheap shape check and fromisoformat, which together
+        # take exactly what the grammar does (see `_timestamps`); anything else through the
+        # reader the precise path uses, so both paths accept and refuse the same strings.
         # XML text is stripped first, and a blank optional one is absent.
         if self._xml:
             self._line(f"if {value} is not None: {value} = {value}.strip()")
@@ -296,9 +303,13 @@ class _HookBuilder:
             if optional:
                 self._line(f"if {value} is not None:")
                 stack.enter_context(self._block())
-            self._line(f"if {value}[10:11] != 'T': raise bad({value}, 'a timestamp')")
-            self._line(f"{value} = fromisoformat({value})")
-            self._line(f"if {value}.tzinfo is None: raise bad({value}, 'a timestamp')")
+            canonical = (
+                f"len({value}) == {CANONICAL_LENGTH}"
+                f" and {value}[4:20:3] == {CANONICAL_SEPARATORS!r}"
+                f" and {value}[23] in '+-' and {value}[26] < '6'"
+            )
+            self._line(f"if {canonical}: {value} = fromisoformat({value})")
+            self._line(f"else: {value} = parse_timestamp({value})")
 
     def _read(self, read: Reader, value: str, optional: bool, reader_name: str) -> None:
         if optional and not self._xml:

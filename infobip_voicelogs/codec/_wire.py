@@ -33,18 +33,11 @@ MODELS: tuple[type, ...] = (Price, Status, ErrorInfo, VoiceLog)
 for _cls in MODELS:
     attrs.resolve_types(_cls, globalns=vars(models))
 
-# Wire names of the fields whose Python names differ (the rest are spelled the same).
+# Wire names of the fields whose Python names differ (the rest are spelled the same): the
+# models declare them (`models.WIRE` metadata), so their `to_dict` and the codec agree.
 _WIRE_NAMES: dict[type, dict[str, str]] = {
-    VoiceLog: {
-        "bulk_id": "bulkId",
-        "message_id": "messageId",
-        "from_": "from",
-        "sent_at": "sentAt",
-        "done_at": "doneAt",
-    },
-    Price: {"per_second": "pricePerSecond"},
-    Status: {"group_id": "groupId", "group_name": "groupName"},
-    ErrorInfo: {"group_id": "groupId", "group_name": "groupName"},
+    cls: {f.name: f.metadata[models.WIRE] for f in attrs.fields(cls) if models.WIRE in f.metadata}
+    for cls in MODELS
 }
 
 #: Older spellings the provider still sends, each with the current one the hooks read

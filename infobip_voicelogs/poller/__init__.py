@@ -4,7 +4,8 @@ The provider keeps a log for 48 hours and changes its status after it is first s
 `LogsPoller` walks each account's recent window on every cycle, compares what it finds with
 fingerprints of what it delivered before, and hands the handler only the logs that are new
 or whose state changed. `_records` holds what it is given and gives back (`Account`,
-`AccountResult`, `AccountStatus`, `LeaseState`, `fingerprint`).
+`AccountResult`, `AccountStatus`, `LeaseState`); whether a sighting is new, changed or
+stale is `infobip_voicelogs.state`'s decision (`fingerprint` is re-exported from there).
 
 The way from `run()` to the handler (every store leases, so there is one way):
 
@@ -14,7 +15,7 @@ The way from `run()` to the handler (every store leases, so there is one way):
 2. An account's loop waits while the account is not held, else calls `_cycle`: one cycle
    per account at a time (its lock), one of `max_concurrency` slots, the lease read then.
 3. `Walk.cycle` (`_cycle`) walks `[checkpoint - revisit, now]`, and every `max_batch` logs
-   and at the end calls `_hand_over`: the new and changed logs (`_changed`), then, with no
+   and at the end calls `_hand_over`: the new and changed logs (`state.compare`), then, with no
    claim in flight, the lease checked and marked busy, `Shutdown.hand_over` runs the
    handler and `LeaseStore.commit_leased` (fenced) as one unit. The checkpoint is read
    once per lease (`Checkpoints`, `_checkpoints`); a quiet end (nothing to hand over)
@@ -30,6 +31,7 @@ a handler that ignores its cancellation is abandoned after `ABANDON_WAIT`. Then 
 are released (bounded), the fetchers closed, never the caller's client or store.
 """
 
+from ..state import fingerprint
 from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, new_owner_id
 from ._poller import PRUNE_MARGIN, LogsPoller
 from ._records import (
@@ -40,7 +42,6 @@ from ._records import (
     AccountStatus,
     Handler,
     LeaseState,
-    fingerprint,
 )
 from ._shutdown import ABANDON_WAIT, DEFAULT_SHUTDOWN_GRACE
 

@@ -21,10 +21,11 @@ import attrs
 from .._time import RETENTION
 from ..fetcher import LogsFetcher
 from ..models import VoiceLog
+from ..state import Change, compare, fingerprint
 from ..store import Delivered, Lease, LeaseStore
 from ._checkpoints import Checkpoints
 from ._leases import LeaseKeeper
-from ._records import AccountResult, Handler, add_results, fingerprint
+from ._records import AccountResult, Handler, add_results
 from ._shutdown import Shutdown
 
 __all__ = ["Walk"]
@@ -154,19 +155,12 @@ class Walk:
         batch: list[Delivered] = []
         new = changed = 0
         for message_id, log in tracked.items():
-            before = known.get(message_id)
-            digest = _changed(before, log)
-            if digest is None:
-                continue
-            if before is None:
+            change = compare(known.get(message_id), log)
+            if change is Change.NEW:
                 new += 1
-            else:
+            elif change is Change.CHANGED:
                 changed += 1
-            batch.append(Delivered(log, digest))
+            else:  # the same state, or an older copy of one finally settled: nothing new
+                continue
+            batch.append(Delivered(log, fingerprint(log)))
         return batch, new, changed
-
-
-def _changed(stored: str | None, log: VoiceLog) -> str | None:
-    """The fingerprint to store for `log` if it is new or changed since `stored`, else `None`."""
-    digest = fingerprint(log)
-    return None if digest == stored else digest

@@ -1,11 +1,10 @@
 """What the poller is given and gives back: `Account`, `AccountResult`, `AccountStatus`,
-`LeaseState`, and the `fingerprint` that tells a log's new state from the one delivered before.
+and `LeaseState`.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -29,7 +28,6 @@ __all__ = [
     "LeaseState",
     "add_results",
     "detached",
-    "fingerprint",
     "next_status",
 ]
 
@@ -157,31 +155,6 @@ def add_results(one: AccountResult, other: AccountResult) -> AccountResult:
         changed=one.changed + other.changed,
         newest_sent_at=max(dates, default=None),
     )
-
-
-def fingerprint(log: VoiceLog) -> str:
-    """A short digest of the parts of a log that change after it is first seen.
-
-    Two states of one log have the same fingerprint exactly when status, `done_at`,
-    `duration`, `price` and `error` are the same. The digest is built from those fields
-    one by one, never from a repr, so it stays the same across releases that add fields
-    to the models (a stored fingerprint must not turn every log into a "change").
-    """
-    status, error, price = log.status, log.error, log.price
-    parts = (
-        _parts(status, "group_id", "group_name", "id", "name", "description", "action"),
-        log.done_at.isoformat() if log.done_at is not None else "",
-        "" if log.duration is None else str(log.duration),
-        "" if price is None else f"{price.per_second.normalize()} {price.currency}",
-        _parts(error, "group_id", "group_name", "id", "name", "description", "permanent"),
-    )
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
-
-
-def _parts(obj: object, *names: str) -> str:
-    if obj is None:
-        return "-"
-    return "\x1e".join("" if (v := getattr(obj, name)) is None else repr(v) for name in names)
 
 
 def detached(error: Exception) -> Exception:

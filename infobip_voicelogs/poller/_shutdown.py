@@ -43,7 +43,6 @@ class Shutdown:
         self._cycling: set[asyncio.Task[Any]] = set()  # tasks inside a cycle right now
         self._cut: set[asyncio.Task[Any]] = set()  # cycles cancelled after the grace
         self._cycle_of: dict[asyncio.Future[Any], asyncio.Task[Any]] = {}  # handler -> cycle
-        self._supervising = 0  # `run()` calls whose loops are still being waited for
 
     def stop(self) -> None:
         """Ask the loops to end; the grace starts now (or when `supervise` starts)."""
@@ -54,12 +53,7 @@ class Shutdown:
             self.deadline = asyncio.get_running_loop().time() + self.grace
 
     def reset(self) -> None:
-        """`run()` returned: a later `run()` starts afresh.
-
-        Not while another `run()` still waits for its loops: they would miss the stop.
-        """
-        if self._supervising:
-            return
+        """`run()` returned: a later `run()` starts afresh."""
         self.stopping.clear()
         self.deadline = None
 
@@ -111,7 +105,6 @@ class Shutdown:
         loop = asyncio.get_running_loop()
         stopped = asyncio.ensure_future(self.stopping.wait())
         pending, cancelled = set(tasks), False
-        self._supervising += 1
         try:
             while pending:
                 if stopped.done() and self.deadline is None:
@@ -133,7 +126,6 @@ class Shutdown:
                     continue
                 pending -= done
         finally:
-            self._supervising -= 1
             stopped.cancel()
         if cancelled:
             raise asyncio.CancelledError
