@@ -312,8 +312,7 @@ class SqliteStore:
         The `LeaseStore` method, for quiet cycles: an earlier time than the stored
         checkpoint leaves it (a checkpoint never moves back); an account given twice moves
         to its latest time. The accounts of a lease that is not the store's live owner's
-        are refused (returned) and not written. Datetimes must be aware (`ValueError`
-        otherwise).
+        are refused (returned) and not written. Datetimes must be aware (`ValueError`).
         """
         now = utc_text(self._clock())
         refused = {lease.account for lease, _ in checkpoints if not self._leases.holds(lease)}
