@@ -74,9 +74,9 @@ class Counting:
         await self.store.aclose()
 
     async def lease(
-        self, owner: str, accounts: Sequence[str], *, ttl: float, busy: Collection[str] = ()
+        self, owner: str, accounts: Sequence[str], *, lease_ttl: float, busy: Collection[str] = ()
     ) -> dict[str, Lease]:
-        leases = await self.store.lease(owner, accounts, ttl=ttl, busy=busy)
+        leases = await self.store.lease(owner, accounts, lease_ttl=lease_ttl, busy=busy)
         return {
             n: attrs.evolve(lease, fence=lease.fence + self.fence) for n, lease in leases.items()
         }

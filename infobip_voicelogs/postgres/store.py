@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import LeaseLostError
 from ..models import VoiceLog
 from ..store._archive import log_from_row
-from ..store.base import Delivered, Lease
+from ..store.base import Delivered, Lease, lease_ttl_of
 from ._pool import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
@@ -211,18 +211,20 @@ class PostgresStore:
         owner: str,
         accounts: Sequence[str],
         *,
-        ttl: float,
+        lease_ttl: float | None = None,
         busy: Collection[str] = (),
+        ttl: float | None = None,
     ) -> dict[str, Lease]:
         """Renew, shed and claim leases in one statement; return every lease `owner` holds.
 
-        Records `owner` as alive for `ttl` seconds; renews its leases on `accounts` (same
-        fence, expiring `ttl` seconds after the database's now) and releases the ones it
+        Records `owner` as alive for `lease_ttl` seconds; renews its leases on `accounts`
+        (same fence, expiring `lease_ttl` seconds after the database's now) and releases the ones it
         holds on accounts no longer listed; takes the fair share, `ceil(len(accounts) /
         live owners)`; releases leases above it (never one in `busy`); claims free or
         expired leases up to it with `FOR UPDATE SKIP LOCKED`, each claim bumping the
-        account's fence. Accounts never seen are added.
+        account's fence. Accounts never seen are added. (`ttl=` is its deprecated spelling.)
         """
+        ttl = lease_ttl_of(lease_ttl, ttl)
         if not owner:
             raise ValueError("a lease owner needs a non-empty id")
         if not ttl > 0:

@@ -12,6 +12,7 @@ for one process; the poller wraps a store that does not, so it has one commit pa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -20,7 +21,7 @@ import attrs
 
 from ..models import VoiceLog
 
-__all__ = ["CheckpointStore", "Delivered", "Lease", "LeaseStore"]
+__all__ = ["CheckpointStore", "Delivered", "Lease", "LeaseStore", "lease_ttl_of"]
 
 
 def _has_message_id(instance: Delivered, attribute: attrs.Attribute[Any], value: VoiceLog) -> None:
@@ -123,7 +124,7 @@ class LeaseStore(CheckpointStore, Protocol):
     `commit_leased`, which writes nothing (`LeaseLostError`) unless the lease still holds.
 
     ```python
-    leases = await store.lease(me, accounts, ttl=20.0, busy=polling_now)
+    leases = await store.lease(me, accounts, lease_ttl=20.0, busy=polling_now)
     ...
     await store.commit_leased(leases["eu-1"], checkpoint=now, delivered=batch)
     refused = await store.advance([(leases["us-1"], now)])  # quiet accounts, batched
@@ -136,17 +137,19 @@ class LeaseStore(CheckpointStore, Protocol):
         owner: str,
         accounts: Sequence[str],
         *,
-        ttl: float,
+        lease_ttl: float | None = None,
         busy: Collection[str] = (),
+        ttl: float | None = None,
     ) -> dict[str, Lease]:
         """Renew, shed and claim leases in one transaction; return every lease `owner` holds.
 
-        Records `owner` as alive for `ttl` seconds; renews its leases on `accounts` (same
-        fence, expiring `ttl` seconds from the database's now) and releases those it holds
+        Records `owner` as alive for `lease_ttl` seconds; renews its leases on `accounts` (same
+        fence, expiring `lease_ttl` seconds from the database's now) and releases those it holds
         on accounts no longer listed; computes the fair share, `ceil(len(accounts) / live
         owners)`; releases leases above the share (never one in `busy`, the accounts being
         polled right now); claims free or expired leases up to the share, bumping each
-        fence. Accounts never seen before are added.
+        fence. Accounts never seen before are added. `ttl` is the deprecated spelling of
+        `lease_ttl` (implementations read both through `lease_ttl_of`).
         """
         ...
 
@@ -179,3 +182,22 @@ class LeaseStore(CheckpointStore, Protocol):
         fingerprints still keep anything from being delivered twice.
         """
         ...
+
+
+def lease_ttl_of(lease_ttl: float | None, ttl: float | None) -> float:
+    """The lease time a `LeaseStore.lease` call gave: `lease_ttl`, or its old spelling `ttl`.
+
+    `ttl=` still works and warns (`DeprecationWarning`): the poller, the lease keeper and
+    the stores call the one concept `lease_ttl`.
+    """
+    if ttl is not None:
+        warnings.warn(
+            "LeaseStore.lease(ttl=...) is deprecated: pass lease_ttl=...",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if lease_ttl is None:
+            lease_ttl = ttl
+    if lease_ttl is None:
+        raise TypeError("lease() needs lease_ttl, the seconds a lease lasts unless renewed")
+    return lease_ttl

@@ -41,7 +41,7 @@ from ._schema import (
     transaction,
     utc_text,
 )
-from .base import Delivered, Lease
+from .base import Delivered, Lease, lease_ttl_of
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -251,15 +251,16 @@ class SqliteStore:
         owner: str,
         accounts: Sequence[str],
         *,
-        ttl: float,
+        lease_ttl: float | None = None,
         busy: Collection[str] = (),
+        ttl: float | None = None,
     ) -> dict[str, Lease]:
-        """Grant every account to `owner` (fence 0) for `ttl` seconds, renewed by each call.
+        """Grant every account to `owner` (fence 0) for `lease_ttl` seconds, renewed by each call.
 
         Raises `StoreError` while another owner of this store object is alive (it leased
         within its ttl and has not released): two pollers on one store deliver twice.
         """
-        return self._leases.lease(owner, accounts, ttl=ttl)
+        return self._leases.lease(owner, accounts, lease_ttl=lease_ttl_of(lease_ttl, ttl))
 
     async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
         """`None`: `owner` is gone, and another poller may use the store at once."""
