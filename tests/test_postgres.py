@@ -8,6 +8,7 @@ own pool, as several poller processes would hold them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import subprocess
 import sys
@@ -154,6 +155,34 @@ async def test_a_message_twice_in_one_batch_keeps_its_last_state(store: Store) -
 
     assert await store.fingerprints("eu-1", ["m-1"]) == {"m-1": "5:3"}
     assert await store.archived() == [last, voice_log("m-2")]
+
+
+FINAL, NOT_FINAL, V1 = "2f:" + "a" * 16, "2p:" + "b" * 16, "c" * 24
+
+
+async def test_a_final_fingerprint_is_never_replaced_by_a_non_final_one(store: Store) -> None:
+    settled, stale = voice_log("m-1", status=DELIVERED, duration=12), voice_log("m-1")
+    await store.commit("eu-1", checkpoint=NOON, delivered=[Delivered(stale, V1)])
+    await store.commit("eu-1", checkpoint=NOON, delivered=[Delivered(settled, FINAL)])
+    # A late page with the log still pending, new style and old: fingerprint and archive stay.
+    await store.commit("eu-1", checkpoint=NOON, delivered=[Delivered(stale, NOT_FINAL)])
+    await store.commit("eu-1", checkpoint=NOON, delivered=[Delivered(stale, V1)])
+    assert await store.fingerprints("eu-1", ["m-1"]) == {"m-1": FINAL}
+    assert await store.archived() == [settled]
+
+    # A final state may still replace a final one (a correction), and non-final moves on.
+    corrected = voice_log("m-1", status=DELIVERED, duration=13)
+    await store.commit(
+        "eu-1",
+        checkpoint=NOON,
+        delivered=[Delivered(corrected, "2f:" + "d" * 16), Delivered(voice_log("m-2"), V1)],
+    )
+    await store.commit("eu-1", checkpoint=NOON, delivered=[Delivered(voice_log("m-2"), NOT_FINAL)])
+    assert await store.fingerprints("eu-1", ["m-1", "m-2"]) == {
+        "m-1": "2f:" + "d" * 16,
+        "m-2": NOT_FINAL,
+    }
+    assert await store.archived() == [corrected, voice_log("m-2")]
 
 
 async def test_a_commit_that_fails_midway_leaves_nothing_of_its_batch(store: Store) -> None:
@@ -309,6 +338,15 @@ def _by_id(log: VoiceLog) -> str:
     return log.message_id or ""
 
 
+async def test_text_that_looks_like_quoting_comes_back_as_written(pg: PostgresStore) -> None:
+    # Calls are bound on the client and JSON documents sent dollar-quoted ($d$...$d$).
+    tricky = "it's $d$ $d1$ $$ \\ \\' \" -- ; SELECT 1/0; \u00e9\u4e2d\U0001f600"
+    log = voice_log("m-$d$", text=tricky, to="$d2$")
+    await pg.commit("eu-'1$d$", checkpoint=NOON, delivered=delivered(log))
+    assert await pg.archived("eu-'1$d$") == [log]
+    assert set(await pg.fingerprints("eu-'1$d$", ["m-$d$"])) == {"m-$d$"}
+
+
 async def test_first_seen_and_updated_come_from_the_database_clock(postgres_dsn: str) -> None:
     async with PostgresStore(postgres_dsn, archive=True) as store:
         await store.commit("eu-1", checkpoint=NOON, delivered=delivered(voice_log("m-1")))
@@ -456,6 +494,93 @@ async def test_a_given_pool_is_used_without_prepared_statements_and_left_open(
                 "SHOW idle_in_transaction_session_timeout", prepare=False
             )
             assert await cursor.fetchone() == ("0",)
+
+
+async def test_a_connection_killed_between_calls_is_replaced_on_use(postgres_dsn: str) -> None:
+    async with PostgresStore(postgres_dsn, archive=True, max_size=1) as store:
+        await store.commit("eu-1", checkpoint=NOON, delivered=delivered(voice_log("m-1")))
+        for round_ in range(3):  # the pool lends without a check: the call itself recovers
+            killed = await sql(
+                postgres_dsn,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'infobip-voicelogs' AND datname = current_database()",
+            )
+            assert killed == [(True,)]
+            at = NOON + timedelta(minutes=round_)
+            await store.commit("eu-1", checkpoint=at, delivered=delivered(voice_log("m-2")))
+            assert await store.checkpoint("eu-1") == at
+        assert [log.message_id for log in await store.archived()] == ["m-1", "m-2"]
+
+
+async def test_a_given_pool_without_autocommit_still_commits_each_call(postgres_dsn: str) -> None:
+    async with AsyncConnectionPool(postgres_dsn, min_size=1, max_size=1) as pool:
+        async with PostgresStore(pool, archive=True) as store:
+            [lease] = (await store.lease("me", ["eu-1"], ttl=30)).values()
+            await store.commit_leased(lease, checkpoint=NOON, delivered=delivered(voice_log("m-1")))
+            assert await store.advance([(lease, NOON + timedelta(minutes=1))]) == set()
+            stale = attrs.evolve(lease, fence=lease.fence + 1)
+            with pytest.raises(LeaseLostError):
+                await store.commit_leased(stale, checkpoint=NOON, delivered=[])
+        async with pool.connection() as connection:  # every call ended its transaction
+            assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    rows = await sql(postgres_dsn, "SELECT checkpoint FROM checkpoints")
+    assert rows == [(NOON + timedelta(minutes=1),)]
+    assert await sql(postgres_dsn, "SELECT message_id FROM voice_logs") == [("m-1",)]
+
+
+class RoundTrips:
+    """A TCP proxy in front of the server counting round trips: the client speaking again
+    after the server answered."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.count = port, 0
+
+    async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        answered = True
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, up: bool) -> None:
+            nonlocal answered
+            while data := await source.read(65536):
+                if up and answered:
+                    self.count += 1
+                answered = not up
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(
+                pipe(reader, up_writer, True),
+                pipe(up_reader, writer, False),
+                return_exceptions=True,
+            )
+
+
+async def test_every_call_is_one_round_trip(pg_cluster: PostgresCluster, postgres_dsn: str) -> None:
+    counter = RoundTrips(pg_cluster.port)
+    server = await asyncio.start_server(counter.client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    database = postgres_dsn.rsplit("/", 1)[1]
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable"
+    async with PostgresStore(dsn, archive=True, max_size=1) as store:
+        [lease] = (await store.lease("me", ["eu-1"], ttl=30)).values()  # connects, migrates
+        logs = delivered(voice_log("m-1"), voice_log("m-2"))
+        calls: list[Callable[[], Any]] = [
+            lambda: store.lease("me", ["eu-1", "us-1"], ttl=30),
+            lambda: store.checkpoint("eu-1"),
+            lambda: store.fingerprints("eu-1", ["m-1", "m-2"]),
+            lambda: store.commit("eu-1", checkpoint=NOON, delivered=logs),
+            lambda: store.commit_leased(lease, checkpoint=NOON, delivered=logs),
+            lambda: store.advance([(lease, NOON + timedelta(minutes=1))]),
+            lambda: store.release("me", ["us-1"]),
+            lambda: store.accounts(),
+        ]
+        for call in calls:
+            before = counter.count
+            await call()
+            assert counter.count - before == 1, call
+    server.close()
 
 
 async def test_errors_never_show_the_password(pg_cluster: PostgresCluster) -> None:
@@ -854,3 +979,83 @@ def test_a_lease_is_plain_data() -> None:
     assert lease == Lease("eu-1", "host:1:abcd", 3, datetime(2026, 1, 1, tzinfo=UTC))
     assert issubclass(LeaseLostError, StoreError)
     assert Delivered(voice_log("m-1"), "f").log.message_id == "m-1"
+
+
+# -- advance: quiet cycles' checkpoints, batched and fenced ---------------------------------
+
+
+async def test_advance_moves_held_checkpoints_forward_in_one_call(
+    fleet: Callable[[], PostgresStore],
+) -> None:
+    store = fleet()
+    leases = await store.lease("a", ACCOUNTS, ttl=30)
+    await store.commit_leased(leases["acct-00"], checkpoint=NOON, delivered=[])
+    later = NOON + timedelta(minutes=1)
+
+    refused = await store.advance(
+        [(lease, later) for lease in leases.values()]
+        + [(leases["acct-01"], NOON + timedelta(minutes=2))]  # twice: the latest wins
+    )
+    assert refused == set()
+    expected = dict.fromkeys(ACCOUNTS, later) | {"acct-01": NOON + timedelta(minutes=2)}
+    assert await store.accounts() == expected
+
+    # Never back: an earlier time leaves the checkpoint where it is.
+    assert await store.advance([(leases["acct-00"], NOON)]) == set()
+    assert (await store.checkpoint("acct-00")) == later
+    assert await store.advance([]) == set()
+    with pytest.raises(ValueError, match="naive"):
+        await store.advance([(leases["acct-00"], datetime(2026, 1, 1))])
+
+
+async def test_advance_refuses_lost_leases_and_writes_nothing_for_them(
+    fleet: Callable[[], PostgresStore], postgres_dsn: str
+) -> None:
+    a, b = fleet(), fleet()
+    held = await a.lease("a", ["x", "y", "z"], ttl=30)
+    await a.release("a", ["x"])
+    [taken] = (await b.lease("b", ["x"], ttl=30)).values()  # x passed on, fence bumped
+    await sql(
+        postgres_dsn, "UPDATE leases SET expires_at = now() - interval '1 s' WHERE account = 'y'"
+    )
+    stale_fence = attrs.evolve(held["z"], fence=held["z"].fence - 1)
+    later = NOON + timedelta(minutes=1)
+
+    refused = await a.advance(
+        [(held["x"], later), (held["y"], later), (stale_fence, later), (held["z"], later)]
+    )
+    assert refused == {"x", "y"}  # z moves by its true lease; its stale twin is dropped
+    assert await a.accounts() == {"z": later}
+    assert await b.advance([(taken, later)]) == set()
+    assert await a.accounts() == {"x": later, "z": later}
+
+
+async def test_a_fenced_out_advance_with_a_stale_fence_alone_is_refused(
+    fleet: Callable[[], PostgresStore],
+) -> None:
+    store = fleet()
+    [lease] = (await store.lease("a", ["x"], ttl=30)).values()
+    assert await store.advance([(attrs.evolve(lease, fence=lease.fence + 1), NOON)]) == {"x"}
+    assert await store.accounts() == {}
+
+
+async def test_a_fenced_commit_keeps_a_final_fingerprint_and_checks_every_write(
+    fleet: Callable[[], PostgresStore], postgres_dsn: str
+) -> None:
+    store = fleet()
+    [lease] = (await store.lease("a", ["x"], ttl=30)).values()
+    settled = voice_log("m-1", status=DELIVERED, duration=4)
+    await store.commit_leased(lease, checkpoint=NOON, delivered=[Delivered(settled, FINAL)])
+    await store.commit_leased(
+        lease, checkpoint=NOON, delivered=[Delivered(voice_log("m-1"), NOT_FINAL)]
+    )
+    assert await store.fingerprints("x", ["m-1"]) == {"m-1": FINAL}
+    assert await store.archived() == [settled]
+
+    await store.release("a", ["x"])
+    with pytest.raises(LeaseLostError):
+        await store.commit_leased(
+            lease, checkpoint=NOON + timedelta(hours=1), delivered=delivered(voice_log("m-2"))
+        )
+    assert await store.accounts() == {"x": NOON}
+    assert await store.fingerprints("x", ["m-2"]) == {}

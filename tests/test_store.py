@@ -23,6 +23,7 @@ from infobip_voicelogs import (
     Delivered,
     ErrorInfo,
     GeneralStatus,
+    Lease,
     Price,
     SqliteStore,
     Status,
@@ -687,3 +688,48 @@ async def test_sqlite_store_leases_every_account_to_its_one_live_owner(tmp_path:
         assert await store.checkpoint("a") == NOON
         await store.commit_leased(theirs["a"], checkpoint=NOON + timedelta(hours=2), delivered=[])
         assert await store.checkpoint("a") == NOON + timedelta(hours=2)
+
+
+# -- round trips: final fingerprints kept, checkpoints advanced in one transaction ----------
+
+
+async def test_a_final_fingerprint_and_its_archive_row_outlive_a_stale_page(
+    archive: SqliteStore,
+) -> None:
+    settled, stale = voice_log("m-1", status=DELIVERED, duration=12), voice_log("m-1")
+    final, pending, v1 = "2f:" + "a" * 16, "2p:" + "b" * 16, "c" * 24
+    await archive.commit("eu-1", checkpoint=NOON, delivered=[Delivered(stale, v1)])
+    await archive.commit("eu-1", checkpoint=NOON, delivered=[Delivered(settled, final)])
+    for fingerprint in (pending, v1, "2F:" + "e" * 16):  # not final: case counts
+        await archive.commit("eu-1", checkpoint=NOON, delivered=[Delivered(stale, fingerprint)])
+
+    assert await archive.fingerprints("eu-1", ["m-1"]) == {"m-1": final}
+    assert await archive.archived() == [settled]
+    # In one batch too: the final state first, a stale one after it, the final one stays.
+    await archive.commit(
+        "eu-1",
+        checkpoint=NOON,
+        delivered=[Delivered(voice_log("m-2", status=DELIVERED), final), Delivered(stale, v1)],
+    )
+    assert await archive.fingerprints("eu-1", ["m-2"]) == {"m-2": final}
+
+
+async def test_advance_moves_checkpoints_only_forward_in_one_call(store: SqliteStore) -> None:
+    def lease(account: str) -> Lease:
+        return Lease(account, "me", 0, NOON + timedelta(minutes=1))
+
+    await store.commit("eu-1", checkpoint=NOON, delivered=[])
+    later = NOON + timedelta(seconds=30, microseconds=7)
+
+    refused = await store.advance(
+        [(lease("eu-1"), later), (lease("us-1"), NOON), (lease("us-1"), later)]
+    )
+    assert refused == set()
+    assert await store.accounts() == {"eu-1": later, "us-1": later}
+
+    assert await store.advance([(lease("eu-1"), NOON - timedelta(hours=1))]) == set()
+    assert await store.checkpoint("eu-1") == later  # never back
+    assert await store.advance([]) == set()
+    with pytest.raises(ValueError, match="naive"):
+        await store.advance([(lease("eu-1"), datetime(2026, 1, 1))])
+    assert await store.checkpoint("eu-1") == later

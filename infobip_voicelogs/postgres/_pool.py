@@ -1,9 +1,10 @@
 """How `PostgresStore` talks to the server: one bounded transaction per call, on a pool.
 
-Every call borrows a connection, runs one transaction and gives the connection back, with
-its limits set `LOCAL` to that transaction: no session state survives a call, so a
-transaction-pooling PgBouncer may hand the next call any server connection. Every psycopg
-error becomes a `StoreError` naming the operation and the cause, never the password.
+Every call borrows a connection, runs one transaction in one round trip (one simple-query
+message of several statements) and gives the connection back, with its limits set `LOCAL`
+to that transaction: no session state survives a call, so a transaction-pooling PgBouncer
+may hand the next call any server connection. Every psycopg error becomes a `StoreError`
+naming the operation and the cause, never the password.
 
 A pool connects in the background, so a call that finds no connection only learns "no
 connection within N seconds". `ConnectFailures` remembers the last failed attempt, so that
@@ -18,15 +19,18 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Self
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import AsyncRowFactory
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StoreError
+from ._rows import Document, DocumentDumper
 from ._schema import migrate
 
 __all__ = [
@@ -38,8 +42,19 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ConnectFailures",
     "Connector",
+    "Statement",
     "make_pool",
 ]
+
+#: One statement of a call and its parameters.
+Statement = tuple[str, Any]
+
+IDLE = TransactionStatus.IDLE
+# Both server-side limits of a call, set LOCAL to its transaction.
+_LIMITS = (
+    "SELECT set_config('statement_timeout', %s, true), "
+    "set_config('idle_in_transaction_session_timeout', %s, true)"
+)
 
 #: Seconds to establish one connection (libpq's `connect_timeout`).
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -138,27 +153,84 @@ class Connector:
             pool, self._pool = self._pool, None
             await pool.close(timeout=self._pool_timeout)
 
+    async def run(
+        self,
+        operation: str,
+        statements: Sequence[Statement],
+        *,
+        row_factory: AsyncRowFactory[Any] | None = None,
+    ) -> list[list[Any]]:
+        """Run `statements` as one transaction in one round trip; return each one's rows.
+
+        The transaction's limits and the statements go to the server as one simple-query
+        message: one round trip, and one implicit transaction, all or nothing (an error
+        rolls back what ran and skips the rest). The pool does not check a
+        connection before lending it (that was a round trip of its own); a call whose
+        connection turns out broken (a restart, a dropped socket) is tried once more on
+        another, after the pool checked its idle ones. Trying again is safe even if the
+        first try was applied before its answer was lost: every statement of the store is
+        idempotent (upserts of the same values, forward-only moves, fenced claims that
+        renew what they already hold).
+        """
+        async with self._call(operation):
+            pool = await self._ready()
+            for attempt in range(2):
+                async with pool.connection(timeout=self._pool_timeout) as connection:
+                    try:
+                        return await self._send(connection, statements, row_factory)
+                    except psycopg.OperationalError:
+                        # Broken before anything came back: give it back (the pool drops
+                        # a closed connection) and try once more on a checked one.
+                        if attempt or not connection.closed:
+                            raise
+                await pool.check()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(
+        self,
+        connection: AsyncConnection[Any],
+        statements: Sequence[Statement],
+        row_factory: AsyncRowFactory[Any] | None,
+    ) -> list[list[Any]]:
+        """One transaction, sent as one simple-query message: one round trip."""
+        # Bound on the client (psycopg quotes each value; our JSON is dollar-quoted), so that
+        # the limits and the statements fit one message. The server runs a message of
+        # several statements as one implicit transaction, and only once it has the whole
+        # message: a client paused while sending it (SIGSTOP, a long GC) holds no lock,
+        # where a pipeline sent piecewise could hold a lease row until the client woke.
+        cursor: AsyncClientCursor[Any] = (
+            AsyncClientCursor(connection, row_factory=row_factory)
+            if row_factory is not None
+            else AsyncClientCursor(connection)
+        )
+        cursor.adapters.register_dumper(Document, DocumentDumper)  # this cursor's only
+        parts = [cursor.mogrify(_LIMITS, self._limits)]
+        parts += [cursor.mogrify(sql, params) for sql, params in statements]
+        try:
+            await cursor.execute(";\n".join(parts), prepare=False)
+            results: list[list[Any]] = []
+            while cursor.nextset():  # the first result is the limits'
+                results.append(await cursor.fetchall() if cursor.description else [])
+            if not connection.autocommit:  # then psycopg began a transaction first
+                await connection.commit()
+            return results
+        except BaseException:
+            # On a connection that is not autocommit, an error leaves psycopg's transaction
+            # aborted: end it here, so the pool gets the connection back idle.
+            if not connection.closed and connection.info.transaction_status != IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    await connection.rollback()
+            raise
+
     @contextlib.asynccontextmanager
-    async def transaction(self, operation: str) -> AsyncIterator[AsyncConnection[Any]]:
-        """A pooled connection in a transaction, every error a `StoreError`, time bounded."""
+    async def _call(self, operation: str) -> AsyncIterator[None]:
+        """One bounded call: every error a `StoreError` naming `operation`, `aclose` waiting."""
         if self._closed:
             raise StoreError(f"{self._label()}: cannot {operation}: the store is closed")
         self._in_flight += 1
         try:
             async with asyncio.timeout(self._pool_timeout + self._timeout):
-                pool = await self._ready()
-                async with (
-                    pool.connection(timeout=self._pool_timeout) as connection,
-                    connection.transaction(),
-                ):
-                    # Local to this transaction: nothing lingers on a shared server connection.
-                    await connection.execute(
-                        "SELECT set_config('statement_timeout', %s, true), "
-                        "set_config('idle_in_transaction_session_timeout', %s, true)",
-                        self._limits,
-                        prepare=False,
-                    )
-                    yield connection
+                yield
         except psycopg.Error as exc:
             cause = one_line(str(exc)) or type(exc).__name__
             if isinstance(exc, PoolTimeout) and self._failures.last is not None:
@@ -245,7 +317,8 @@ def make_pool(
         min_size=min_size,
         max_size=max_size,
         timeout=pool_timeout,
-        check=AsyncConnectionPool.check_connection,  # a restart's dead sockets, found first
+        # No check before each loan (a round trip of its own): `Connector.run` finds a
+        # restart's dead sockets on use and retries once after `pool.check()`.
         kwargs={
             "autocommit": True,
             "prepare_threshold": None,  # no server-side prepared statements: PgBouncer-safe

@@ -12,11 +12,39 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from psycopg.adapt import Dumper
 
 from ..errors import StoreError
 from ..store.base import Delivered
 
-__all__ = ["batch_document", "latest_per_message", "utc"]
+__all__ = ["Document", "DocumentDumper", "batch_document", "latest_per_message", "utc"]
+
+
+class Document(str):
+    """A JSON text of the store's own making (orjson's), sent to the server dollar-quoted.
+
+    Calls are bound on the client; libpq's escaping of a 1,000-log batch (half a megabyte)
+    costs about 3 ms, where a dollar-quoted literal needs no escaping at all: only a tag
+    that does not occur in the text.
+    """
+
+
+class DocumentDumper(Dumper):
+    """Quotes a `Document` as `$d$...$d$`, with a tag the text does not contain."""
+
+    def dump(self, obj: Any) -> bytes:
+        return str(obj).encode(self._codec())
+
+    def quote(self, obj: Any) -> bytes:
+        text, n = str(obj), 0
+        tag = "$d$"
+        while tag in text:  # never in orjson's output in practice, but never trusted
+            n += 1
+            tag = f"$d{n}$"
+        return f"{tag}{text}{tag}".encode(self._codec())
+
+    def _codec(self) -> str:
+        return self.connection.info.encoding if self.connection is not None else "utf-8"
 
 
 def utc(value: datetime, *, milliseconds: bool = False) -> datetime:
@@ -45,11 +73,11 @@ def latest_per_message(delivered: Sequence[Delivered]) -> list[Delivered]:
     return list(last.values())
 
 
-def batch_document(batch: Sequence[Delivered], *, archive: bool) -> str:
+def batch_document(batch: Sequence[Delivered], *, archive: bool) -> Document:
     """The batch as the JSON array `_schema.BATCH_FIELDS` reads; naive datetimes refused."""
     rows = [_archive_row(item) if archive else _fingerprint_row(item) for item in batch]
     try:
-        return orjson.dumps(rows).decode()
+        return Document(orjson.dumps(rows).decode())
     except orjson.JSONEncodeError as exc:  # an integer beyond 64 bits, a lone surrogate
         raise StoreError(f"cannot commit a batch: a value cannot be stored: {exc}") from None
 

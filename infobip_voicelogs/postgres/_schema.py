@@ -195,30 +195,68 @@ class Statements:
             "batch AS MATERIALIZED (SELECT r.*, COALESCE(%(now)s::timestamptz, now()) AS at "
             f"FROM json_to_recordset(%(batch)s::json) AS r ({record}))"
         )
+        # A final state's fingerprint ("2f:...") is never replaced by a non-final one
+        # ("2p:..." or an old 24-hex v1 one): a late, stale page cannot undo a settled log.
+        keep_final = (
+            f"WHERE NOT ({s}.fingerprints.fingerprint LIKE '2f:%%' "
+            "AND excluded.fingerprint NOT LIKE '2f:%%')"
+        )
+        # `{guard}`: TRUE, or the lease check of a fenced commit (its row locked before).
         write_fingerprints = (
             f"INSERT INTO {s}.fingerprints (account, message_id, fingerprint, sent_at, "
             "updated_at) SELECT %(account)s, message_id, fingerprint, "
             # A log without sent_at ages from when it was written, so prune still forgets it.
-            "COALESCE(date_trunc('milliseconds', sent_at), at), at FROM batch "
+            "COALESCE(date_trunc('milliseconds', sent_at), at), at FROM batch WHERE {guard} "
             "ON CONFLICT (account, message_id) DO UPDATE SET "
             "fingerprint = excluded.fingerprint, sent_at = excluded.sent_at, "
-            "updated_at = excluded.updated_at"
+            f"updated_at = excluded.updated_at {keep_final} RETURNING message_id"
         )
-        self.upsert_fingerprints = f"WITH {batch} {write_fingerprints}"
-        # Both tables from one reading of the document: a data-modifying CTE.
-        self.upsert_fingerprints_and_archive = (
+        fingerprints_only = f"WITH {batch} {write_fingerprints}"
+        # Both tables from one reading of the document: a data-modifying CTE. The archive
+        # row is written only where the fingerprint was (not where a final one was kept).
+        with_archive = (
             f"WITH {batch}, fingerprints_written AS ({write_fingerprints}) "
             f"INSERT INTO {s}.voice_logs (account, {', '.join(columns)}, first_seen_at, "
             "updated_at) SELECT %(account)s, "
             + ", ".join(_millisecond(name, kind) for name, kind in ARCHIVE_FIELDS)
-            + ", at, at FROM batch ON CONFLICT (account, message_id) DO UPDATE SET "
+            + ", at, at FROM batch "
+            "WHERE message_id IN (SELECT message_id FROM fingerprints_written) "
+            "ON CONFLICT (account, message_id) DO UPDATE SET "
             # Every column takes the new value but the key and the first sighting.
-            + ", ".join(f"{c} = excluded.{c}" for c in [*columns[1:], "updated_at"])
+             + ", ".join(f"{c} = excluded.{c}" for c in [*columns[1:], "updated_at"])
         )
-        self.upsert_checkpoint = (
+        write_checkpoint = (
             f"INSERT INTO {s}.checkpoints (account, checkpoint, updated_at) "
-            "VALUES (%s, %s, COALESCE(%s::timestamptz, now())) ON CONFLICT (account) "
+            "SELECT %(account)s, %(checkpoint)s, COALESCE(%(now)s::timestamptz, now()) "
+            "WHERE {guard} ON CONFLICT (account) "
             "DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at"
+        )
+        # The fence of commit_leased, in each write: the lease row is locked by
+        # `check_lease` earlier in the same transaction, so this sees what it saw.
+        fenced = (
+            f"EXISTS (SELECT 1 FROM {s}.leases WHERE account = %(account)s "
+            "AND owner = %(owner)s AND fence = %(fence)s AND expires_at > now())"
+        )
+        self.upsert_fingerprints = fingerprints_only.replace("{guard}", "TRUE")
+        self.upsert_fingerprints_and_archive = with_archive.replace("{guard}", "TRUE")
+        self.upsert_checkpoint = write_checkpoint.replace("{guard}", "TRUE")
+        self.fenced_upsert_fingerprints = fingerprints_only.replace("{guard}", fenced)
+        self.fenced_upsert_fingerprints_and_archive = with_archive.replace("{guard}", fenced)
+        self.fenced_upsert_checkpoint = write_checkpoint.replace("{guard}", fenced)
+        # advance(): every account's checkpoint in one statement, only where its lease
+        # still holds (rows locked in account order, as claims lock them) and only forward.
+        self.advance = (
+            "WITH given AS (SELECT * FROM json_to_recordset(%(batch)s::json) "
+            "AS g (account text, owner text, fence bigint, at timestamptz)), "
+            f"held AS (SELECT g.account, g.at FROM given g JOIN {s}.leases l "
+            "ON l.account = g.account AND l.owner = g.owner AND l.fence = g.fence "
+            "AND l.expires_at > now() ORDER BY g.account FOR UPDATE OF l), "
+            f"moved AS (INSERT INTO {s}.checkpoints (account, checkpoint, updated_at) "
+            "SELECT account, at, COALESCE(%(now)s::timestamptz, now()) FROM held "
+            "ON CONFLICT (account) DO UPDATE SET checkpoint = excluded.checkpoint, "
+            f"updated_at = excluded.updated_at WHERE {s}.checkpoints.checkpoint "
+            "< excluded.checkpoint) "
+            "SELECT account FROM given WHERE account NOT IN (SELECT account FROM held)"
         )
         self.checkpoint = f"SELECT checkpoint FROM {s}.checkpoints WHERE account = %s"
         self.accounts = f"SELECT account, checkpoint FROM {s}.checkpoints ORDER BY account"
@@ -226,7 +264,10 @@ class Statements:
             f"SELECT message_id, fingerprint FROM {s}.fingerprints WHERE account = %s "
             "AND message_id IN (SELECT json_array_elements_text(%s::json))"
         )
-        self.prune = f"DELETE FROM {s}.fingerprints WHERE sent_at < %s"
+        self.prune = (
+            f"WITH gone AS (DELETE FROM {s}.fingerprints WHERE sent_at < %s RETURNING 1) "
+            "SELECT count(*) FROM gone"
+        )
         self.archived = (
             f"SELECT * FROM {s}.voice_logs {{where}} "
             "ORDER BY sent_at IS NULL, sent_at DESC, account, message_id"
@@ -239,35 +280,7 @@ class Statements:
         # NOT IN over a subquery hash it, where `= ANY(array)` compared each row with every
         # name (10,000 accounts: up to 0.5 s a claim period instead of ~50 ms).
         listed = "(SELECT json_array_elements_text(%(accounts)s::json))"
-        self.owner_alive = (
-            f"INSERT INTO {s}.lease_owners (owner, alive_until) VALUES (%(owner)s, {ttl}) "
-            "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until"
-        )
-        # Forget processes gone for a day; SKIP LOCKED: never wait for one coming back.
-        self.forget_owners = (
-            f"DELETE FROM {s}.lease_owners WHERE owner IN (SELECT owner FROM {s}.lease_owners "
-            "WHERE alive_until < now() - interval '1 day' FOR UPDATE SKIP LOCKED)"
-        )
-        # Only the missing rows, in account order: processes adding the same accounts at
-        # once wait for each other in one order, never in a cycle.
-        self.add_accounts = (
-            f"INSERT INTO {s}.leases (account) SELECT a FROM json_array_elements_text("
-            "%(accounts)s::json) AS a "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l WHERE l.account = a) ORDER BY a "
-            "ON CONFLICT (account) DO NOTHING"
-        )
-        # Still ours means nobody claimed it since (a claim sets its owner): renewing keeps
-        # the fence, even if the time ran out meanwhile.
-        self.renew = (
-            f"UPDATE {s}.leases SET expires_at = {ttl} "
-            f"WHERE owner = %(owner)s AND account IN {listed} "
-            "RETURNING account, owner, fence, expires_at"
-        )
-        self.release_unlisted = (
-            f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL "
-            f"WHERE owner = %(owner)s AND account NOT IN {listed}"
-        )
-        self.live_owners = f"SELECT count(*) FROM {s}.lease_owners WHERE alive_until > now()"
+        self.lease = _lease_statement(s, listed, ttl)
         self.release = (
             f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL "
             f"WHERE owner = %(owner)s AND account IN {listed}"
@@ -276,19 +289,106 @@ class Statements:
             f"UPDATE {s}.leases SET owner = NULL, expires_at = NULL WHERE owner = %(owner)s"
         )
         self.owner_gone = f"DELETE FROM {s}.lease_owners WHERE owner = %(owner)s"
-        # SKIP LOCKED: rows another process is claiming or committing right now are not
-        # free for us; we take others and never wait.
-        self.claim = (
-            f"WITH free AS (SELECT account FROM {s}.leases "
-            f"WHERE account IN {listed} "
-            "AND (owner IS NULL OR expires_at IS NULL OR expires_at <= now()) "
-            "ORDER BY account LIMIT %(want)s FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {s}.leases l SET owner = %(owner)s, fence = l.fence + 1, "
-            f"expires_at = {ttl} FROM free WHERE l.account = free.account "
-            "RETURNING l.account, l.owner, l.fence, l.expires_at"
-        )
         # The fence check of commit_leased: the row lock keeps a claimer out until we commit.
         self.check_lease = (
             f"SELECT owner = %s AND fence = %s AND expires_at > now() "
             f"FROM {s}.leases WHERE account = %s FOR UPDATE"
         )
+
+
+def _lease_statement(s: str, listed: str, ttl: str) -> str:
+    """The whole claim period of one owner as one statement: a chain of CTEs.
+
+    All parts see one snapshot, the one the statement starts with, so none sees another's
+    writes: each works from what the snapshot shows and from the others' RETURNING, and
+    no two touch the same row (a row updated twice in one statement is not supported).
+    Parameters: owner, accounts (a JSON array), busy (a JSON array), ttl (seconds).
+    """
+    return f"""
+    WITH
+    -- This owner is alive until its ttl runs out.
+    alive AS (
+        INSERT INTO {s}.lease_owners (owner, alive_until) VALUES (%(owner)s, {ttl})
+        ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until
+    ),
+    -- Forget processes gone for a day; SKIP LOCKED: never wait for one coming back.
+    forgotten AS (
+        DELETE FROM {s}.lease_owners WHERE owner IN (
+            SELECT owner FROM {s}.lease_owners
+            WHERE alive_until < now() - interval '1 day' AND owner <> %(owner)s
+            FOR UPDATE SKIP LOCKED)
+    ),
+    -- The live owners, this one included even on its first call (the snapshot predates
+    -- `alive`), and the fair share of the listed accounts.
+    share AS (
+        SELECT ceil(
+            (SELECT count(*) FROM {listed} AS a)::numeric
+            / (1 + (SELECT count(*) FROM {s}.lease_owners
+                    WHERE alive_until > now() AND owner <> %(owner)s))
+        )::bigint AS n
+    ),
+    -- This owner's rows: still listed (kept) or not (released).
+    mine AS (
+        SELECT account, account IN {listed} AS listed
+        FROM {s}.leases WHERE owner = %(owner)s
+    ),
+    -- Leases above the share are shed: the last accounts in order, never a busy one.
+    shed AS (
+        SELECT account FROM mine
+        WHERE listed AND account NOT IN (SELECT json_array_elements_text(%(busy)s::json))
+        ORDER BY account DESC
+        LIMIT GREATEST(0, (SELECT count(*) FROM mine WHERE listed) - (SELECT n FROM share))
+    ),
+    -- Renew the kept ones (same fence, even if the time ran out meanwhile: nobody claimed
+    -- them, a claim sets the owner), release the rest, in one pass over this owner's rows.
+    renewed AS (
+        UPDATE {s}.leases l SET
+            owner = CASE WHEN m.listed AND m.account NOT IN (SELECT account FROM shed)
+                         THEN l.owner END,
+            expires_at = CASE WHEN m.listed AND m.account NOT IN (SELECT account FROM shed)
+                              THEN {ttl} END
+        FROM mine m WHERE l.account = m.account AND l.owner = %(owner)s
+        RETURNING l.account, l.owner, l.fence, l.expires_at
+    ),
+    -- How many more this owner may claim.
+    want AS (
+        SELECT GREATEST(0, (SELECT n FROM share)
+            - ((SELECT count(*) FROM mine WHERE listed) - (SELECT count(*) FROM shed))) AS n
+    ),
+    -- Free or expired rows of others, in account order; SKIP LOCKED: rows another process
+    -- is claiming or committing right now are not free for us, we take others, never wait.
+    free AS (
+        SELECT account FROM {s}.leases
+        WHERE account IN {listed} AND owner IS DISTINCT FROM %(owner)s
+        AND (owner IS NULL OR expires_at IS NULL OR expires_at <= now())
+        ORDER BY account LIMIT (SELECT n FROM want) FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE {s}.leases l SET owner = %(owner)s, fence = l.fence + 1, expires_at = {ttl}
+        FROM free WHERE l.account = free.account
+        RETURNING l.account, l.owner, l.fence, l.expires_at
+    ),
+    -- Accounts never seen are added, in account order (processes adding the same ones at
+    -- once wait for each other in one order, never in a cycle); as many as the share
+    -- still allows are added claimed by this owner. A row another process added first is
+    -- left to it (DO NOTHING), so two never claim one.
+    unseen AS (
+        SELECT a AS account, row_number() OVER (ORDER BY a) AS rank
+        FROM json_array_elements_text(%(accounts)s::json) AS a
+        WHERE NOT EXISTS (SELECT 1 FROM {s}.leases l WHERE l.account = a)
+    ),
+    added AS (
+        INSERT INTO {s}.leases (account, owner, fence, expires_at)
+        SELECT account,
+            CASE WHEN rank <= room.n THEN %(owner)s END,
+            CASE WHEN rank <= room.n THEN 1 ELSE 0 END,
+            CASE WHEN rank <= room.n THEN {ttl} END
+        FROM unseen, (SELECT (SELECT n FROM want) - (SELECT count(*) FROM free) AS n) AS room
+        ORDER BY account
+        ON CONFLICT (account) DO NOTHING
+        RETURNING account, owner, fence, expires_at
+    )
+    SELECT account, owner, fence, expires_at FROM renewed WHERE owner IS NOT NULL
+    UNION ALL SELECT * FROM claimed
+    UNION ALL SELECT * FROM added WHERE owner IS NOT NULL
+    """

@@ -8,14 +8,12 @@ transaction-pooling PgBouncer. Times that decide leases are the database's `now(
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 import orjson
-from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -30,8 +28,9 @@ from ._pool import (
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_TIMEOUT,
     Connector,
+    Statement,
 )
-from ._rows import batch_document, latest_per_message, utc
+from ._rows import Document, batch_document, latest_per_message, utc
 from ._schema import SCHEMA_VERSION, Statements
 
 __all__ = [
@@ -107,7 +106,7 @@ class PostgresStore:
             timeout=timeout,
             idle_timeout=idle_timeout,
         )
-        self._transaction = self._connector.transaction
+        self._run = self._connector.run
 
     @property
     def archive(self) -> bool:
@@ -141,21 +140,17 @@ class PostgresStore:
 
     async def checkpoint(self, account: str) -> datetime | None:
         """The account's checkpoint as an aware UTC datetime, or `None` if it has none yet."""
-        async with self._transaction("read a checkpoint") as connection:
-            cursor = await connection.execute(self._sql.checkpoint, (account,), prepare=False)
-            row = await cursor.fetchone()
-        return None if row is None else utc(row[0])
+        [rows] = await self._run("read a checkpoint", [(self._sql.checkpoint, (account,))])
+        return utc(rows[0][0]) if rows else None
 
     async def fingerprints(self, account: str, message_ids: Collection[str]) -> dict[str, str]:
         """The stored fingerprints of these messages by message id; unknown ids are absent."""
         ids = list(dict.fromkeys(message_ids))
         if not ids:
             return {}
-        async with self._transaction("read fingerprints") as connection:
-            cursor = await connection.execute(
-                self._sql.fingerprints, (account, _json(ids)), prepare=False
-            )
-            rows = await cursor.fetchall()
+        [rows] = await self._run(
+            "read fingerprints", [(self._sql.fingerprints, (account, _json(ids)))]
+        )
         return {str(message_id): str(fingerprint) for message_id, fingerprint in rows}
 
     async def commit(
@@ -168,9 +163,7 @@ class PostgresStore:
         (`None` leaves it). A naive datetime raises `ValueError` before anything is sent; a
         failure of the database raises `StoreError` and writes nothing.
         """
-        write = self._prepare(account, checkpoint, delivered)
-        async with self._transaction("commit a batch") as connection:
-            await write(connection)
+        await self._run("commit a batch", self._writes(account, checkpoint, delivered))
 
     async def prune(self, *, before: datetime) -> int:
         """Forget the fingerprints of logs sent before `before`; return how many were dropped.
@@ -179,9 +172,8 @@ class PostgresStore:
         fingerprint was last written.
         """
         cutoff = utc(before, milliseconds=True)
-        async with self._transaction("prune fingerprints") as connection:
-            cursor = await connection.execute(self._sql.prune, (cutoff,), prepare=False)
-        return cursor.rowcount
+        [rows] = await self._run("prune fingerprints", [(self._sql.prune, (cutoff,))])
+        return int(rows[0][0])
 
     async def aclose(self) -> None:
         """Let the calls already made finish, then close the store's own pool.
@@ -200,17 +192,16 @@ class PostgresStore:
         account. For large archives, query the table with SQL.
         """
         where, params = ("WHERE account = %s", (account,)) if account is not None else ("", ())
-        async with self._transaction("read the archive") as connection:
-            cursor = connection.cursor(row_factory=dict_row)
-            await cursor.execute(self._sql.archived.format(where=where), params, prepare=False)
-            rows = await cursor.fetchall()
+        [rows] = await self._run(
+            "read the archive",
+            [(self._sql.archived.format(where=where), params)],
+            row_factory=dict_row,
+        )
         return [log_from_row(row, utc) for row in rows]
 
     async def accounts(self) -> dict[str, datetime]:
         """Every account with a checkpoint, mapped to it (aware UTC), in account order."""
-        async with self._transaction("read the checkpoints") as connection:
-            cursor = await connection.execute(self._sql.accounts, prepare=False)
-            rows = await cursor.fetchall()
+        [rows] = await self._run("read the checkpoints", [(self._sql.accounts, None)])
         return {account: utc(checkpoint) for account, checkpoint in rows}
 
     # -- the LeaseStore protocol -----------------------------------------------------------
@@ -223,7 +214,7 @@ class PostgresStore:
         ttl: float,
         busy: Collection[str] = (),
     ) -> dict[str, Lease]:
-        """Renew, shed and claim leases in one transaction; return every lease `owner` holds.
+        """Renew, shed and claim leases in one statement; return every lease `owner` holds.
 
         Records `owner` as alive for `ttl` seconds; renews its leases on `accounts` (same
         fence, expiring `ttl` seconds after the database's now) and releases the ones it
@@ -236,33 +227,17 @@ class PostgresStore:
             raise ValueError("a lease owner needs a non-empty id")
         if not ttl > 0:
             raise ValueError(f"ttl must be positive, not {ttl!r}")
-        listed = sorted(set(accounts))
-        args: dict[str, Any] = {"owner": owner, "accounts": _json(listed), "ttl": ttl}
-        sql = self._sql
-        async with self._transaction("lease accounts") as connection:
-            await connection.execute(sql.owner_alive, args, prepare=False)
-            await connection.execute(sql.forget_owners, prepare=False)
-            if listed:
-                await connection.execute(sql.add_accounts, args, prepare=False)
-            await connection.execute(sql.release_unlisted, args, prepare=False)
-            held = await _leases(connection, sql.renew, args)
-            cursor = await connection.execute(sql.live_owners, prepare=False)
-            row = await cursor.fetchone()
-            live = max(1, int(row[0]) if row is not None else 1)
-            share = math.ceil(len(listed) / live)
-            excess = len(held) - share
-            if excess > 0:
-                # Shed the last accounts in order, never one being polled right now.
-                sheddable = sorted((a for a in held if a not in busy), reverse=True)[:excess]
-                await connection.execute(
-                    sql.release, {**args, "accounts": _json(sheddable)}, prepare=False
-                )
-                for account in sheddable:
-                    del held[account]
-            want = share - len(held)
-            if want > 0:
-                held.update(await _leases(connection, sql.claim, {**args, "want": want}))
-        return held
+        args = {
+            "owner": owner,
+            "accounts": _json(sorted(set(accounts))),
+            "busy": _json(sorted(set(busy))),
+            "ttl": ttl,
+        }
+        [rows] = await self._run("lease accounts", [(self._sql.lease, args)])
+        return {
+            account: Lease(account, holder, fence, utc(expires_at))
+            for account, holder, fence, expires_at in sorted(rows)
+        }
 
     async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
         """Give up these leases of `owner` at once, so others may claim them now.
@@ -271,13 +246,14 @@ class PostgresStore:
         in the others' fair share (a clean shutdown).
         """
         args: dict[str, Any] = {"owner": owner}
-        async with self._transaction("release leases") as connection:
-            if accounts is None:
-                await connection.execute(self._sql.release_all, args, prepare=False)
-                await connection.execute(self._sql.owner_gone, args, prepare=False)
-            elif accounts:
-                args["accounts"] = _json(sorted(set(accounts)))
-                await connection.execute(self._sql.release, args, prepare=False)
+        if accounts is None:
+            statements = [(self._sql.release_all, args), (self._sql.owner_gone, args)]
+        elif accounts:
+            args["accounts"] = _json(sorted(set(accounts)))
+            statements = [(self._sql.release, args)]
+        else:
+            return
+        await self._run("release leases", statements)
 
     async def commit_leased(
         self, lease: Lease, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
@@ -288,53 +264,87 @@ class PostgresStore:
         now()), then the batch is written as `commit` would. If the lease expired or
         passed to another process, nothing is written and `LeaseLostError` is raised.
         """
-        write = self._prepare(lease.account, checkpoint, delivered)
-        async with self._transaction("commit a leased batch") as connection:
-            cursor = await connection.execute(
-                self._sql.check_lease, (lease.owner, lease.fence, lease.account), prepare=False
+        check = (self._sql.check_lease, (lease.owner, lease.fence, lease.account))
+        writes = self._writes(lease.account, checkpoint, delivered, fence=lease)
+        [rows, *_] = await self._run("commit a leased batch", [check, *writes])
+        if not rows or rows[0][0] is not True:
+            # Every write carried the same check, so nothing of the batch was written.
+            raise LeaseLostError(
+                f"the lease of account {lease.account!r} (fence {lease.fence}) is no "
+                f"longer held by {lease.owner!r}: it expired or passed to another poller; "
+                "nothing of the batch was written"
             )
-            row = await cursor.fetchone()
-            if row is None or row[0] is not True:
-                raise LeaseLostError(
-                    f"the lease of account {lease.account!r} (fence {lease.fence}) is no "
-                    f"longer held by {lease.owner!r}: it expired or passed to another poller; "
-                    "nothing of the batch was written"
-                )
-            await write(connection)
+
+    async def advance(self, checkpoints: Sequence[tuple[Lease, datetime]]) -> set[str]:
+        """Move each leased account's checkpoint forward to its time, in one statement for all.
+
+        A checkpoint moves only while its lease still holds (same owner, same fence, not
+        expired by the database's clock) and only forward: an earlier time than the stored
+        checkpoint leaves it. Returns the accounts refused because their lease no longer
+        holds; nothing is written for those. An account given twice moves to its latest
+        time, under the lease given last with it. A naive datetime raises `ValueError`
+        before anything is sent; a failure of the database raises `StoreError`, and then
+        nothing moved.
+        """
+        latest: dict[str, tuple[Lease, datetime]] = {}
+        for lease, at in checkpoints:
+            at = utc(at)
+            if lease.account not in latest or at >= latest[lease.account][1]:
+                latest[lease.account] = (lease, at)
+        if not latest:
+            return set()
+        rows = [
+            {"account": a, "owner": lease.owner, "fence": lease.fence, "at": at}
+            for a, (lease, at) in sorted(latest.items())
+        ]
+        batch = Document(orjson.dumps(rows).decode())
+        now = None if self._clock is None else utc(self._clock(), milliseconds=True)
+        args = {"batch": batch, "now": now}
+        [refused] = await self._run("advance checkpoints", [(self._sql.advance, args)])
+        return {str(account) for (account,) in refused}
 
     # -- one call, one transaction ---------------------------------------------------------
 
-    def _prepare(
-        self, account: str, checkpoint: datetime | None, delivered: Sequence[Delivered]
-    ) -> Callable[[AsyncConnection[Any]], Any]:
-        """Check and convert a batch (`ValueError` before any I/O); return its writer."""
+    def _writes(
+        self,
+        account: str,
+        checkpoint: datetime | None,
+        delivered: Sequence[Delivered],
+        *,
+        fence: Lease | None = None,
+    ) -> list[Statement]:
+        """A batch's statements, checked and converted (`ValueError` before any I/O).
+
+        With `fence`, each statement writes only while that lease holds.
+        """
         now = None if self._clock is None else utc(self._clock(), milliseconds=True)
         at = None if checkpoint is None else utc(checkpoint)
         batch = latest_per_message(delivered)  # one statement cannot upsert a key twice
-        document = batch_document(batch, archive=self._archive) if batch else None
         sql = self._sql
-        upsert = sql.upsert_fingerprints_and_archive if self._archive else sql.upsert_fingerprints
+        args: dict[str, Any] = {"account": account, "now": now}
+        if fence is not None:
+            args.update(owner=fence.owner, fence=fence.fence)
+        writes: list[Statement] = []
+        if batch:
+            if fence is None:
+                upsert = (
+                    sql.upsert_fingerprints_and_archive
+                    if self._archive
+                    else sql.upsert_fingerprints
+                )
+            else:
+                upsert = (
+                    sql.fenced_upsert_fingerprints_and_archive
+                    if self._archive
+                    else sql.fenced_upsert_fingerprints
+                )
+            writes.append((upsert, {**args, "batch": batch_document(batch, archive=self._archive)}))
+        if at is not None:
+            upsert = sql.upsert_checkpoint if fence is None else sql.fenced_upsert_checkpoint
+            writes.append((upsert, {**args, "checkpoint": at}))
+        return writes
 
-        async def write(connection: AsyncConnection[Any]) -> None:
-            if document is not None:
-                args = {"account": account, "batch": document, "now": now}
-                await connection.execute(upsert, args, prepare=False)
-            if at is not None:
-                await connection.execute(sql.upsert_checkpoint, (account, at, now), prepare=False)
 
-        return write
-
-
-def _json(names: list[str]) -> str:
+def _json(names: list[str]) -> Document:
     """A list of names as the JSON array the statements read."""
-    return orjson.dumps(names).decode()
-
-
-async def _leases(
-    connection: AsyncConnection[Any], statement: str, args: dict[str, Any]
-) -> dict[str, Lease]:
-    cursor = await connection.execute(statement, args, prepare=False)
-    return {
-        account: Lease(account, owner, fence, utc(expires_at))
-        for account, owner, fence, expires_at in await cursor.fetchall()
-    }
+    return Document(orjson.dumps(names).decode())

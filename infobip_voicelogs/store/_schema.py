@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,11 +18,13 @@ from ..models import VoiceLog
 from .base import Delivered
 
 __all__ = [
+    "ADVANCE_CHECKPOINT",
     "SCHEMA_VERSION",
     "UPSERT_ARCHIVE",
     "UPSERT_CHECKPOINT",
     "UPSERT_FINGERPRINT",
     "archive_row",
+    "archive_rows",
     "fingerprint_row",
     "from_utc_text",
     "migrate",
@@ -94,17 +96,33 @@ _ARCHIVE_COLUMNS = (
 )  # fmt: skip
 # On a conflict every column takes the new value except the key and the first sighting.
 _KEEP_ON_UPDATE = {"account", "message_id", "first_seen_at"}
+# Rows of `archive_rows`: the archive's columns, then the log's fingerprint. Run after
+# UPSERT_FINGERPRINT in the same transaction: a row is updated only where the stored
+# fingerprint is now the log's, so not where a final one was kept.
 UPSERT_ARCHIVE = (
     f"INSERT INTO voice_logs ({', '.join(_ARCHIVE_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_ARCHIVE_COLUMNS))}) "
     "ON CONFLICT (account, message_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _ARCHIVE_COLUMNS if c not in _KEEP_ON_UPDATE)
+    + " WHERE (SELECT f.fingerprint FROM fingerprints f WHERE f.account = excluded.account "
+    "AND f.message_id = excluded.message_id) IS ?"
 )
+# A final state's fingerprint ("2f:...") is never replaced by a non-final one ("2p:..."
+# or an old 24-hex v1 one): a late, stale page cannot undo a settled log. substr, not
+# LIKE: SQLite's LIKE ignores case.
 UPSERT_FINGERPRINT = (
     "INSERT INTO fingerprints (account, message_id, fingerprint, sent_at, updated_at) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, message_id) DO UPDATE SET "
     "fingerprint = excluded.fingerprint, sent_at = excluded.sent_at, "
-    "updated_at = excluded.updated_at"
+    "updated_at = excluded.updated_at "
+    "WHERE NOT (substr(fingerprint, 1, 3) = '2f:' AND substr(excluded.fingerprint, 1, 3) <> '2f:')"
+)
+# advance(): a checkpoint moves only forward (fixed-width text: text order is time order).
+ADVANCE_CHECKPOINT = (
+    "INSERT INTO checkpoints (account, checkpoint, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (account) DO UPDATE SET "
+    "checkpoint = excluded.checkpoint, updated_at = excluded.updated_at "
+    "WHERE excluded.checkpoint > checkpoints.checkpoint"
 )
 UPSERT_CHECKPOINT = (
     "INSERT INTO checkpoints (account, checkpoint, updated_at) VALUES (?, ?, ?) "
@@ -171,6 +189,11 @@ def fingerprint_row(account: str, item: Delivered, now: str) -> tuple[str, ...]:
     # A log without sent_at ages from when it was written, so prune still forgets it.
     sent_at = now if log.sent_at is None else utc_text(log.sent_at)
     return (account, log.message_id, item.fingerprint, sent_at, now)
+
+
+def archive_rows(account: str, delivered: Sequence[Delivered], now: str) -> list[tuple[Any, ...]]:
+    """The parameters of `UPSERT_ARCHIVE` for a batch: each log's row and its fingerprint."""
+    return [(*archive_row(account, item.log, now), item.fingerprint) for item in delivered]
 
 
 def archive_row(account: str, log: VoiceLog, now: str) -> tuple[Any, ...]:

@@ -126,6 +126,7 @@ class LeaseStore(CheckpointStore, Protocol):
     leases = await store.lease(me, accounts, ttl=20.0, busy=polling_now)
     ...
     await store.commit_leased(leases["eu-1"], checkpoint=now, delivered=batch)
+    refused = await store.advance([(leases["us-1"], now)])  # quiet accounts, batched
     await store.release(me)  # at shutdown: the others may claim at once
     ```
     """
@@ -164,5 +165,17 @@ class LeaseStore(CheckpointStore, Protocol):
         The check and the writes are one transaction, the lease row locked first; if the
         lease expired or passed to another process, nothing is written and
         `LeaseLostError` is raised.
+        """
+        ...
+
+    async def advance(self, checkpoints: Sequence[tuple[Lease, datetime]]) -> set[str]:
+        """Move each leased account's checkpoint forward to its time, in one statement for all.
+
+        For quiet cycles (nothing delivered), flushed every few seconds: each checkpoint
+        moves to the given time only while its lease still holds (owner, fence, not expired
+        by the database's clock) and only forward, never back. Returns the accounts refused
+        because their lease no longer holds; nothing is written for those. A refused or
+        failed flush only leaves a checkpoint behind, which widens the next window: the
+        fingerprints still keep anything from being delivered twice.
         """
         ...

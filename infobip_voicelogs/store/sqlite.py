@@ -29,11 +29,12 @@ from ..models import VoiceLog
 from ._archive import log_from_row
 from ._local import LocalLeases
 from ._schema import (
+    ADVANCE_CHECKPOINT,
     SCHEMA_VERSION,
     UPSERT_ARCHIVE,
     UPSERT_CHECKPOINT,
     UPSERT_FINGERPRINT,
-    archive_row,
+    archive_rows,
     fingerprint_row,
     from_utc_text,
     migrate,
@@ -199,15 +200,13 @@ class SqliteStore:
             None if checkpoint is None else utc_text(checkpoint, timespec="microseconds")
         )
         fingerprint_rows = [fingerprint_row(account, item, now) for item in delivered]
-        archive_rows = (
-            [archive_row(account, d.log, now) for d in delivered] if self._archive else []
-        )
+        archive_params = archive_rows(account, delivered, now) if self._archive else []
 
         def write(connection: sqlite3.Connection) -> None:
             with transaction(connection):
                 connection.executemany(UPSERT_FINGERPRINT, fingerprint_rows)
-                if archive_rows:
-                    connection.executemany(UPSERT_ARCHIVE, archive_rows)
+                if archive_params:
+                    connection.executemany(UPSERT_ARCHIVE, archive_params)
                 if checkpoint_text is not None:
                     connection.execute(UPSERT_CHECKPOINT, (account, checkpoint_text, now))
 
@@ -304,6 +303,29 @@ class SqliteStore:
 
         rows = await self._run("read the accounts of", read)
         return {account: from_utc_text(text) for account, text in rows}
+
+    # -- batched checkpoint advances (LeaseStore.advance) -----------------------------------
+
+    async def advance(self, checkpoints: Sequence[tuple[Lease, datetime]]) -> set[str]:
+        """Move each account's checkpoint forward to its time, all in one transaction.
+
+        The `LeaseStore` method, for quiet cycles: an earlier time than the stored
+        checkpoint leaves it (a checkpoint never moves back); an account given twice moves
+        to its latest time. One process holds a file's leases, so none is refused: the
+        result is always empty. Datetimes must be aware (`ValueError` otherwise).
+        """
+        now = utc_text(self._clock())
+        rows = [
+            (lease.account, utc_text(at, timespec="microseconds"), now) for lease, at in checkpoints
+        ]
+
+        def write(connection: sqlite3.Connection) -> None:
+            with transaction(connection):
+                connection.executemany(ADVANCE_CHECKPOINT, rows)
+
+        if rows:
+            await self._run(f"advance {len(rows)} checkpoints in", write)
+        return set()
 
     # -- the worker thread -----------------------------------------------------------------
 
