@@ -718,8 +718,14 @@ async def test_advance_moves_checkpoints_only_forward_in_one_call(store: SqliteS
     def lease(account: str) -> Lease:
         return Lease(account, "me", 0, NOON + timedelta(minutes=1))
 
+    await store.lease("me", ["eu-1", "us-1"], ttl=60.0)  # the store's one live owner
     await store.commit("eu-1", checkpoint=NOON, delivered=[])
     later = NOON + timedelta(seconds=30, microseconds=7)
+
+    # Not the live owner's lease: refused, nothing written for it.
+    stranger = Lease("eu-1", "someone-else", 0, NOON + timedelta(minutes=1))
+    assert await store.advance([(stranger, later)]) == {"eu-1"}
+    assert await store.checkpoint("eu-1") == NOON
 
     refused = await store.advance(
         [(lease("eu-1"), later), (lease("us-1"), NOON), (lease("us-1"), later)]

@@ -5,6 +5,8 @@ reaching past the provider's 48-hour retention. What the handler gets is what th
 fingerprints do not already know; the checkpoint and the fingerprints are written only
 after the handler returned, so a crash at any point repeats at most the batch in flight.
 Every store leases, so every cycle runs on a lease and every commit is `commit_leased`.
+A quiet cycle (nothing to deliver) reads no fingerprints and commits nothing: its
+checkpoint is queued in `Checkpoints` and flushed with other accounts' in one `advance`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..fetcher import LogsFetcher
 from ..models import VoiceLog
 from ..state import Change, compare, fingerprint
 from ..store import Delivered, Lease, LeaseStore
+from ._checkpoints import Checkpoints
 from ._leases import LeaseKeeper
 from ._records import AccountResult, Handler, add_results
 from ._shutdown import Shutdown
@@ -42,6 +45,7 @@ class Walk:
     handler: Handler
     shutdown: Shutdown
     leases: LeaseKeeper
+    checkpoints: Checkpoints
     clock: Callable[[], datetime]
     backfill: timedelta
     revisit: timedelta
@@ -53,7 +57,7 @@ class Walk:
         result = AccountResult()
         try:
             now = self.clock()
-            since = await self._window_start(name, now)
+            since = await self._window_start(lease, now)
             walk = fetcher.iter_logs(sent_since=since, sent_until=now, page_size=self.page_size)
             seen: list[VoiceLog] = []
             async with contextlib.aclosing(walk):
@@ -85,26 +89,28 @@ class Walk:
     ) -> AccountResult:
         """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
         batch, new, changed = await self._changes(name, seen)
+        if not batch:
+            if checkpoint is not None:
+                # Nothing for the handler: no claim to wait for, the lease only checked
+                # locally, the fenced write batched with other quiet accounts'.
+                self.leases.check(lease)
+                self.checkpoints.quiet(lease, checkpoint)
+            return AccountResult()
         # No claim in flight, then busy in the same step as the lease is checked: a claim
         # sent from now on will not shed the account while the handler has its batch.
         await self.leases.settled()
         self.leases.check(lease)
         with self.leases.handing_over(name):
+            logs = [item.log for item in batch]
+            logs.reverse()  # oldest first: the order things happened in
 
-            async def commit() -> None:
+            async def hand_over() -> None:
+                await self.handler(name, logs)
                 await self.store.commit_leased(lease, checkpoint=checkpoint, delivered=batch)
+                if checkpoint is not None:
+                    self.checkpoints.committed(lease, checkpoint)
 
-            if batch:
-                logs = [item.log for item in batch]
-                logs.reverse()  # oldest first: the order things happened in
-
-                async def hand_over() -> None:
-                    await self.handler(name, logs)
-                    await commit()
-
-                await self.shutdown.hand_over(name, len(logs), hand_over)
-            elif checkpoint is not None:
-                await commit()
+            await self.shutdown.hand_over(name, len(logs), hand_over)
         dated = [item.log.sent_at for item in batch if item.log.sent_at is not None]
         return AccountResult(
             delivered=len(batch),
@@ -113,8 +119,9 @@ class Walk:
             newest_sent_at=max(dated, default=None),
         )
 
-    async def _window_start(self, name: str, now: datetime) -> datetime:
-        checkpoint = await self.store.checkpoint(name)
+    async def _window_start(self, lease: Lease, now: datetime) -> datetime:
+        name = lease.account
+        checkpoint = await self.checkpoints.read(lease)  # read once per lease
         since = now - self.backfill if checkpoint is None else checkpoint - self.revisit
         oldest = now - RETENTION
         if checkpoint is not None and checkpoint < oldest:
@@ -142,6 +149,8 @@ class Walk:
                 untracked,
                 extra={"account": name, "outcome": "untracked"},
             )
+        if not tracked:  # an empty window: nothing to look up
+            return [], 0, 0
         known = await self.store.fingerprints(name, tracked.keys())
         batch: list[Delivered] = []
         new = changed = 0

@@ -27,8 +27,15 @@ from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
 from ..store import CheckpointStore
 from ..store._local import solo_leases
+from ._checkpoints import Checkpoints
 from ._cycle import Walk
-from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, LeaseKeeper, new_owner_id
+from ._leases import (
+    DEFAULT_CLAIM_INTERVAL,
+    DEFAULT_LEASE_TTL,
+    RELEASE_TIMEOUT,
+    LeaseKeeper,
+    new_owner_id,
+)
 from ._records import (
     Account,
     AccountResult,
@@ -187,11 +194,17 @@ class LogsPoller:
             lease_ttl=seconds(lease_ttl),
             claim_interval=seconds(claim_interval),
         )
+        # Checkpoints read once per lease; quiet cycles' advances flushed together once a
+        # claim period (one store call for every quiet account). Not once an `interval`:
+        # with cycles back to back that would be a flush per cycle again.
+        self._checkpoints = Checkpoints(leasing)
+        self._flush_interval = self._leases.claim_interval
         self._walk = Walk(
             store=leasing,
             handler=handler,
             shutdown=self._shutdown,
             leases=self._leases,
+            checkpoints=self._checkpoints,
             clock=self._clock,
             backfill=min(backfill, RETENTION),
             revisit=revisit,
@@ -225,8 +238,8 @@ class LogsPoller:
             if others:
                 await self._shutdown.wind_down(others)
             if self._leases.registered:
-                await self._leases.release()
-                self._mark_leases()
+                await self._flush(RELEASE_TIMEOUT)
+                await self._release()
         finally:
             fetchers, self._fetchers = self._fetchers, {}
             client, owned = self._client, self._owns_client
@@ -293,8 +306,13 @@ class LogsPoller:
         The leases are renewed every `claim_interval` while the cycles run, so a long one
         (a 48-hour backfill) keeps its lease. Also prunes fingerprints of logs past the
         provider's retention. Cancelled, each handler call in flight gets the shutdown
-        grace to finish and commit.
+        grace to finish and commit. Each call reads the checkpoints afresh, and before it
+        returns stores the quiet accounts' checkpoints in one `advance` call (a failure
+        of that is logged: it only widens the next window).
         """
+        # An explicit call sees the store as it is now (a checkpoint set between two calls);
+        # `run()` reads each checkpoint once per lease.
+        self._checkpoints.drop_cached()
         await self._claim()
         names = [name for name in self._accounts if self._leases.held(name) is not None]
         done = asyncio.Event()
@@ -304,6 +322,7 @@ class LogsPoller:
         finally:
             done.set()  # a claim in flight finishes (bounded by its own timeout), not cut
             await asyncio.shield(renewing)
+        await self._flush(self._leases.lease_ttl)  # what it found, stored before it returns
         await self._prune()
         return dict(zip(names, results, strict=True))
 
@@ -334,6 +353,7 @@ class LogsPoller:
         }
         tasks.add(asyncio.create_task(self._prune_loop(), name="infobip-voicelogs prune"))
         tasks.add(asyncio.create_task(self._lease_loop(), name="infobip-voicelogs lease"))
+        tasks.add(asyncio.create_task(self._flush_loop(), name="infobip-voicelogs advance"))
         self._runs += 1
         try:
             await self._shutdown.supervise(tasks)
@@ -341,8 +361,9 @@ class LogsPoller:
             self._runs -= 1
             if not self._runs:  # the last run to end: a stop() ended every one of them
                 self._shutdown.reset()
-                await self._leases.release()  # the others may take the accounts at once
-                self._mark_leases()
+                # The cycles have ended: their quiet advances, then the leases (both bounded).
+                await self._flush(RELEASE_TIMEOUT)
+                await self._release()  # the others may take the accounts at once
 
     async def _account_loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -361,6 +382,35 @@ class LogsPoller:
         while not self._shutdown.stopping.is_set():
             await self._claim()
             await self._shutdown.sleep(self._leases.claim_interval)
+
+    async def _flush_loop(self) -> None:
+        while not self._shutdown.stopping.is_set():
+            await self._shutdown.sleep(self._flush_interval)
+            if not self._shutdown.stopping.is_set():  # else `run` flushes once they ended
+                await self._flush(self._leases.lease_ttl)
+
+    async def _flush(self, within: float) -> None:
+        """Send the quiet cycles' advances (one store call); hand refused accounts back."""
+        refused = await self._checkpoints.flush(within)
+        for name, lease in refused.items():
+            held = self._leases.held(name)
+            if held is not None and held.fence == lease.fence:
+                self._leases.forget(name)  # not claimed again meanwhile: it is gone
+            telemetry.batch_fenced(name)
+        if refused:
+            self._mark_leases()
+            logger.warning(
+                "the checkpoints of %d quiet accounts were refused: their leases lapsed or"
+                " passed to another poller (nothing was written for them)",
+                len(refused),
+                extra={"outcome": "lease_lost"},
+            )
+
+    async def _release(self) -> None:
+        """Give every lease back; nothing cached under them is trusted afterwards."""
+        await self._leases.release()
+        self._checkpoints.clear()
+        self._mark_leases()
 
     async def _claim(self) -> None:
         """One claim: renew, shed, claim; mark which accounts this process holds now."""
@@ -494,6 +544,7 @@ class LogsPoller:
             # Not this account's failure: another process holds it now and delivers the
             # batch this one could not commit (fenced: nothing of it was written here).
             self._leases.forget(name)
+            self._checkpoints.forget(name)
             self._mark_leases()
             telemetry.batch_fenced(name)
             logger.warning(

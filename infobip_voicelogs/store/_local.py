@@ -53,9 +53,13 @@ class LocalLeases:
         if accounts is None and self._owner == owner:
             self._owner, self._alive_until = None, -math.inf
 
+    def holds(self, lease: Lease) -> bool:
+        """Whether `lease` is the live owner's."""
+        return lease.owner == self._owner and time.monotonic() < self._alive_until
+
     def check(self, lease: Lease) -> None:
         """`LeaseLostError` unless `lease` is the live owner's."""
-        if lease.owner != self._owner or time.monotonic() >= self._alive_until:
+        if not self.holds(lease):
             raise LeaseLostError(
                 f"the lease on account {lease.account!r} lapsed: this store's owner changed"
             )
@@ -101,6 +105,25 @@ class _SoloLeases:
     ) -> None:
         self._leases.check(lease)
         await self._store.commit(lease.account, checkpoint=checkpoint, delivered=delivered)
+
+    async def advance(self, checkpoints: Sequence[tuple[Lease, datetime]]) -> set[str]:
+        # A plain store has no batch write: a read and, if it moves forward, a commit per
+        # account. A commit racing it may be moved back, which only widens the next window.
+        latest: dict[str, tuple[Lease, datetime]] = {}
+        for lease, at in checkpoints:
+            if at.tzinfo is None:
+                raise ValueError("a checkpoint must be an aware datetime, not a naive one")
+            if lease.account not in latest or at >= latest[lease.account][1]:
+                latest[lease.account] = (lease, at)
+        refused: set[str] = set()
+        for account, (lease, at) in latest.items():
+            if not self._leases.holds(lease):
+                refused.add(account)
+                continue
+            current = await self._store.checkpoint(account)
+            if current is None or at > current:
+                await self._store.commit(account, checkpoint=at, delivered=[])
+        return refused
 
 
 def solo_leases(store: CheckpointStore) -> LeaseStore:

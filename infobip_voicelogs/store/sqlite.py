@@ -311,13 +311,14 @@ class SqliteStore:
 
         The `LeaseStore` method, for quiet cycles: an earlier time than the stored
         checkpoint leaves it (a checkpoint never moves back); an account given twice moves
-        to its latest time. One process holds a file's leases, so none is refused: the
-        result is always empty. Datetimes must be aware (`ValueError` otherwise).
+        to its latest time. A lease that is not this store's live owner's (see `lease`) is
+        refused and nothing is written for it. Datetimes must be aware (`ValueError`
+        otherwise).
         """
         now = utc_text(self._clock())
-        rows = [
-            (lease.account, utc_text(at, timespec="microseconds"), now) for lease, at in checkpoints
-        ]
+        given = [(lease, utc_text(at, timespec="microseconds")) for lease, at in checkpoints]
+        refused = {lease.account for lease, _ in given if not self._leases.holds(lease)}
+        rows = [(lease.account, at, now) for lease, at in given if lease.account not in refused]
 
         def write(connection: sqlite3.Connection) -> None:
             with transaction(connection):
@@ -325,7 +326,7 @@ class SqliteStore:
 
         if rows:
             await self._run(f"advance {len(rows)} checkpoints in", write)
-        return set()
+        return refused
 
     # -- the worker thread -----------------------------------------------------------------
 
