@@ -21,7 +21,7 @@ import attrs
 from .._time import RETENTION
 from ..fetcher import LogsFetcher
 from ..models import VoiceLog
-from ..state import Change, compare, fingerprint
+from ..state import FINAL_PREFIX, Change, compare, fingerprint
 from ..store import Delivered, Lease, LeaseStore
 from ._checkpoints import Checkpoints
 from ._leases import LeaseKeeper
@@ -101,7 +101,8 @@ class Walk:
         await self.leases.settled()
         self.leases.check(lease)
         with self.leases.handing_over(name):
-            logs = [item.log for item in batch]
+            # Only logs here (the poller commits no reports): the filter says so to the types.
+            logs = [item.item for item in batch if isinstance(item.item, VoiceLog)]
             logs.reverse()  # oldest first: the order things happened in
 
             async def hand_over() -> None:
@@ -111,12 +112,14 @@ class Walk:
                     self.checkpoints.committed(lease, checkpoint)
 
             await self.shutdown.hand_over(name, len(logs), hand_over)
-        dated = [item.log.sent_at for item in batch if item.log.sent_at is not None]
+        dated = [item.item.sent_at for item in batch if item.item.sent_at is not None]
         return AccountResult(
             delivered=len(batch),
             new=new,
             changed=changed,
             newest_sent_at=max(dated, default=None),
+            # Final states the logs brought: what no report did, if the account's reports flow.
+            settled=sum(1 for item in batch if item.fingerprint.startswith(FINAL_PREFIX)),
         )
 
     async def _window_start(self, lease: Lease, now: datetime) -> datetime:
