@@ -6,6 +6,7 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,7 @@ from infobip_voicelogs.reports import (
     Ivr,
     VoiceCall,
     VoiceReport,
+    _codec,
     decode_reports,
     encode_reports,
 )
@@ -466,3 +468,55 @@ def test_mutated_batches_raise_nothing_but_decode_error(body: bytes, data: st.Da
     insert = data.draw(st.sampled_from([b'"', b"{", b"}", b"null", b"1", b"[]", b'""', b"-1e999"]))
     with contextlib.suppress(DecodeError):
         decode_reports(body[:start] + insert + body[end:], "application/json")
+
+
+wire_times = (
+    st.builds(lambda dt: dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000", aware_datetimes())
+    | st.builds(datetime.isoformat, aware_datetimes())
+    | st.builds(
+        lambda dt: dt.isoformat(timespec="seconds").replace("+00:00", "Z"), aware_datetimes()
+    )
+    | st.integers(-(2**45), 2**45)
+    | st.from_regex(r"\A[0-9T:.+\-Z ]{0,30}\Z")
+    | st.text(max_size=30)
+    | st.floats()
+    | st.booleans()
+)
+
+
+def _through(structure: Any, item: dict[str, Any]) -> Any:
+    try:
+        return structure(item, VoiceReport)
+    except Exception:
+        return "refused"
+
+
+@given(wire_times, st.sampled_from(["sentAt", "startTime"]), st.booleans())
+@settings(max_examples=300)
+def test_the_fast_and_the_precise_path_agree_on_every_time(
+    value: object, field: str, nested: bool
+) -> None:
+    item: dict[str, Any] = {"voiceCall": {field: value}} if nested else {field: value}
+    item["shape"] = "current"
+    precise = _codec._JSON_PRECISE.get_structure_hook(VoiceReport)
+
+    [kind] = _codec._mark_shapes([item])
+    fast = _codec._JSON_FAST[kind]
+
+    assert _through(fast, dict(item)) == _through(precise, dict(item))
+    assert _through(_codec._JSON_FAST["mixed"], dict(item)) == _through(precise, dict(item))
+
+
+def test_a_report_with_fields_of_both_shapes_keeps_them_all() -> None:
+    body = (
+        b'{"results":[{"messageId":"a","voiceCall":{"duration":3},"doneAt":1587521930000},'
+        b'{"messageId":"b","from":"385","endTime":1587521930000},'
+        b'{"messageId":"c","from":"385","voiceCall":{"duration":4}}]}'
+    )
+
+    a, b, c = decode_reports(body, "application/json")
+
+    end = datetime(2020, 4, 22, 2, 18, 50, tzinfo=UTC)
+    assert (a.shape, a.voice_call, a.done_at) == ("current", VoiceCall(duration=3), end)
+    assert (b.shape, b.from_, b.end_time) == ("flat", "385", end)
+    assert (c.shape, c.from_, c.voice_call) == ("current", "385", VoiceCall(duration=4))

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, get_args
 
 import attrs
@@ -20,12 +21,11 @@ import orjson
 from lxml import etree
 
 from ..codec import Format, format_of, format_wire_timestamp, parse_wire_timestamp
-from ..codec._codegen import _HookBuilder
+from ..codec._codegen import _HookBuilder, direct_setters
 from ..codec._convert import _describe, _locate, _precise_hook, build_converter
 from ..codec._json import _results_of, quote_prices
 from ..codec._readers import JSON_READERS, XML_READERS, Reader, bad
-from ..codec._timestamps import _TIMESTAMP
-from ..codec._wire import ALIASES, add_wire_names, amount_text, excerpt
+from ..codec._wire import ALIASES, add_wire_names, amount_text, excerpt, wire_name
 from ..codec._xml import _local, parse_xml, xml_dict
 from ..errors import DecodeError
 from . import _model
@@ -99,13 +99,72 @@ _XML_READERS = _readers(XML_READERS, _read_xml_time, _read_xml_float)
 # -- the converters ------------------------------------------------------------------------
 
 
-_MATCH_TIMESTAMP = _TIMESTAMP.fullmatch
+# The form the provider writes (`2018-06-25T13:38:14.730+0000`), a subset of the grammar
+# `_TIMESTAMP` accepts, checked twice as fast; every other form goes through the reader.
+_MATCH_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}", re.ASCII).fullmatch
 _FROMISOFORMAT = datetime.fromisoformat
 
 
 class _ReportHookBuilder(_HookBuilder):
     """The logs' fast-hook writer, with datetimes read by the reports' reader (which takes
-    epoch milliseconds too) instead of the logs' inlined `fromisoformat`."""
+    epoch milliseconds too) instead of the logs' inlined `fromisoformat`.
+
+    With `only`, the hook reads just those fields of `VoiceReport` and sets the rest to
+    `None`: a report carries one shape's fields, about half of them, and a hook for that
+    shape skips the other half's lookups and checks (`_mark_shapes` picks the hook).
+    """
+
+    def __init__(
+        self, readers: Mapping[Any, Reader], *, xml: bool, only: frozenset[str] | None = None
+    ) -> None:
+        super().__init__(readers, xml=xml)
+        self._only = only
+
+    def _kept(self, cls: type) -> list[attrs.Attribute[Any]] | None:
+        if cls is not VoiceReport or self._only is None:
+            return None
+        return [field for field in attrs.fields(cls) if field.name in self._only]
+
+    def _take_row(self, cls: type, source: str, prefix: str) -> str:
+        kept = self._kept(cls)
+        if kept is None:
+            return super()._take_row(cls, source, prefix)
+        wires = [wire_name(cls, field.name) for field in kept]
+        getter = self._global(f"{prefix}getter", itemgetter(*wires))
+        row, get = self._fresh(f"{prefix}row"), self._fresh(f"{prefix}get")
+        take_each = f"{get} = {source}.get; {row} = ({''.join(f'{get}({w!r}), ' for w in wires)})"
+        self._line(f"if len({source}) >= {len(wires)}:")
+        with self._block():
+            self._line("try:")
+            with self._block():
+                self._line(f"{row} = {getter}({source})")
+            self._line("except KeyError:")
+            with self._block():
+                self._line(take_each)
+        self._line("else:")
+        with self._block():
+            self._line(take_each)
+        return row
+
+    def _construct(self, cls: type, row: str, target: str, prefix: str) -> None:
+        kept = self._kept(cls)
+        if kept is None:
+            super()._construct(cls, row, target, prefix)
+            return
+        values = {field.name: self._fresh(f"{prefix}{field.name}") for field in kept}
+        self._line(f"{''.join(f'{value}, ' for value in values.values())}= {row}")
+        for field in kept:
+            self._field(cls, field, values[field.name], prefix)
+        cls_name = self._global(cls.__name__, cls)
+        setters = direct_setters(cls)
+        if setters is None:
+            arguments = ", ".join(f"{name}={value}" for name, value in values.items())
+            self._line(f"{target} = {cls_name}({arguments})")
+            return
+        self._line(f"{target} = new({cls_name})")
+        for field, setter in zip(attrs.fields(cls), setters, strict=True):
+            setter_name = self._global(f"{prefix}set_{field.name}", setter)
+            self._line(f"{setter_name}({target}, {values.get(field.name, 'None')})")
 
     def _read_timestamp(self, value: str, optional: bool) -> None:
         read = self._global("read_time", self._readers[datetime])
@@ -137,28 +196,56 @@ def _precise(readers: Mapping[type, Reader], *, xml: bool) -> cattrs.Converter:
 
 
 Structure = Callable[[Any, Any], VoiceReport]
-_JSON_FAST: Structure = _ReportHookBuilder(_JSON_READERS, xml=False).structure(VoiceReport)
-_XML_FAST: Structure = _ReportHookBuilder(_XML_READERS, xml=True).structure(VoiceReport)
+# The fields each shape's hook reads; a report with fields of both takes the general hook.
+_CURRENT_ONLY = frozenset({"from_", "voice_call"})
+_SHAPE_FIELDS = {
+    "current": frozenset(a.name for a in attrs.fields(VoiceReport) if a.name not in FLAT_FIELDS),
+    "flat": frozenset(a.name for a in attrs.fields(VoiceReport) if a.name not in _CURRENT_ONLY),
+}
+
+
+def _fast_hooks(readers: Mapping[Any, Reader], *, xml: bool) -> dict[str, Structure]:
+    """The general hook (`"mixed"`) and one for each shape's fields alone."""
+    hooks = {"mixed": _ReportHookBuilder(readers, xml=xml).structure(VoiceReport)}
+    for shape, names in _SHAPE_FIELDS.items():
+        hooks[shape] = _ReportHookBuilder(readers, xml=xml, only=names).structure(VoiceReport)
+    return hooks
+
+
+_JSON_FAST = _fast_hooks(_JSON_READERS, xml=False)
+_XML_FAST = _fast_hooks(_XML_READERS, xml=True)
 _JSON_PRECISE = _precise(_JSON_READERS, xml=False)
 _XML_PRECISE = _precise(_XML_READERS, xml=True)
 
 
-def _mark_shapes(items: list[Any]) -> None:
-    """Tell each wire report which shape it is in (`shape` is a field like any other)."""
+def _mark_shapes(items: list[Any]) -> list[str]:
+    """Tell each wire report which shape it is in (`shape` is a field like any other), and
+    say which hook reads it: its shape's, or the general one for a report with fields of
+    both shapes (or one that is no object, for the general hook to refuse)."""
     flat_keys = _FLAT_KEYS
+    kinds = []
     for item in items:
-        if type(item) is dict:
-            flat = "voiceCall" not in item and not flat_keys.isdisjoint(item)
-            item["shape"] = "flat" if flat else "current"
+        if type(item) is not dict:
+            kinds.append("mixed")
+        elif flat_keys.isdisjoint(item):
+            item["shape"] = "current"
+            kinds.append("current")
+        elif "voiceCall" not in item:
+            item["shape"] = "flat"
+            kinds.append("flat" if "from" not in item else "mixed")
+        else:
+            item["shape"] = "current"
+            kinds.append("mixed")
+    return kinds
 
 
 def _structure(
-    items: list[Any], fast: Structure, precise: cattrs.Converter, body: bytes
+    items: list[Any], fast: dict[str, Structure], precise: cattrs.Converter, body: bytes
 ) -> list[VoiceReport]:
     """The reports of a batch; `DecodeError` naming the first wrong one and its field."""
-    _mark_shapes(items)
+    kinds = _mark_shapes(items)
     try:
-        return [fast(item, VoiceReport) for item in items]
+        return [fast[kind](item, VoiceReport) for kind, item in zip(kinds, items, strict=True)]
     except Exception as exc:  # any failure is re-run precisely just below
         refused = exc
     slow = precise.get_structure_hook(VoiceReport)

@@ -80,6 +80,7 @@ class VoiceReport:
     `shape` records which shape the report came in (`encode_reports` writes it back in
     that shape); it is not part of equality, since both shapes can carry the same data.
 
+    >>> from infobip_voicelogs import Status
     >>> delivered = Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET")
     >>> VoiceReport(message_id="m1", status=delivered).general_status
     <GeneralStatus.DELIVERED: 'DELIVERED'>
@@ -139,6 +140,8 @@ class VoiceReport:
         `shape`; timestamps as the provider writes them (`2018-06-25T13:38:14.730+0000`);
         money as text (`"0.01"`), so no float ever holds it; absent fields left out.
 
+        >>> from decimal import Decimal
+        >>> from infobip_voicelogs import Price
         >>> VoiceReport(message_id="m1", price=Price(Decimal("0.0100"), "EUR")).to_dict()
         {'messageId': 'm1', 'price': {'pricePerSecond': '0.0100', 'currency': 'EUR'}}
         """

@@ -20,6 +20,7 @@ from .account import FakeAccount
 from .clock import Clock, FakeClock, SystemClock
 from .fake import IN_PROCESS_URL, FakeInfobip, JournalEntry
 from .faults import Fault
+from .pusher import PushBasic, PushFaults, PushHmac, PushStats, ReportPusher, report_of
 from .server import FakeServer, running, serve
 from .traffic import Traffic
 from .transport import FakeTransport
@@ -36,8 +37,14 @@ __all__ = [
     "FakeTransport",
     "Fault",
     "JournalEntry",
+    "PushBasic",
+    "PushFaults",
+    "PushHmac",
+    "PushStats",
+    "ReportPusher",
     "SystemClock",
     "Traffic",
+    "report_of",
     "running",
     "serve",
 ]

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -20,6 +20,9 @@ from .clock import Clock
 from .faults import Fault, FaultPlan
 from .query import LogFilter
 from .traffic import DEFAULT_OUTCOMES, LogLife, LogMaker, Traffic, random_uuid
+
+if TYPE_CHECKING:
+    from .pusher import ReportPusher
 
 __all__ = ["RATE_WINDOW", "RETENTION", "FakeAccount"]
 
@@ -228,6 +231,44 @@ class FakeAccount:
                     if cap is not None and len(found) >= cap:
                         break
         return found
+
+    # -- delivery reports ------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The fake's clock, which this account's logs and reports follow."""
+        return self._clock
+
+    @property
+    def seed(self) -> str:
+        """The account's seed: everything random about it derives from this."""
+        return self._seed
+
+    def settling(self, after: datetime, until: datetime) -> list[VoiceLog]:
+        """The final logs of the calls sent by now that settle in `(after, until]`,
+        in the order they settle."""
+        now = self._clock.now()
+        with self._lock:
+            lives = [
+                life
+                for life in self._newest_first(now - RETENTION, now, now)
+                if life.final is not None
+                and life.settles_at is not None
+                and after < life.settles_at <= until
+            ]
+        lives.sort(key=lambda life: (life.settles_at, life.order))
+        return [life.final for life in lives if life.final is not None]
+
+    def push_reports(self, url: str, **options: Any) -> ReportPusher:
+        """Give this account a notify URL: each call's report is POSTed there as it settles.
+
+        Keyword arguments go to `ReportPusher` (`fmt`, `shape`, `auth`, `faults`,
+        `batch_size`, `client`, `app`). Reports go only when `await pusher.step()` is
+        called, for the calls that settled by the fake's clock since the last step.
+        """
+        from .pusher import ReportPusher
+
+        return ReportPusher(self, url, **options)
 
     # -- faults ----------------------------------------------------------------------------
 

@@ -9,18 +9,21 @@ asks for a fixture, and never needs uvicorn.
 - `fake_infobip`: a `FakeInfobip` on that clock, seed 0, default limits.
 - `fake_account`: an account named `"test"` with API key `"test-api-key"`.
 - `fake_time`: a `FakeTime` at 0 that moves `fake_clock` with it, for a `TokenBucket`.
+- `fake_pusher`: makes `fake_account` push its delivery reports:
+  `pusher = fake_pusher("http://127.0.0.1:8000/reports/test", faults=PushFaults(drop=0.1))`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from . import FakeAccount, FakeClock, FakeInfobip, FakeTime
+    from . import FakeAccount, FakeClock, FakeInfobip, FakeTime, ReportPusher
 
-__all__ = ["fake_account", "fake_clock", "fake_infobip", "fake_time"]
+__all__ = ["fake_account", "fake_clock", "fake_infobip", "fake_pusher", "fake_time"]
 
 
 @pytest.fixture
@@ -51,3 +54,14 @@ def fake_time(fake_clock: FakeClock) -> FakeTime:
     from .virtual_time import FakeTime
 
     return FakeTime(clock=fake_clock)
+
+
+@pytest.fixture
+def fake_pusher(fake_account: FakeAccount) -> Callable[..., ReportPusher]:
+    """Makes `fake_account` push its reports: `fake_pusher(url, **options)` returns the
+    account's `ReportPusher` (options as `FakeAccount.push_reports`)."""
+
+    def make(url: str, **options: Any) -> ReportPusher:
+        return fake_account.push_reports(url, **options)
+
+    return make
