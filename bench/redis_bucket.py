@@ -2,6 +2,7 @@
 
     python bench/redis_bucket.py            # microbenchmark + three 60 s fleet runs (~4 min)
     python bench/redis_bucket.py --quick    # the same, fleet runs of 6 s (about 30 s)
+    python bench/redis_bucket.py --per-call # only the per-call part (a few seconds)
 
 Needs redis-server on the PATH (a throwaway one is started on a free port) and uvicorn;
 without them it prints a skip line and exits 0. Side by side in one run:
@@ -160,7 +161,7 @@ async def fleet(redis_url: str, processes: int, accounts: int, seconds: float, c
     return mean, min(rates), max(rates), refused / total, total, cancelled, outages
 
 
-async def per_call(redis_url: str, calls: int) -> tuple[float, float, float]:
+async def per_call(redis_url: str, calls: int) -> tuple[float, float, float, float]:
     import redis.asyncio as aioredis
 
     from infobip_voicelogs import TokenBucket
@@ -182,12 +183,17 @@ async def per_call(redis_url: str, calls: int) -> tuple[float, float, float]:
     rounds = [(await once(client.ping), await once(bucket.acquire)) for _ in range(7)]
     ping, acquire = min(r[0] for r in rounds), min(r[1] for r in rounds)
     fast = min([await once(local.acquire) for _ in range(3)])
+    # Inside Redis (its own accounting, unmoved by the client's machine load): the script.
+    await client.config_resetstat()
+    for _ in range(calls):
+        await bucket.acquire()
+    inside = float((await client.info("commandstats"))["cmdstat_evalsha"]["usec_per_call"])
     await bucket.aclose()
     await client.aclose()
-    return acquire, ping, fast
+    return acquire, ping, fast, inside
 
 
-def main(quick: bool) -> int:
+def main(quick: bool, per_call_only: bool = False) -> int:
     binary = shutil.which("redis-server")
     try:
         import redis  # noqa: F401
@@ -203,11 +209,12 @@ def main(quick: bool) -> int:
     seconds = 4.0 if quick else 60.0
     # The quick form only checks that everything runs: a smaller fleet starts faster.
     shapes = ((3, 1, False), (4, 2, False), (3, 1, True)) if quick else FLEETS
+    shapes = () if per_call_only else shapes
     with tempfile.TemporaryDirectory() as directory:
         server = RedisServer(binary, Path(directory))
         server.start()
         try:
-            acquire, ping, fast = asyncio.run(per_call(server.url, 200 if quick else 1000))
+            acquire, ping, fast, inside = asyncio.run(per_call(server.url, 200 if quick else 1000))
             runs = []
             for processes, accounts, churn in shapes:
                 runs.append(
@@ -228,6 +235,7 @@ def main(quick: bool) -> int:
     print(f"{'RedisBucket.acquire(), slot free':34}{acquire:>10.1f}{acquire / ping:>10.2f}")
     print(f"{'redis-py PING round trip':34}{ping:>10.1f}{1:>10.2f}")
     print(f"{'TokenBucket.acquire() fast path':34}{fast:>10.2f}{fast / ping:>10.3f}")
+    print(f"{'  its script inside Redis':34}{inside:>10.1f}   (INFO commandstats)")
     print()
     print(
         f"Fleet: accounts at {FLEET_RATE:g}/s each, fake enforcing {LIMIT_PER_MINUTE}/min, "
@@ -257,9 +265,10 @@ def main(quick: bool) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short version for CI smoke")
+    parser.add_argument("--per-call", action="store_true", help="only the per-call part")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(asyncio.run(worker(json.loads(args.worker)))))
         sys.exit(0)
-    sys.exit(main(args.quick))
+    sys.exit(main(args.quick, args.per_call))

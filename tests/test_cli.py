@@ -256,6 +256,19 @@ def test_poll_once_archives_every_account(
     assert parse_ndjson(again.stdout) == []  # nothing repeats on the same store
 
 
+def test_poll_without_keepalive_delivers_the_same(
+    runner: CliRunner, server: FakeServer, fake: FakeInfobip, tmp_path: Path
+) -> None:
+    accounts = write_accounts(tmp_path / "accounts.toml", server)
+    args = ["poll", "-a", str(accounts), "--store", str(tmp_path / "logs.db"), "--once"]
+    result = runner.invoke(
+        app, [*args, "--no-live", "--no-keepalive", "--format", "ndjson"], env={"ACME_KEY": KEY}
+    )
+    assert result.exit_code == 0, result.output
+    truth = fake.accounts["acme"].logs + fake.accounts["globex"].logs
+    assert len(parse_ndjson(result.stdout)) == len(truth)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

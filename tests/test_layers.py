@@ -37,21 +37,24 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # The one place that decides about a message's state (fingerprints, finality).
     "state": frozenset({"models"}),
     "fetcher": BELOW_FETCHER,
+    # The poller's own HTTP client: a pool per host (httpx only, nothing of ours).
+    "connections": frozenset(),
     "store": frozenset({"models"}),
     "postgres": frozenset({"store", "models"}),
-    "poller": BELOW_FETCHER | {"fetcher", "store", "state"},
+    "poller": BELOW_FETCHER | {"fetcher", "store", "state", "connections"},
     # The push side: reports decode on the codec, decide states and commit through the store.
     "reports": frozenset({"codec", "models", "state", "store", "telemetry"}),
     # The fake pushes reports, so it encodes them with the reports' codec.
     "testing": frozenset({"codec", "models", "reports"}),
     # What serves a poller's health to a process manager: the CLI and applications use it.
     "health": frozenset({"poller"}),
-    "cli": BELOW_FETCHER | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health"},
+    "cli": BELOW_FETCHER
+    | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health", "connections"},
     # The package's face re-exports the library, never the command line or the fake.
     "": BELOW_FETCHER | {"fetcher", "store", "poller", "redis", "postgres"},
 }
 # Who may talk HTTP: below the fetcher only `auth` (an httpx.Auth) and `endpoint` (its URLs).
-HTTPX_USERS = frozenset({"auth", "endpoint", "fetcher", "poller", "testing", "cli"})
+HTTPX_USERS = frozenset({"auth", "endpoint", "fetcher", "connections", "poller", "testing", "cli"})
 
 
 @functools.cache

@@ -482,3 +482,54 @@ def test_the_fleet_paces_itself_a_headroom_under_the_limit() -> None:
     for bad in (-0.1, 0.5, float("nan"), True):
         with pytest.raises(ValueError, match="headroom"):
             RedisBucket(url, key="k", headroom=bad)
+
+
+# -- the fast path: the common acquire through a smaller script --------------------------------
+
+
+async def test_a_quiet_acquire_is_one_script_call(
+    client: aioredis.Redis, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = RedisBucket(client, key=key, rate=1000.0, burst=1000)
+    for _ in range(2):  # both scripts loaded, the hash made
+        await bucket.acquire()
+    shas: list[str] = []
+    evalsha = client.evalsha
+
+    async def counted(sha: str, *args: Any) -> Any:
+        shas.append(sha)
+        return await evalsha(sha, *args)
+
+    monkeypatch.setattr(client, "evalsha", counted)
+    for _ in range(20):
+        await bucket.acquire()
+    assert len(shas) == 20  # one round trip each, never a fast try and then the full one
+    assert len(set(shas)) == 1  # all through the fast script
+    await bucket.aclose()
+
+
+async def test_a_cooldown_from_another_process_stops_the_fast_path(
+    client: aioredis.Redis, key: str
+) -> None:
+    bucket = RedisBucket(client, key=key, rate=1000.0, burst=1000)
+    other = RedisBucket(client, key=key, rate=1000.0, burst=1000)
+    for _ in range(3):
+        await bucket.acquire()
+    other.cooldown(0.3)
+    await other.aclose()  # writes the cooldown to Redis
+    before = await redis_time(client)
+    await bucket.acquire()
+    assert await redis_time(client) - before >= 250_000
+    await bucket.aclose()
+
+
+async def test_a_rate_cut_elsewhere_is_honoured_by_the_next_acquire(
+    client: aioredis.Redis, key: str
+) -> None:
+    bucket = RedisBucket(client, key=key, rate=20.0)
+    await bucket.acquire()
+    await client.hset(bucket.key, "rate", "2")  # as a cut long ago leaves it
+    await bucket.acquire()
+    # The full script ran: it grew the rate back along its curve and wrote it.
+    assert float(await client.hget(bucket.key, "rate")) == pytest.approx(19.8)
+    await bucket.aclose()

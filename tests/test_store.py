@@ -715,17 +715,13 @@ async def test_a_final_fingerprint_and_its_archive_row_outlive_a_stale_page(
 
 
 async def test_advance_moves_checkpoints_only_forward_in_one_call(store: SqliteStore) -> None:
-    def lease(account: str) -> Lease:
-        return Lease(account, "me", 0, NOON + timedelta(minutes=1))
+    leases = await store.lease("me", ["eu-1", "us-1"], ttl=60.0)
 
-    await store.lease("me", ["eu-1", "us-1"], ttl=60.0)  # the store's one live owner
+    def lease(account: str) -> Lease:
+        return leases[account]
+
     await store.commit("eu-1", checkpoint=NOON, delivered=[])
     later = NOON + timedelta(seconds=30, microseconds=7)
-
-    # Not the live owner's lease: refused, nothing written for it.
-    stranger = Lease("eu-1", "someone-else", 0, NOON + timedelta(minutes=1))
-    assert await store.advance([(stranger, later)]) == {"eu-1"}
-    assert await store.checkpoint("eu-1") == NOON
 
     refused = await store.advance(
         [(lease("eu-1"), later), (lease("us-1"), NOON), (lease("us-1"), later)]
@@ -739,3 +735,9 @@ async def test_advance_moves_checkpoints_only_forward_in_one_call(store: SqliteS
     with pytest.raises(ValueError, match="naive"):
         await store.advance([(lease("eu-1"), datetime(2026, 1, 1))])
     assert await store.checkpoint("eu-1") == later
+    # A lease that is not the store's live owner's moves nothing.
+    stranger = Lease("eu-1", "someone-else", 0, NOON + timedelta(minutes=1))
+    assert await store.advance([(stranger, later + timedelta(hours=1))]) == {"eu-1"}
+    await store.release("me")
+    assert await store.advance([(lease("us-1"), later + timedelta(hours=1))]) == {"us-1"}
+    assert await store.accounts() == {"eu-1": later, "us-1": later}

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from ..codec import encode_ndjson
+from ..connections import poller_client
 from ..errors import StoreError
 from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
@@ -107,6 +108,12 @@ def poll(
         min=0.1,
         help="/healthz answers 503 when an account went this many intervals without a poll.",
     ),
+    keepalive: bool = typer.Option(
+        True,
+        "--keepalive/--no-keepalive",
+        help="Keep each account's connection open between cycles (off: a TLS handshake per "
+        "request, no memory held per account).",
+    ),
 ) -> None:
     """Poll many accounts: every new log and every change, once, into the store."""
     try:
@@ -152,12 +159,17 @@ def poll(
                 await shared.aclose()
 
     async def poll_accounts(accounts: list[Account]) -> LogsPoller:
+        # Without keep-alive the client is ours to close; with it the poller makes its own.
+        urls = [account.base_url for account in accounts]
+        client = None if keepalive else poller_client(urls, max_connections=200, keepalive=0)
         async with (
             aclosing(open_store(store, archive=archive)) as opened,
+            client if client is not None else contextlib.nullcontext(),
             LogsPoller(
                 accounts,
                 store=opened,
                 handler=handler,
+                client=client,
                 interval=seconds["interval"],
                 backfill=timedelta(seconds=seconds["backfill"]),
                 revisit=timedelta(seconds=seconds["revisit"]),

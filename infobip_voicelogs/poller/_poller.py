@@ -22,6 +22,7 @@ import httpx
 
 from .. import telemetry
 from .._time import RETENTION, seconds, utc_now
+from ..connections import poller_client
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
@@ -50,8 +51,6 @@ __all__ = ["DEFAULT_RECONCILE", "PRUNE_MARGIN", "LogsPoller"]
 
 logger = logging.getLogger("infobip_voicelogs")
 
-# Idle connections the poller's own client keeps (httpx's default).
-_KEEPALIVE = 20
 #: Fingerprints are kept this much longer than the retention, for clocks that disagree.
 PRUNE_MARGIN = timedelta(hours=1)
 #: Seconds between the cycles of an account whose delivery reports flow: the logs then only
@@ -95,8 +94,9 @@ class LogsPoller:
             call returned.
         max_concurrency: Accounts polled at the same moment.
         client: An `httpx.AsyncClient` shared by every account's fetcher (not closed).
-            `None`: the poller makes one for all its accounts (one connection pool, one TLS
-            context, whatever the number of accounts) and closes it in `aclose`.
+            `None`: the poller makes one for all its accounts (`connections.poller_client`:
+            a small pool per host, one TLS context, each account's connection kept across
+            cycles) and closes it in `aclose`.
         max_attempts: Tries per request, passed to each `LogsFetcher`.
         timeout: Seconds per request, passed to each `LogsFetcher`.
         shutdown_grace: Seconds (or a `timedelta`) that a shutdown (`stop()`, `aclose()`, a first
@@ -547,15 +547,10 @@ class LogsPoller:
         if fetcher is None:
             account = self._accounts[name]
             if self._client is None:
-                # One pool and one TLS context for every account: a client each would cost
-                # a few hundred KiB and a TLS context build per account.
-                # Few idle connections: httpcore scans every idle one (a poll(2) each) for
-                # each request it places, and a poller's accounts rarely share a host.
-                limits = httpx.Limits(
-                    max_connections=self._max_connections,
-                    max_keepalive_connections=_KEEPALIVE,
-                )
-                self._client = httpx.AsyncClient(limits=limits)
+                # A small pool per host and one TLS context for all: each account's
+                # connection lives across cycles (see `connections`).
+                urls = (a.base_url for a in self._accounts.values())
+                self._client = poller_client(urls, max_connections=self._max_connections)
             fetcher = LogsFetcher(
                 account.base_url,
                 account.auth,

@@ -13,13 +13,14 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from .. import telemetry
 from ..errors import ThrottleUnavailableError
 from ..throttle import TokenBucket
 from ._link import PROBE_INTERVAL, UNAVAILABLE, link_of, now
-from ._script import SCRIPT
+from ._script import FAST_ACQUIRE, SCRIPT
 
 __all__ = [
     "DEFAULT_HEADROOM",
@@ -104,6 +105,7 @@ class RedisBucket:
         "_configured",
         "_epoch",
         "_fallback",
+        "_fast",
         "_flusher",
         "_key",
         "_last_seq",
@@ -164,6 +166,7 @@ class RedisBucket:
         self._client = redis
         self._link = link_of(redis)
         self._script = redis.register_script(SCRIPT)
+        self._fast = redis.register_script(FAST_ACQUIRE)
         self._key = prefix + key
         self._configured = float(rate)
         paced = float(rate) * (1 - headroom)  # the ceiling the fleet grows back to
@@ -375,17 +378,16 @@ class RedisBucket:
     async def _call(self, op: str, a: int = 0, b: int = 0, c: int = 0) -> list[str]:
         """Run the script once, carrying the pending feedback; at most ``timeout`` seconds."""
         cool, cut = self._pending_cool, self._pending_cut
-        cool_us = max(int((cool - now()) * 1e6), -1) if cool is not None else -1
-        call = f"{op} {self._epoch} {self._ok_seq} {cool_us} {cut or -1} {a} {b} {c}"
         # A cancelled or timed-out command makes redis-py drop its connection (it never
         # goes back to the pool with a reply unread); the tests check this under load.
-        script = self._script
         async with asyncio.timeout(self._timeout):
-            try:
-                answer = await self._client.evalsha(script.sha, 1, self._key, self._config, call)
-            except NoScriptError:  # after SCRIPT FLUSH or a restart: load it again, once
-                script.sha = await self._client.script_load(script.script)
-                answer = await self._client.evalsha(script.sha, 1, self._key, self._config, call)
+            answer = b""
+            if op == "acquire" and cool is None and cut is None and self._epoch != "-":
+                answer = await self._run(self._fast, f"{self._epoch} {self._ok_seq}")
+            if not answer:  # anything but the common case: the full script
+                cool_us = max(int((cool - now()) * 1e6), -1) if cool is not None else -1
+                call = f"{op} {self._epoch} {self._ok_seq} {cool_us} {cut or -1} {a} {b} {c}"
+                answer = await self._run(self._script, call)
         reply = (answer.decode() if isinstance(answer, bytes) else str(answer)).split()
         if self._pending_cool == cool:
             self._pending_cool = None
@@ -397,6 +399,13 @@ class RedisBucket:
         self._rate = float(reply[5])
         self._link.came_back()
         return reply
+
+    async def _run(self, script: AsyncScript, call: str) -> Any:
+        try:
+            return await self._client.evalsha(script.sha, 1, self._key, self._config, call)
+        except NoScriptError:  # after SCRIPT FLUSH or a restart: load it again, once
+            script.sha = await self._client.script_load(script.script)
+            return await self._client.evalsha(script.sha, 1, self._key, self._config, call)
 
     def _pending(self) -> bool:
         return self._pending_cool is not None or self._pending_cut is not None

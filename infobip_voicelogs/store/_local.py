@@ -107,22 +107,19 @@ class _SoloLeases:
         await self._store.commit(lease.account, checkpoint=checkpoint, delivered=delivered)
 
     async def advance(self, checkpoints: Sequence[tuple[Lease, datetime]]) -> set[str]:
-        # A plain store has no batch write: a read and, if it moves forward, a commit per
-        # account. A commit racing it may be moved back, which only widens the next window.
+        # A plain store knows no batched advance: one commit per account, forward only.
         latest: dict[str, tuple[Lease, datetime]] = {}
         for lease, at in checkpoints:
-            if at.tzinfo is None:
-                raise ValueError("a checkpoint must be an aware datetime, not a naive one")
-            if lease.account not in latest or at >= latest[lease.account][1]:
+            if lease.account not in latest or at > latest[lease.account][1]:
                 latest[lease.account] = (lease, at)
-        refused: set[str] = set()
+        refused = set()
         for account, (lease, at) in latest.items():
             if not self._leases.holds(lease):
                 refused.add(account)
                 continue
-            current = await self._store.checkpoint(account)
-            if current is None or at > current:
-                await self._store.commit(account, checkpoint=at, delivered=[])
+            stored = await self._store.checkpoint(account)
+            if stored is None or at > stored:
+                await self._store.commit(account, checkpoint=at, delivered=())
         return refused
 
 

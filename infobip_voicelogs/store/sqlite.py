@@ -373,14 +373,16 @@ class SqliteStore:
 
         The `LeaseStore` method, for quiet cycles: an earlier time than the stored
         checkpoint leaves it (a checkpoint never moves back); an account given twice moves
-        to its latest time. A lease that is not this store's live owner's (see `lease`) is
-        refused and nothing is written for it. Datetimes must be aware (`ValueError`
-        otherwise).
+        to its latest time. The accounts of a lease that is not the store's live owner's
+        are refused (returned) and not written. Datetimes must be aware (`ValueError`).
         """
         now = utc_text(self._clock())
-        given = [(lease, utc_text(at, timespec="microseconds")) for lease, at in checkpoints]
-        refused = {lease.account for lease, _ in given if not self._leases.holds(lease)}
-        rows = [(lease.account, at, now) for lease, at in given if lease.account not in refused]
+        refused = {lease.account for lease, _ in checkpoints if not self._leases.holds(lease)}
+        rows = [
+            (lease.account, utc_text(at, timespec="microseconds"), now)
+            for lease, at in checkpoints
+            if lease.account not in refused
+        ]
 
         def write(connection: sqlite3.Connection) -> None:
             with transaction(connection):
