@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import orjson
 import psycopg
@@ -444,22 +445,39 @@ async def test_final_states_a_reconciliation_finds_are_counted_as_lost_webhooks(
     stream: Stream,
 ) -> None:
     brought, lost, pending = log("m-1", fake), log("m-2", fake), log("m-3", fake, PENDING)
-    fake.accounts["acme"].add_logs([brought, lost, pending])
+    # A final state a report brought, which the logs then correct (the price filled in).
+    corrected = log("m-4", fake)
+    fake.accounts["acme"].add_logs([brought, lost, pending, corrected])
     before = sum(_instruments._REPORTS_LOST.counts.values())
-    assert await post(receiver, "acme", report_of(brought)) == 200
+    unpriced = attrs.evolve(report_of(corrected), price=None)
+    assert await post(receiver, "acme", report_of(brought), unpriced) == 200
 
     async with poller_for() as poller:
         results = await poller.run_once()
         status = poller.status()
 
-    assert results["acme"].delivered == 2  # m-2 (its report never came) and m-3
-    assert status["acme"].webhook_lost == 1  # only a final state is a lost report
+    # m-2 (its report never came), m-3 (not final yet), m-4 (a correction, a change).
+    assert (results["acme"].new, results["acme"].changed) == (2, 1)
+    assert status["acme"].webhook_lost == 1  # only a first final state is a lost report
+    assert status["acme"].reports_flowing
     assert status["globex"].webhook_lost == 0
     assert not status["globex"].reports_flowing
-    assert stream.seen()[0] == ("report", "m-1")
-    assert sorted(stream.seen()[1:]) == [("log", "m-2"), ("log", "m-3")]
+    assert sorted(stream.seen()[:2]) == [("report", "m-1"), ("report", "m-4")]
+    assert sorted(stream.seen()[2:]) == [("log", "m-2"), ("log", "m-3"), ("log", "m-4")]
     if telemetry.ENABLED:
         assert sum(_instruments._REPORTS_LOST.counts.values()) - before == 1
+
+
+async def test_outside_reconciliation_nothing_is_counted_as_lost(
+    fake: FakeInfobip, poller_for: Callable[..., LogsPoller]
+) -> None:
+    fake.accounts["acme"].add_logs([log("m-1", fake)])
+    async with poller_for() as poller:
+        results = await poller.run_once()
+        status = poller.status()["acme"]
+    assert results["acme"].settled == 1
+    assert status.webhook_lost == 0  # no reports flow: the logs are the only source
+    assert not status.reports_flowing
 
 
 async def test_a_store_without_reports_polls_every_interval(
