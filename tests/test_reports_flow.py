@@ -248,6 +248,7 @@ async def test_a_state_a_poll_delivered_is_not_delivered_again_by_a_late_report(
     receiver: httpx.AsyncClient,
     poller_for: Callable[..., LogsPoller],
     stream: Stream,
+    row_of: RowOf,
 ) -> None:
     settled = log("m-1", fake)
     fake.accounts["acme"].add_logs([settled])
@@ -256,6 +257,10 @@ async def test_a_state_a_poll_delivered_is_not_delivered_again_by_a_late_report(
 
     assert await post(receiver, "acme", report_of(settled)) == 200
     assert stream.seen() == [("log", "m-1")]
+    # Not handed over, but the report's own fields join the log's in the archive.
+    row = await row_of("m-1")
+    assert (row["text"], row["callback_data"]) == ("Your code is 1234", "order 17")
+    assert row["charged_duration"] == 12
 
 
 async def test_a_log_still_pending_after_its_report_said_delivered_is_not_delivered(
