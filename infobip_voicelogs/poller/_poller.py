@@ -174,8 +174,8 @@ class LogsPoller:
         self._reconcile = seconds(reconcile)
         if self._reconcile <= 0:
             raise ValueError("reconcile must be positive")
-        # Whose reports flow, read from the store once a claim period (a store without
-        # reports: nobody's). `None`: not read yet, or the last read failed.
+        # Each account's last delivery report, read from the store once a claim period (a
+        # store without reports: nobody's; a failed read keeps the last one).
         self._reports = store if isinstance(store, ReportStore) else None
         self._last_reports: dict[str, datetime] = {}
         if max_batch < 1:
