@@ -81,7 +81,9 @@ class LogsPoller:
         accounts: The accounts to poll; names must be unique.
         store: Where checkpoints, fingerprints (and the archive) live.
         handler: `await handler(account_name, logs)` with each batch, oldest log first.
-            If it raises, the batch is offered again next cycle.
+            If it raises, the batch is offered again next cycle. One handler typed
+            `Sequence[VoiceLog | VoiceReport]` may serve a `ReportsReceiver` on the same
+            store too: each state reaches it once, from whichever source came first.
         interval: Seconds (or a `timedelta`) between an account's cycles in `run()`.
         backfill: How far back an account's first cycle reaches (at most 48 hours).
         revisit: How far back before the checkpoint each cycle looks again, to see
