@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
@@ -46,7 +47,7 @@ from infobip_voicelogs.reports import (
 from infobip_voicelogs.state import fingerprint
 from infobip_voicelogs.store import Delivered
 from infobip_voicelogs.telemetry import _instruments
-from infobip_voicelogs.testing import FakeClock, FakeInfobip
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, PushFaults
 from infobip_voicelogs.testing.fake import IN_PROCESS_URL
 
 Store = SqliteStore | PostgresStore
@@ -598,3 +599,56 @@ async def test_a_version_1_postgres_schema_migrates_and_keeps_its_data(
         assert await cursor.fetchone() == (2,)
         cursor = await db.execute("SELECT source, report->>'callbackData' FROM voice_logs")
         assert await cursor.fetchone() == ("report", "order 17")
+
+
+# -- the whole stream: lossy pushes, lagging logs, reconciliation --------------------------
+
+
+async def test_lossy_reports_and_reconciling_logs_lose_nothing_and_repeat_nothing(
+    fake: FakeInfobip,
+    clock: FakeClock,
+    store: Store,
+    stream: Stream,
+    poller_for: Callable[..., LogsPoller],
+) -> None:
+    acme = fake.accounts["acme"]
+    acme.traffic(0.5, settle_after=timedelta(seconds=30))
+    receiver = ReportsReceiver(
+        {"acme", "globex"}, store=store, handler=stream, auth=NoAuth(), clock=clock.now
+    )
+    faults = PushFaults(drop=0.1, duplicate=0.05, reorder=0.05, log_lag=timedelta(seconds=20))
+    pusher = acme.push_reports("http://receiver/acme", app=receiver, faults=faults)
+    reconcile = timedelta(minutes=10)
+    async with poller_for(reconcile=reconcile) as poller:
+        for step in range(240):  # 20 minutes of the fake's time, a push step every 5 s
+            if step % 120 == 0:
+                await poller.run_once()  # the reconciliation's cadence
+            clock.advance(timedelta(seconds=5))
+            await pusher.step()
+        acme.stop_traffic()
+        clock.advance(timedelta(minutes=2))  # every call settled, every report due
+        await pusher.step()
+        await poller.run_once()
+        status = poller.status()["acme"]
+
+    truth = {log.message_id: fingerprint(log) for log in acme.logs}
+    assert len(truth) > 400
+    assert all(fp.startswith("2f:") for fp in truth.values())
+    delivered = Counter((m, fp) for _, _, m, fp in stream.items)
+    # Nothing lost: every call's final state reached the handler, from one source or the other.
+    assert set(truth.items()) <= set(delivered)
+    # Nothing repeated: no state twice, though reports were duplicated and reordered.
+    assert max(delivered.values()) == 1
+    # Nothing regressed: after a message's final state, nothing else of it.
+    final_seen: set[str] = set()
+    for _, _, message_id, fp in stream.items:
+        assert message_id not in final_seen, f"{message_id} went on after its final state"
+        if fp.startswith("2f:"):
+            final_seen.add(message_id)
+    # The logs found what the webhooks lost, and counted each.
+    from_logs = {m for _, source, m, fp in stream.items if source == "log" and fp[:3] == "2f:"}
+    assert pusher.stats.dropped > 0
+    assert pusher.stats.dropped_ids <= from_logs
+    assert status.reports_flowing
+    assert status.webhook_lost == len(from_logs)
+    assert status.cycles == 3
