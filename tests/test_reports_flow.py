@@ -23,7 +23,9 @@ import httpx
 import orjson
 import psycopg
 import pytest
+from pg_server import PostgresCluster
 from psycopg.rows import dict_row
+from test_postgres import RoundTrips
 
 from infobip_voicelogs import (
     Account,
@@ -652,3 +654,32 @@ async def test_lossy_reports_and_reconciling_logs_lose_nothing_and_repeat_nothin
     assert status.reports_flowing
     assert status.webhook_lost == len(from_logs)
     assert status.cycles == 3
+
+
+@pytest.mark.postgres
+async def test_each_reports_call_of_postgres_store_is_one_round_trip(
+    pg_cluster: PostgresCluster, postgres_dsn: str, fake: FakeInfobip
+) -> None:
+    counter = RoundTrips(pg_cluster.port)
+    server = await asyncio.start_server(counter.client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    database = postgres_dsn.rsplit("/", 1)[1]
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable"
+    reports = [report_of(log(f"m-{n}", fake)) for n in range(3)]
+    batch = [Delivered(r, fingerprint(r)) for r in reports]
+    async with PostgresStore(dsn, archive=True, max_size=1) as store:
+        await store.accounts()  # connects and migrates
+        calls: list[Callable[[], Any]] = [
+            lambda: store.commit_reports("acme", batch[:2], received_at=fake.clock.now()),
+            lambda: store.commit_reports(
+                "acme", batch[2:], received_at=fake.clock.now(), known=batch[:2]
+            ),
+            lambda: store.commit_reports("acme", [], received_at=fake.clock.now(), received=3),
+            lambda: store.report_activity(["acme", "globex"]),
+        ]
+        for call in calls:
+            before = counter.count
+            await call()
+            assert counter.count - before == 1, call
+        assert set(await store.report_activity(["acme", "globex"])) == {"acme"}
+    server.close()
