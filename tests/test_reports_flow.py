@@ -382,6 +382,8 @@ def test_a_receiver_takes_deliver_or_a_store_and_a_handler(store: Store, stream:
         ReportsReceiver({"acme"}, store=store, handler=stream, deliver=stream, auth=NoAuth())
     with pytest.raises(TypeError, match="store= and handler="):
         ReportsReceiver({"acme"}, store=store, auth=NoAuth())
+    with pytest.raises(TypeError, match="keeps no delivery reports"):
+        ReportsReceiver({"acme"}, store=object(), handler=stream, auth=NoAuth())  # type: ignore[arg-type]
 
 
 def test_delivered_keeps_its_old_name_and_says_its_source() -> None:
