@@ -227,7 +227,9 @@ class PostgresStore:
         the batch's reports twice in `reports`; nothing else is counted.
         """
         # `known` first: where a message is in both, its delivered state is written last.
-        writes = self._writes(account, None, [*known, *delivered])
+        # `known` only fills archive rows: without an archive it has nothing to write.
+        written = [*known, *delivered] if self._archive else list(delivered)
+        writes = self._writes(account, None, written)
         activity = {
             "account": account,
             "received_at": utc(received_at, milliseconds=True),

@@ -240,9 +240,9 @@ class ReportStore(Protocol):
         touches the account's `report_activity`: `last_report_at = received_at`, and
         `reports` grows by `received` (default: `len(delivered)`). An empty `delivered`
         still touches the activity: a batch of duplicates says the reports flow.
-        `known` are reports of states the store already has (not handed over): written
-        the same way, so their own fields (`callback_data`, the call) fill the archive row
-        a log of the same state wrote.
+        `known` are reports of states the store already has (not handed over): with an
+        archive they are written the same way, so their own fields (`callback_data`, the
+        call) fill the row a log of the same state wrote; without one, nothing of them.
         """
         ...
 

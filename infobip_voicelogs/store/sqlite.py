@@ -333,7 +333,8 @@ class SqliteStore:
             utc_text(received_at),
             len(delivered) if received is None else received,
         )
-        written = [*known, *delivered]
+        # `known` only fills archive rows: without an archive it has nothing to write.
+        written = [*known, *delivered] if self._archive else list(delivered)
         fingerprint_rows = [fingerprint_row(account, item, now) for item in written]
         archive_params = archive_rows(account, written, now) if self._archive else []
 
