@@ -26,9 +26,13 @@ The way from `run()` to the handler (every store leases, so there is one way):
 
 Reconciliation: each claim (`_claim`) also reads, in one `ReportStore.report_activity`
 call, when each account's delivery reports last arrived. An account whose last report is
-within `reconcile` of now when a cycle starts is reconciling: that cycle's final states
-count as `webhook_lost` (no report brought them, or `compare` would have called them
-`SAME`), and it is due again `reconcile` later instead of `interval`.
+within `reconcile` of now when a cycle starts is reconciling: that cycle's first final
+states (`AccountResult.settled`) count as `webhook_lost` (no report brought them, or
+`compare` would have called them `SAME`), and it is due again `reconcile` later instead
+of `interval`. A report changes the store's fingerprints behind the poller's per-lease
+filter (`Checkpoints.prints`), which is safe: the filter only skips a log equal to what
+this process committed, and if a report moved the store on meanwhile, that log shows the
+older state, which is not to be delivered again.
 
 Shutdown rules (`_shutdown`): `stop()`, `aclose()` and a first cancellation give the
 cycles in flight `shutdown_grace`; a hand-over in flight finishes and commits within it,
