@@ -301,9 +301,12 @@ async def test_the_archive_keeps_what_each_source_brought(
     fake.accounts["acme"].add_logs([pending])
     async with poller_for() as poller:
         await poller.run_once()  # the log: its text, no call
+        assert await post(receiver, "acme", report_of(log("m-1", fake))) == 200
+        lagging = await poller.run_once()  # the log still PENDING: older than the report
+        fake.accounts["acme"].update("m-1", status=DELIVERED, price=PRICE)
+        caught_up = await poller.run_once()  # the report's state: the same
 
-    assert await post(receiver, "acme", report_of(log("m-1", fake))) == 200
-
+    assert lagging["acme"].delivered == caught_up["acme"].delivered == 0
     assert stream.seen() == [("log", "m-1"), ("report", "m-1")]
     row = await row_of("m-1")
     assert row["text"] == "Your code is 1234"  # the log's, which the report lacks
