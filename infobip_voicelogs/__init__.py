@@ -37,7 +37,15 @@ from .fetcher import FetcherStats, LogsFetcher, Throttle
 from .models import ErrorInfo, GeneralStatus, LogsQuery, Price, Status, VoiceLog
 from .poller import Account, AccountResult, AccountStatus, Handler, LeaseState, LogsPoller
 from .retry import RetryEvent
-from .store import CheckpointStore, Delivered, Lease, LeaseStore, SqliteStore, StoreError
+from .store import (
+    CheckpointStore,
+    Delivered,
+    Lease,
+    LeaseStore,
+    ReportStore,
+    SqliteStore,
+    StoreError,
+)
 from .throttle import TokenBucket
 
 __all__ = [
@@ -71,6 +79,7 @@ __all__ = [
     "LogsQuery",
     "Price",
     "RateLimitError",
+    "ReportStore",
     "RetentionWarning",
     "RetryEvent",
     "ServerError",

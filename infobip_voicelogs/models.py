@@ -13,7 +13,7 @@ import enum
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -170,8 +170,12 @@ class VoiceLog:
     A log is not final when first seen: a `PENDING` log later becomes `DELIVERED`,
     `UNDELIVERABLE`, `EXPIRED` or `REJECTED`, and its `done_at`, `duration`, `price`
     and `error` change with it. `message_id` is its identity. Fields the provider left
-    out are `None`.
+    out are `None`. `source` is `"log"` (a delivery report's is `"report"`), so one
+    handler serving the poller and the reports receiver can tell the two apart.
     """
+
+    #: Where this state came from: the logs endpoint (a class constant, not a field).
+    source: ClassVar[Literal["log"]] = "log"
 
     bulk_id: str | None = attrs.field(default=None, metadata={WIRE: "bulkId"})
     message_id: str | None = attrs.field(default=None, metadata={WIRE: "messageId"})

@@ -24,6 +24,16 @@ The way from `run()` to the handler (every store leases, so there is one way):
 4. `_record` turns the result into the account's `AccountStatus` (`next_status`) and its
    next due time; a `LeaseLostError` hands the account back to the keeper.
 
+Reconciliation: each claim (`_claim`) also reads, in one `ReportStore.report_activity`
+call, when each account's delivery reports last arrived. An account whose last report is
+within `reconcile` of now when a cycle starts is reconciling: that cycle's first final
+states (`AccountResult.settled`) count as `webhook_lost` (no report brought them, or
+`compare` would have called them `SAME`), and it is due again `reconcile` later instead
+of `interval`. A report changes the store's fingerprints behind the poller's per-lease
+filter (`Checkpoints.prints`), which is safe: the filter only skips a log equal to what
+this process committed, and if a report moved the store on meanwhile, that log shows the
+older state, which is not to be delivered again.
+
 Shutdown rules (`_shutdown`): `stop()`, `aclose()` and a first cancellation give the
 cycles in flight `shutdown_grace`; a hand-over in flight finishes and commits within it,
 else it is cancelled and its batch offered again; a second cancellation skips the grace;
@@ -33,7 +43,7 @@ are released (bounded), the fetchers closed, never the caller's client or store.
 
 from ..state import fingerprint
 from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, new_owner_id
-from ._poller import PRUNE_MARGIN, LogsPoller
+from ._poller import DEFAULT_RECONCILE, PRUNE_MARGIN, LogsPoller
 from ._records import (
     AUTH_BACKOFF_FACTOR,
     MAX_BACKOFF,
@@ -50,6 +60,7 @@ __all__ = [
     "AUTH_BACKOFF_FACTOR",
     "DEFAULT_CLAIM_INTERVAL",
     "DEFAULT_LEASE_TTL",
+    "DEFAULT_RECONCILE",
     "DEFAULT_SHUTDOWN_GRACE",
     "MAX_BACKOFF",
     "PRUNE_MARGIN",

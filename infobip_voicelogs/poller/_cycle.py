@@ -21,7 +21,7 @@ import attrs
 from .._time import RETENTION
 from ..fetcher import LogsFetcher
 from ..models import VoiceLog
-from ..state import Change, compare, fingerprint
+from ..state import FINAL_PREFIX, Change, compare, fingerprint
 from ..store import Delivered, Lease, LeaseStore
 from ._checkpoints import Checkpoints
 from ._leases import LeaseKeeper
@@ -92,7 +92,7 @@ class Walk:
         checkpoint: datetime | None,
     ) -> AccountResult:
         """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
-        batch, new, changed = await self._changes(lease, seen)
+        batch, new, changed, finals = await self._changes(lease, seen)
         if not batch:
             if checkpoint is not None:
                 # Nothing for the handler: no claim to wait for, the lease only checked
@@ -105,9 +105,10 @@ class Walk:
         await self.leases.settled()
         self.leases.check(lease)
         with self.leases.handing_over(name):
-            logs = [item.log for item in batch]
+            # Only logs here (the poller commits no reports): the filter says so to the types.
+            logs = [item.item for item in batch if isinstance(item.item, VoiceLog)]
             logs.reverse()  # oldest first: the order things happened in
-            committed = {item.log.message_id or "": item.fingerprint for item in batch}
+            committed = {item.item.message_id or "": item.fingerprint for item in batch}
 
             async def hand_over() -> None:
                 await self.handler(name, logs)
@@ -117,12 +118,13 @@ class Walk:
                     self.checkpoints.committed(lease, checkpoint)
 
             await self.shutdown.hand_over(name, len(logs), hand_over)
-        dated = [item.log.sent_at for item in batch if item.log.sent_at is not None]
+        dated = [item.item.sent_at for item in batch if item.item.sent_at is not None]
         return AccountResult(
             delivered=len(batch),
             new=new,
             changed=changed,
             newest_sent_at=max(dated, default=None),
+            settled=finals,
         )
 
     async def _window_start(self, lease: Lease, now: datetime) -> datetime:
@@ -145,7 +147,11 @@ class Walk:
 
     async def _changes(
         self, lease: Lease, seen: Sequence[VoiceLog]
-    ) -> tuple[list[Delivered], int, int]:
+    ) -> tuple[list[Delivered], int, int, int]:
+        """The new and changed logs among `seen`, and how many are new, changed, and first
+        final states (no final one stored before, from a log or a report: while the
+        account's reports flow, each is one no report brought).
+        """
         name = lease.account
         tracked = {log.message_id: log for log in seen if log.message_id is not None}
         untracked = len(seen) - sum(1 for log in seen if log.message_id is not None)
@@ -162,14 +168,15 @@ class Walk:
         prints = {message_id: fingerprint(log) for message_id, log in tracked.items()}
         unsure = [message_id for message_id, p in prints.items() if cached.get(message_id) != p]
         if not unsure:
-            return [], 0, 0
+            return [], 0, 0, 0
         known = await self.store.fingerprints(name, unsure)
         batch: list[Delivered] = []
         settled: dict[str, str] = {}  # nothing to deliver: remembered as the store's answer
-        new = changed = 0
+        new = changed = finals = 0
         for message_id in unsure:
             log = tracked[message_id]
-            change = compare(known.get(message_id), log)
+            stored = known.get(message_id)
+            change = compare(stored, log)
             if change is Change.NEW:
                 new += 1
             elif change is Change.CHANGED:
@@ -178,5 +185,9 @@ class Walk:
                 settled[message_id] = prints[message_id]
                 continue
             batch.append(Delivered(log, prints[message_id]))
+            # A correction of a final state (a report's, say) is a change, not a lost report.
+            final = prints[message_id].startswith(FINAL_PREFIX)
+            if final and not (stored or "").startswith(FINAL_PREFIX):
+                finals += 1
         self.checkpoints.remember(lease, settled)
-        return batch, new, changed
+        return batch, new, changed, finals

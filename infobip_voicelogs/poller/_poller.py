@@ -26,7 +26,7 @@ from ..connections import poller_client
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
-from ..store import CheckpointStore
+from ..store import CheckpointStore, ReportStore
 from ..store._local import solo_leases
 from ._checkpoints import Checkpoints
 from ._cycle import Walk
@@ -47,12 +47,15 @@ from ._records import (
 )
 from ._shutdown import DEFAULT_SHUTDOWN_GRACE, Shutdown
 
-__all__ = ["PRUNE_MARGIN", "LogsPoller"]
+__all__ = ["DEFAULT_RECONCILE", "PRUNE_MARGIN", "LogsPoller"]
 
 logger = logging.getLogger("infobip_voicelogs")
 
 #: Fingerprints are kept this much longer than the retention, for clocks that disagree.
 PRUNE_MARGIN = timedelta(hours=1)
+#: Seconds between the cycles of an account whose delivery reports flow: the logs then only
+#: find what the webhooks lost, and 10 minutes is far inside their 48 hours.
+DEFAULT_RECONCILE = 600.0
 
 
 class LogsPoller:
@@ -78,7 +81,9 @@ class LogsPoller:
         accounts: The accounts to poll; names must be unique.
         store: Where checkpoints, fingerprints (and the archive) live.
         handler: `await handler(account_name, logs)` with each batch, oldest log first.
-            If it raises, the batch is offered again next cycle.
+            If it raises, the batch is offered again next cycle. One handler typed
+            `Sequence[VoiceLog | VoiceReport]` may serve a `ReportsReceiver` on the same
+            store too: each state reaches it once, from whichever source came first.
         interval: Seconds (or a `timedelta`) between an account's cycles in `run()`.
         backfill: How far back an account's first cycle reaches (at most 48 hours).
         revisit: How far back before the checkpoint each cycle looks again, to see
@@ -114,6 +119,13 @@ class LogsPoller:
             leases held (at most half of ``lease_ttl``).
         owner: This process's id in the lease table (default: host, pid and a random
             suffix).
+        reconcile: Seconds (or a `timedelta`, default 10 minutes) between the cycles of an
+            account whose delivery reports flow: its last report, committed by any
+            `ReportsReceiver` to the same store (`ReportStore.report_activity`, read once a
+            claim period), is within `reconcile` of now. Such a cycle delivers only what
+            no report brought; its final states count as `AccountStatus.webhook_lost`
+            (and `reports.lost`). An account whose reports stop goes back to `interval`.
+            A store without reports: every account is polled every `interval`.
 
     Every store leases: `SqliteStore` grants every account to its one poller (and refuses
     a second poller on the same store object), a `CheckpointStore` without leases is
@@ -147,6 +159,7 @@ class LogsPoller:
         lease_ttl: float | timedelta = DEFAULT_LEASE_TTL,
         claim_interval: float | timedelta = DEFAULT_CLAIM_INTERVAL,
         owner: str | None = None,
+        reconcile: float | timedelta = DEFAULT_RECONCILE,
     ) -> None:
         self._accounts: dict[str, Account] = {}
         for account in accounts:
@@ -160,6 +173,13 @@ class LogsPoller:
             raise ValueError("backfill must be positive and revisit not negative")
         self._store = leasing = solo_leases(store)
         self._interval = interval
+        self._reconcile = seconds(reconcile)
+        if self._reconcile <= 0:
+            raise ValueError("reconcile must be positive")
+        # Each account's last delivery report, read from the store once a claim period (a
+        # store without reports: nobody's; a failed read keeps the last one).
+        self._reports = store if isinstance(store, ReportStore) else None
+        self._last_reports: dict[str, datetime] = {}
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -267,6 +287,11 @@ class LogsPoller:
     def interval(self) -> float:
         """Seconds between an account's cycles in `run()`."""
         return self._interval
+
+    @property
+    def reconcile(self) -> float:
+        """Seconds between the cycles of an account whose delivery reports flow."""
+        return self._reconcile
 
     @property
     def lease_ttl(self) -> float:
@@ -413,9 +438,30 @@ class LogsPoller:
             self._mark_leases()
 
     async def _claim(self) -> None:
-        """One claim: renew, shed, claim; mark which accounts this process holds now."""
+        """One claim: renew, shed, claim; mark which accounts this process holds now.
+
+        Then whose reports flow, for every account in one store call (see `_flowing`).
+        """
         await self._leases.claim()
         self._mark_leases()
+        await self._read_report_activity()
+
+    async def _read_report_activity(self) -> None:
+        if self._reports is None:
+            return
+        try:
+            self._last_reports = await self._reports.report_activity(list(self._accounts))
+        except Exception:  # a failed read keeps the last one: the next claim reads again
+            logger.warning(
+                "reading whose delivery reports flow failed; trying again at the next claim",
+                exc_info=True,
+                extra={"outcome": "report_activity_failed"},
+            )
+
+    def _flowing(self, name: str) -> bool:
+        """Whether the account's last report (any receiver's) is within `reconcile` of now."""
+        last = self._last_reports.get(name)
+        return last is not None and self._clock() - last < timedelta(seconds=self._reconcile)
 
     def _mark_leases(self) -> None:
         """Copy the keeper's view into each status, and keep the lag series to held ones."""
@@ -449,6 +495,7 @@ class LogsPoller:
         task = asyncio.current_task()
         assert task is not None
         started = asyncio.get_running_loop().time()
+        reconciling = self._flowing(name)  # decided once, as the cycle starts
         with self._shutdown.cycle(task):
             try:
                 async with self._turns[name]:  # a cycle of this account in flight: after it
@@ -466,7 +513,9 @@ class LogsPoller:
                     )
                 )
         now = asyncio.get_running_loop().time()
-        self._record(name, result, now)
+        self._record(name, result, now, reconciling=reconciling)
+        if reconciling and result.settled:
+            telemetry.reports_lost(name, result.settled)
         status = self._status[name]
         telemetry.record_cycle(
             name,
@@ -522,7 +571,9 @@ class LogsPoller:
             return account.throttle
         return self._throttle_factory(account)
 
-    def _record(self, name: str, result: AccountResult, now: float) -> None:
+    def _record(
+        self, name: str, result: AccountResult, now: float, *, reconciling: bool = False
+    ) -> None:
         fetcher = self._fetchers.get(name)
         before = self._status[name]
         self._status[name] = after = next_status(
@@ -530,8 +581,10 @@ class LogsPoller:
             result,
             now=now,
             polled_at=self._clock(),
-            interval=self._interval,
+            # While its reports flow, the logs only reconcile: what no report brought.
+            interval=self._reconcile if reconciling else self._interval,
             stats=fetcher.stats if fetcher is not None else None,
+            reconciling=reconciling,
         )
         if result.error is None:
             return

@@ -70,6 +70,9 @@ class AccountResult:
         error: The exception that failed the cycle (fetch, handler or store), or `None`;
             its tracebacks are cleared once the poller has logged it (see `detached`).
         newest_sent_at: The newest `sent_at` among the logs delivered (and committed).
+        settled: Logs delivered in their message's first final state (`DELIVERED`,
+            `UNDELIVERABLE`, ...; no final state stored before, from a log or a report): in
+            a reconciliation cycle, the states the account's delivery reports never brought.
     """
 
     delivered: int = 0
@@ -77,6 +80,7 @@ class AccountResult:
     changed: int = 0
     error: Exception | None = None
     newest_sent_at: datetime | None = None
+    settled: int = 0
 
     @property
     def ok(self) -> bool:
@@ -128,6 +132,12 @@ class AccountStatus:
     lost_leases: int = 0
     #: The newest `sent_at` of any log delivered so far.
     newest_sent_at: datetime | None = None
+    #: Whether the account's delivery reports flow (its last report, read from the store,
+    #: is within `reconcile` of now): then it is polled every `reconcile`, not `interval`.
+    reports_flowing: bool = False
+    #: Final states that reconciliation cycles found in the logs and no report brought:
+    #: the webhooks lost (an upper bound: a report still on its way counts too).
+    webhook_lost: int = 0
 
     def __init__(self, *args: Any, held: bool | None = None, **fields: Any) -> None:
         if held is not None:
@@ -154,6 +164,7 @@ def add_results(one: AccountResult, other: AccountResult) -> AccountResult:
         new=one.new + other.new,
         changed=one.changed + other.changed,
         newest_sent_at=max(dates, default=None),
+        settled=one.settled + other.settled,
     )
 
 
@@ -185,10 +196,13 @@ def next_status(
     polled_at: datetime,
     interval: float,
     stats: FetcherStats | None,
+    reconciling: bool = False,
 ) -> AccountStatus:
     """An account's status after a cycle ended at `now` (event loop time) with `result`.
 
-    A success is due again one `interval` later. A failure backs off: `interval`, doubling
+    A success is due again one `interval` later (the caller passes the reconciliation
+    interval while the account's reports flow: `reconciling`, whose final states found
+    count as `webhook_lost`). A failure backs off: `interval`, doubling
     with each failure in a row, up to `MAX_BACKOFF` (ten times longer for a refused
     credential). A lost lease is not the account's failure: it is counted and the account
     is no longer held, with no back-off. The error kept is `detached`; a success clears it.
@@ -198,7 +212,10 @@ def next_status(
         "new": before.new + result.new,
         "changed": before.changed + result.changed,
         "last_polled": polled_at,
+        "reports_flowing": reconciling,
     }
+    if reconciling and result.settled:
+        changes["webhook_lost"] = before.webhook_lost + result.settled
     newest = result.newest_sent_at
     if newest is not None and (before.newest_sent_at is None or newest > before.newest_sent_at):
         changes["newest_sent_at"] = newest

@@ -15,6 +15,7 @@ import orjson
 from psycopg.adapt import Dumper
 
 from ..errors import StoreError
+from ..store._archive import archive_values
 from ..store.base import Delivered
 
 __all__ = ["Document", "DocumentDumper", "batch_document", "latest_per_message", "utc"]
@@ -68,8 +69,8 @@ def latest_per_message(delivered: Sequence[Delivered]) -> list[Delivered]:
     """The batch with each message once, its last occurrence winning, as in `SqliteStore`."""
     last: dict[str, Delivered] = {}
     for item in delivered:
-        assert item.log.message_id is not None  # Delivered checks it on construction
-        last[item.log.message_id] = item
+        assert item.item.message_id is not None  # Delivered checks it on construction
+        last[item.item.message_id] = item
     return list(last.values())
 
 
@@ -83,7 +84,7 @@ def batch_document(batch: Sequence[Delivered], *, archive: bool) -> Document:
 
 
 def _fingerprint_row(item: Delivered) -> dict[str, Any]:
-    log = item.log
+    log = item.item
     return {
         "message_id": log.message_id,
         "fingerprint": item.fingerprint,
@@ -92,34 +93,9 @@ def _fingerprint_row(item: Delivered) -> dict[str, Any]:
 
 
 def _archive_row(item: Delivered) -> dict[str, Any]:
-    log = item.log
-    price, status, error = log.price, log.status, log.error
-    group = status.group if status is not None else None
-    return {
-        "message_id": log.message_id,
-        "fingerprint": item.fingerprint,
-        "bulk_id": log.bulk_id,
-        "to_number": log.to,
-        "from_sender": log.from_,
-        "text": log.text,
-        "sent_at": _aware(log.sent_at),
-        "done_at": _aware(log.done_at),
-        "duration": log.duration,
-        "mccmnc": log.mccmnc,
-        # The exact decimal, as text.
-        "price_per_second": None if price is None else str(price.per_second),
-        "currency": None if price is None else price.currency,
-        "status_group": None if group is None else group.value,
-        "status_group_name": None if status is None else status.group_name,
-        "status_group_id": None if status is None else status.group_id,
-        "status_id": None if status is None else status.id,
-        "status_name": None if status is None else status.name,
-        "status_description": None if status is None else status.description,
-        "status_action": None if status is None else status.action,
-        "error_group_id": None if error is None else error.group_id,
-        "error_group_name": None if error is None else error.group_name,
-        "error_id": None if error is None else error.id,
-        "error_name": None if error is None else error.name,
-        "error_description": None if error is None else error.description,
-        "error_permanent": None if error is None else error.permanent,
-    }
+    values = archive_values(item.item)
+    for column, value in values.items():
+        if isinstance(value, datetime):
+            values[column] = _aware(value)
+    values["fingerprint"] = item.fingerprint
+    return values

@@ -14,11 +14,12 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from ..errors import StoreError
+from ..store._archive import ARCHIVE_STATE_COLUMNS
 
 __all__ = ["SCHEMA_VERSION", "Statements", "migrate", "quote_ident"]
 
 #: The layout of the tables this version writes (the row of `voicelogs_schema`).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each migration takes a schema from the version before it to its own number (index + 1).
 # `{s}` is the quoted schema name.
@@ -81,6 +82,21 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE {s}.lease_owners (
             owner       text PRIMARY KEY,
             alive_until timestamptz NOT NULL
+        )""",
+    ),
+    # 2: delivery reports. The archive keeps a report's own fields; the rows from before
+    # came from the logs. `report_activity` says whose reports flow.
+    (
+        "ALTER TABLE {s}.voice_logs ADD COLUMN source text",
+        "UPDATE {s}.voice_logs SET source = 'log'",
+        "ALTER TABLE {s}.voice_logs ADD COLUMN callback_data text, "
+        "ADD COLUMN call_started_at timestamptz, ADD COLUMN call_answered_at timestamptz, "
+        "ADD COLUMN call_ended_at timestamptz, ADD COLUMN charged_duration bigint, "
+        "ADD COLUMN answered_by text, ADD COLUMN report jsonb",
+        """CREATE TABLE {s}.report_activity (
+            account        text PRIMARY KEY,
+            last_report_at timestamptz NOT NULL,
+            reports        bigint NOT NULL
         )""",
     ),
 )
@@ -173,7 +189,19 @@ ARCHIVE_FIELDS: tuple[tuple[str, str], ...] = (
     ("status_name", "text"), ("status_description", "text"), ("status_action", "text"),
     ("error_group_id", "bigint"), ("error_group_name", "text"), ("error_id", "bigint"),
     ("error_name", "text"), ("error_description", "text"), ("error_permanent", "boolean"),
+    ("source", "text"), ("callback_data", "text"), ("call_started_at", "timestamptz"),
+    ("call_answered_at", "timestamptz"), ("call_ended_at", "timestamptz"),
+    ("charged_duration", "bigint"), ("answered_by", "text"), ("report", "jsonb"),
 )  # fmt: skip
+# The columns of one state: written whole by the newer state, never merged with an older's.
+# Any other column keeps what it held when the new row has none (a report has no `text`).
+_TAKE_ON_UPDATE = frozenset({*ARCHIVE_STATE_COLUMNS, "source", "updated_at"})
+
+
+def _on_update(s: str, column: str) -> str:
+    if column in _TAKE_ON_UPDATE:
+        return f"{column} = excluded.{column}"
+    return f"{column} = COALESCE(excluded.{column}, {s}.voice_logs.{column})"
 
 
 def _millisecond(name: str, kind: str) -> str:
@@ -222,8 +250,8 @@ class Statements:
             + ", at, at FROM batch "
             "WHERE message_id IN (SELECT message_id FROM fingerprints_written) "
             "ON CONFLICT (account, message_id) DO UPDATE SET "
-            # Every column takes the new value but the key and the first sighting.
-             + ", ".join(f"{c} = excluded.{c}" for c in [*columns[1:], "updated_at"])
+            # The key and the first sighting stay; see `_on_update` for the others.
+             + ", ".join(_on_update(s, c) for c in [*columns[1:], "updated_at"])
         )
         write_checkpoint = (
             f"INSERT INTO {s}.checkpoints (account, checkpoint, updated_at) "
@@ -257,6 +285,17 @@ class Statements:
             f"updated_at = excluded.updated_at WHERE {s}.checkpoints.checkpoint "
             "< excluded.checkpoint) "
             "SELECT account FROM given WHERE account NOT IN (SELECT account FROM held)"
+        )
+        # commit_reports(): the account's reports flow; its last report never moves back.
+        self.touch_report_activity = (
+            f"INSERT INTO {s}.report_activity (account, last_report_at, reports) "
+            "VALUES (%(account)s, %(received_at)s, %(received)s) ON CONFLICT (account) DO UPDATE "
+            f"SET reports = {s}.report_activity.reports + excluded.reports, last_report_at = "
+            f"GREATEST({s}.report_activity.last_report_at, excluded.last_report_at)"
+        )
+        self.report_activity = (
+            f"SELECT account, last_report_at FROM {s}.report_activity "
+            "WHERE account IN (SELECT json_array_elements_text(%s::json))"
         )
         self.checkpoint = f"SELECT checkpoint FROM {s}.checkpoints WHERE account = %s"
         self.accounts = f"SELECT account, checkpoint FROM {s}.checkpoints ORDER BY account"

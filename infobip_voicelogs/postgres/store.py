@@ -204,6 +204,50 @@ class PostgresStore:
         [rows] = await self._run("read the checkpoints", [(self._sql.accounts, None)])
         return {account: utc(checkpoint) for account, checkpoint in rows}
 
+    # -- the ReportStore protocol ----------------------------------------------------------
+
+    async def commit_reports(
+        self,
+        account: str,
+        delivered: Sequence[Delivered],
+        *,
+        received_at: datetime,
+        received: int | None = None,
+        known: Sequence[Delivered] = (),
+    ) -> None:
+        """Record a batch of delivery reports in one transaction and one round trip.
+
+        The same as `SqliteStore.commit_reports`: fingerprints (a final one never replaced
+        by a non-final one), archive rows with `archive=True` (a column a report lacks
+        keeps what a log brought), and the account's `report_activity` (its last report
+        at `received_at`, never moved back; `received` more reports, default
+        `len(delivered)`), touched even for an empty batch; `known` written like
+        `delivered` (its fields fill the archive's empty columns). Not fenced: any receiver
+        process may commit any account's reports. A retry after a lost answer may count
+        the batch's reports twice in `reports`; nothing else is counted.
+        """
+        # `known` first: where a message is in both, its delivered state is written last.
+        # `known` only fills archive rows: without an archive it has nothing to write.
+        written = [*known, *delivered] if self._archive else list(delivered)
+        writes = self._writes(account, None, written)
+        activity = {
+            "account": account,
+            "received_at": utc(received_at, milliseconds=True),
+            "received": len(delivered) if received is None else received,
+        }
+        writes.append((self._sql.touch_report_activity, activity))
+        await self._run("commit a batch of reports", writes)
+
+    async def report_activity(self, accounts: Collection[str]) -> dict[str, datetime]:
+        """When each of these accounts last committed reports (aware UTC); never: absent."""
+        names = sorted(set(accounts))
+        if not names:
+            return {}
+        [rows] = await self._run(
+            "read the report activity", [(self._sql.report_activity, (_json(names),))]
+        )
+        return {str(account): utc(at) for account, at in rows}
+
     # -- the LeaseStore protocol -----------------------------------------------------------
 
     async def lease(

@@ -3,7 +3,8 @@
 ```python
 reports = decode_reports(request_body, request.headers["content-type"])
 body = encode_reports(reports, "xml", shape="flat")   # as the provider would POST them
-receiver = ReportsReceiver({"eu-shop"}, deliver=deliver, auth=BasicCredentials("ib", pw))
+auth = BasicCredentials("ib", pw)
+receiver = ReportsReceiver({"eu-shop"}, store=store, handler=handler, auth=auth)
 ```
 
 Decoding accepts both shapes (the current nested `voiceCall` one and the older flat
@@ -12,7 +13,9 @@ item names; anything else is a `DecodeError` naming the report and the field. Th
 path is the logs' hardened one: no DOCTYPE, no entities, no network, no huge trees.
 
 `ReportsReceiver` is an ASGI application that takes the provider's report POSTs; the
-`ReportsAuth` classes beside it say how it authenticates them.
+`ReportsAuth` classes beside it say how it authenticates them. Given the poller's store
+and a handler, it delivers into the same stream: each state once, whichever source
+brought it first.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import inspect
 
 from ._auth import BasicCredentials, HeaderSecret, HmacSignature, NoAuth, ReportsAuth
 from ._codec import decode_reports, encode_reports
+from ._flow import ReportHandler
 from ._model import Ivr, ReportShape, VoiceCall, VoiceReport
 from ._receiver import Deliver, ReportsReceiver
 
@@ -31,6 +35,7 @@ __all__ = [
     "HmacSignature",
     "Ivr",
     "NoAuth",
+    "ReportHandler",
     "ReportShape",
     "ReportsAuth",
     "ReportsReceiver",

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -85,6 +85,10 @@ class VoiceReport:
     >>> VoiceReport(message_id="m1", status=delivered).general_status
     <GeneralStatus.DELIVERED: 'DELIVERED'>
     """
+
+    #: Where this state came from: a pushed delivery report (a log's is `"log"`); a class
+    #: constant, not a field.
+    source: ClassVar[Literal["report"]] = "report"
 
     bulk_id: str | None = None
     message_id: str | None = None

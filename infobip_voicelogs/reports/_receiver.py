@@ -1,7 +1,8 @@
 """`ReportsReceiver`: the ASGI application that takes the provider's report POSTs.
 
 ```python
-receiver = ReportsReceiver({"eu-shop"}, deliver=deliver, auth=BasicCredentials("ib", password))
+auth = BasicCredentials("ib", password)
+receiver = ReportsReceiver({"eu-shop"}, store=store, handler=handler, auth=auth)
 app.mount("/reports", receiver)        # FastAPI / Starlette: POST /reports/eu-shop
 uvicorn.run(receiver)                  # or on its own:       POST /eu-shop
 ```
@@ -13,6 +14,8 @@ authenticate (401); the content type is JSON or XML (415); the declared length i
 (413); an HMAC matches the raw body (401); the body decodes (400); ``deliver`` returns
 (503 with `Retry-After` if it raised or overran ``deliver_timeout``); then 200. So a
 batch is handed over whole or not at all, and acknowledged only once it is committed.
+With ``store=`` and ``handler=``, delivering is `StoreDelivery` (`_flow`): the batch's new
+and changed states to the handler, then the commit.
 """
 
 from __future__ import annotations
@@ -20,16 +23,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
+from .._time import utc_now
 from ..codec._media_types import Format, format_of, media_type
 from ..errors import DecodeError
 from . import _http
 from ._auth import ReportsAuth
 from ._codec import decode_reports
+from ._flow import ReportHandler, StoreDelivery
 from ._http import BodyRefused, Receive, Scope, Send
 from ._model import VoiceReport
+
+if TYPE_CHECKING:
+    from ..store import ReportStore
 
 __all__ = [
     "DEFAULT_DELIVER_TIMEOUT",
@@ -66,7 +75,18 @@ class ReportsReceiver:
     Args:
         accounts: The account names it receives for: ``POST {root}/{account}`` for each; any
             other name is 404.
-        deliver: ``await deliver(account, reports)`` with the decoded batch (never empty). It
+        store: Where the batch's states are committed (`SqliteStore`, `PostgresStore`: a
+            `ReportStore`), the poller's store: its fingerprints span both sources.
+        handler: ``await handler(account, reports)`` with a batch's new and changed states
+            (never a state the store already has, from a report or a log); the batch is
+            committed only once it returned, and answered 200 only then. If it raises, the
+            answer is 503 and nothing is committed: the provider's retry delivers again.
+            The same handler may serve `LogsPoller` (type it ``Sequence[VoiceLog |
+            VoiceReport]``; `item.source` tells which).
+        clock: Gives the time a batch is received (the store's report activity, which the
+            poller reads to know whose reports flow); tests move it.
+        deliver: The low-level alternative to ``store`` and ``handler``:
+            ``await deliver(account, reports)`` with the decoded batch (never empty). It
             must hand the reports to the handler and commit them to the store before it
             returns: the 200 that follows tells the provider it may forget them. If it
             raises (or overruns ``deliver_timeout``) the answer is 503 with `Retry-After`,
@@ -86,7 +106,8 @@ class ReportsReceiver:
 
     Raises:
         TypeError: ``auth`` is not a `ReportsAuth` or a mapping of them (``None`` included),
-            or ``accounts`` is one string.
+            ``accounts`` is one string, or not exactly one of ``deliver`` and ``store``
+            with ``handler`` is given.
         ValueError: No account, or a limit that is not positive.
     """
 
@@ -94,8 +115,11 @@ class ReportsReceiver:
         self,
         accounts: Iterable[str],
         *,
-        deliver: Deliver,
+        store: ReportStore | None = None,
+        handler: ReportHandler | None = None,
+        deliver: Deliver | None = None,
         auth: ReportsAuth | Mapping[str, ReportsAuth],
+        clock: Callable[[], datetime] = utc_now,
         prefix: str = "",
         max_body: int = DEFAULT_MAX_BODY,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
@@ -117,7 +141,7 @@ class ReportsReceiver:
         self.read_timeout = read_timeout
         self.deliver_timeout = deliver_timeout
         self.retry_after = retry_after
-        self._deliver = deliver
+        self._deliver = _deliverer(store, handler, deliver, clock)
 
     def __repr__(self) -> str:
         return f"ReportsReceiver(accounts={len(self.accounts)}, auth={self.auth!r})"
@@ -236,6 +260,22 @@ class ReportsReceiver:
 
 
 _REASONS = {400: "bad_length", 408: "timeout", 413: "too_large"}
+
+
+def _deliverer(
+    store: ReportStore | None,
+    handler: ReportHandler | None,
+    deliver: Deliver | None,
+    clock: Callable[[], datetime],
+) -> Deliver:
+    """``deliver`` as given, or built from ``store`` and ``handler``: exactly one of the two."""
+    if deliver is not None:
+        if store is not None or handler is not None:
+            raise TypeError("give either deliver= or store= and handler=, not both")
+        return deliver
+    if store is None or handler is None:
+        raise TypeError("a receiver needs store= and handler= (or, low-level, deliver=)")
+    return StoreDelivery(store, handler, clock)
 
 
 def _auth_per_account(

@@ -4,11 +4,12 @@
 implementation, one SQLite file for one process. `LeaseStore` adds the fenced leases the
 poller commits through: `infobip_voicelogs.postgres.PostgresStore` shares them among a
 fleet, `SqliteStore` grants every account to its one poller (fence 0), and the poller
-wraps a `CheckpointStore` without leases to do the same.
+wraps a `CheckpointStore` without leases to do the same. `ReportStore` is the delivery
+reports' side of the same tables (`SqliteStore` and `PostgresStore` offer it).
 """
 
 from ..errors import LeaseLostError, StoreError
-from .base import CheckpointStore, Delivered, Lease, LeaseStore
+from .base import CheckpointStore, Delivered, Lease, LeaseStore, ReportStore
 from .sqlite import DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION, SqliteStore
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Lease",
     "LeaseLostError",
     "LeaseStore",
+    "ReportStore",
     "SqliteStore",
     "StoreError",
 ]

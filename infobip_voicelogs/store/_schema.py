@@ -1,4 +1,4 @@
-"""The file's layout and the mapping between `VoiceLog`s and rows, for `SqliteStore`.
+"""The file's layout and the mapping between logs (and reports) and rows, for `SqliteStore`.
 
 The tables are documented for users in `docs/archive.md`; keep the two in step. A change
 of layout is a new entry in `_MIGRATIONS` and a new `SCHEMA_VERSION`, never an edit of an
@@ -13,13 +13,16 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from ..errors import StoreError
-from ..models import VoiceLog
-from .base import Delivered
+from ._archive import ARCHIVE_STATE_COLUMNS, ARCHIVE_VALUE_COLUMNS, archive_values
+from .base import Delivered, Item
 
 __all__ = [
     "ADVANCE_CHECKPOINT",
     "SCHEMA_VERSION",
+    "TOUCH_REPORT_ACTIVITY",
     "UPSERT_ARCHIVE",
     "UPSERT_CHECKPOINT",
     "UPSERT_FINGERPRINT",
@@ -33,7 +36,7 @@ __all__ = [
 ]
 
 #: The layout of the tables this version writes (`PRAGMA user_version`).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each migration takes a file from the version before it to its own number (index + 1).
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -84,28 +87,57 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX voice_logs_by_account_sent_at ON voice_logs (account, sent_at)",
     ),
+    # 2: delivery reports. The archive keeps a report's own fields; the rows from before
+    # came from the logs. `report_activity` says whose reports flow.
+    (
+        "ALTER TABLE voice_logs ADD COLUMN source TEXT",
+        "UPDATE voice_logs SET source = 'log'",
+        "ALTER TABLE voice_logs ADD COLUMN callback_data TEXT",
+        "ALTER TABLE voice_logs ADD COLUMN call_started_at TEXT",
+        "ALTER TABLE voice_logs ADD COLUMN call_answered_at TEXT",
+        "ALTER TABLE voice_logs ADD COLUMN call_ended_at TEXT",
+        "ALTER TABLE voice_logs ADD COLUMN charged_duration INTEGER",
+        "ALTER TABLE voice_logs ADD COLUMN answered_by TEXT",
+        "ALTER TABLE voice_logs ADD COLUMN report TEXT",
+        """CREATE TABLE report_activity (
+            account        TEXT PRIMARY KEY,
+            last_report_at TEXT NOT NULL,
+            reports        INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
-_ARCHIVE_COLUMNS = (
-    "account", "message_id", "bulk_id", "to_number", "from_sender", "text", "sent_at", "done_at",
-    "duration", "mccmnc", "price_per_second", "currency", "status_group", "status_group_name",
-    "status_group_id", "status_id", "status_name", "status_description", "status_action",
-    "error_group_id", "error_group_name", "error_id", "error_name", "error_description",
-    "error_permanent", "first_seen_at", "updated_at",
-)  # fmt: skip
-# On a conflict every column takes the new value except the key and the first sighting.
+_ARCHIVE_COLUMNS = ("account", *ARCHIVE_VALUE_COLUMNS, "first_seen_at", "updated_at")
+# On a conflict: the key and the first sighting stay; the state's columns, the source and
+# `updated_at` take the new state's values whole; any other column keeps what it held when
+# the new row has none, since a report has no `text` or `done_at` and a log no call times.
 _KEEP_ON_UPDATE = {"account", "message_id", "first_seen_at"}
-# Rows of `archive_rows`: the archive's columns, then the log's fingerprint. Run after
+_TAKE_ON_UPDATE = {*ARCHIVE_STATE_COLUMNS, "source", "updated_at"}
+
+
+def _on_update(column: str) -> str:
+    if column in _TAKE_ON_UPDATE:
+        return f"{column} = excluded.{column}"
+    return f"{column} = COALESCE(excluded.{column}, voice_logs.{column})"
+
+
+# Rows of `archive_rows`: the archive's columns, then the item's fingerprint. Run after
 # UPSERT_FINGERPRINT in the same transaction: a row is updated only where the stored
-# fingerprint is now the log's, so not where a final one was kept.
+# fingerprint is now the item's, so not where a final one was kept.
 UPSERT_ARCHIVE = (
     f"INSERT INTO voice_logs ({', '.join(_ARCHIVE_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_ARCHIVE_COLUMNS))}) "
     "ON CONFLICT (account, message_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _ARCHIVE_COLUMNS if c not in _KEEP_ON_UPDATE)
+    + ", ".join(_on_update(c) for c in _ARCHIVE_COLUMNS if c not in _KEEP_ON_UPDATE)
     + " WHERE (SELECT f.fingerprint FROM fingerprints f WHERE f.account = excluded.account "
     "AND f.message_id = excluded.message_id) IS ?"
+)
+# commit_reports(): the account's reports flow (rows: account, received_at, count).
+TOUCH_REPORT_ACTIVITY = (
+    "INSERT INTO report_activity (account, last_report_at, reports) VALUES (?, ?, ?) "
+    "ON CONFLICT (account) DO UPDATE SET reports = report_activity.reports + excluded.reports, "
+    "last_report_at = max(report_activity.last_report_at, excluded.last_report_at)"
 )
 # A final state's fingerprint ("2f:...") is never replaced by a non-final one ("2p:..."
 # or an old 24-hex v1 one): a late, stale page cannot undo a settled log. substr, not
@@ -163,7 +195,7 @@ def migrate(connection: sqlite3.Connection, path: str) -> None:
             connection.execute(f"PRAGMA user_version = {target}")
 
 
-# -- between VoiceLog and rows -------------------------------------------------------------
+# -- between logs, reports and rows ---------------------------------------------------------
 
 
 def utc_text(value: datetime, *, timespec: str = "milliseconds") -> str:
@@ -178,10 +210,6 @@ def from_utc_text(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
-def _optional_utc_text(value: datetime | None) -> str | None:
-    return None if value is None else utc_text(value)
-
-
 def fingerprint_row(account: str, item: Delivered, now: str) -> tuple[str, ...]:
     """The `fingerprints` row of a delivered log."""
     log = item.log
@@ -192,40 +220,19 @@ def fingerprint_row(account: str, item: Delivered, now: str) -> tuple[str, ...]:
 
 
 def archive_rows(account: str, delivered: Sequence[Delivered], now: str) -> list[tuple[Any, ...]]:
-    """The parameters of `UPSERT_ARCHIVE` for a batch: each log's row and its fingerprint."""
-    return [(*archive_row(account, item.log, now), item.fingerprint) for item in delivered]
+    """The parameters of `UPSERT_ARCHIVE` for a batch: each item's row and its fingerprint."""
+    return [(*archive_row(account, item.item, now), item.fingerprint) for item in delivered]
 
 
-def archive_row(account: str, log: VoiceLog, now: str) -> tuple[Any, ...]:
-    """The `voice_logs` row of a log, in `_ARCHIVE_COLUMNS` order."""
-    price, status, error = log.price, log.status, log.error
-    group = status.group if status is not None else None
-    return (
-        account,
-        log.message_id,
-        log.bulk_id,
-        log.to,
-        log.from_,
-        log.text,
-        _optional_utc_text(log.sent_at),
-        _optional_utc_text(log.done_at),
-        log.duration,
-        log.mccmnc,
-        None if price is None else str(price.per_second),  # the exact decimal, as text
-        None if price is None else price.currency,
-        None if group is None else group.value,
-        None if status is None else status.group_name,
-        None if status is None else status.group_id,
-        None if status is None else status.id,
-        None if status is None else status.name,
-        None if status is None else status.description,
-        None if status is None else status.action,
-        None if error is None else error.group_id,
-        None if error is None else error.group_name,
-        None if error is None else error.id,
-        None if error is None else error.name,
-        None if error is None else error.description,
-        None if error is None or error.permanent is None else int(error.permanent),
-        now,  # first_seen_at: kept by the upsert when the row exists
-        now,
-    )
+def archive_row(account: str, item: Item, now: str) -> tuple[Any, ...]:
+    """The `voice_logs` row of a log or a report, in `_ARCHIVE_COLUMNS` order."""
+    values = archive_values(item)
+    for column, value in values.items():
+        if isinstance(value, datetime):
+            values[column] = utc_text(value)
+    if values["error_permanent"] is not None:
+        values["error_permanent"] = int(values["error_permanent"])
+    if values["report"] is not None:
+        values["report"] = orjson.dumps(values["report"]).decode()
+    # first_seen_at (kept by the upsert when the row exists), updated_at
+    return (account, *values.values(), now, now)

@@ -5,6 +5,10 @@ fingerprint of every recently delivered log, so a log is handed over again only 
 state changed. Both are written in one atomic `commit` after the handler returned, which is
 what makes delivery at-least-once across crashes and exactly-once in normal operation.
 
+A store may also offer `ReportStore`: the delivery reports' side of the same tables, so a
+state delivered by a report is not delivered again by a poll, and the reverse. Both
+`SqliteStore` and `PostgresStore` do.
+
 A store may also offer `LeaseStore`: each account leased to one process at a time, and
 commits fenced so that a process which lost its lease writes nothing. `SqliteStore` does,
 for one process; the poller wraps a store that does not, so it has one commit path.
@@ -15,37 +19,64 @@ from __future__ import annotations
 import warnings
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
 from ..models import VoiceLog
 
-__all__ = ["CheckpointStore", "Delivered", "Lease", "LeaseStore", "lease_ttl_of"]
+if TYPE_CHECKING:  # the store reads a report's fields; `reports` imports the store
+    from ..reports._model import VoiceReport
+
+__all__ = [
+    "CheckpointStore",
+    "Delivered",
+    "Item",
+    "Lease",
+    "LeaseStore",
+    "ReportStore",
+    "lease_ttl_of",
+]
+
+#: What a store keeps the state of: a log (the poller's) or a delivery report (the receiver's).
+Item: TypeAlias = "VoiceLog | VoiceReport"
 
 
-def _has_message_id(instance: Delivered, attribute: attrs.Attribute[Any], value: VoiceLog) -> None:
-    # The message id is a delivered log's identity in the store; without it nothing can be kept.
+def _has_message_id(instance: Delivered, attribute: attrs.Attribute[Any], value: Item) -> None:
+    # The message id is an item's identity in the store; without it nothing can be kept.
     if value.message_id is None:
-        raise ValueError("a delivered log needs a message_id: it is the log's key in the store")
+        raise ValueError(
+            f"a delivered {value.source} needs a message_id: it is the key in the store"
+        )
 
 
 @attrs.frozen
 class Delivered:
-    """A log the handler has taken, with the fingerprint of the state it was taken in.
+    """A log or a report the handler has taken, with the fingerprint of its state.
 
-    The poller builds these after the handler returned and passes them to
-    `CheckpointStore.commit`; next cycle, a log whose fingerprint differs from the stored
-    one has changed and is delivered again.
+    The poller (or the reports receiver) builds these after the handler returned and
+    passes them to the store's commit; next time, a state whose fingerprint differs from
+    the stored one has changed and is delivered again. The fingerprints span both sources
+    (`infobip_voicelogs.state`): a log and a report of one state have one fingerprint.
 
-    >>> Delivered(VoiceLog(message_id="m-1"), fingerprint="3f2a9c").log.message_id
+    >>> Delivered(VoiceLog(message_id="m-1"), fingerprint="2p:3f2a9c").item.message_id
     'm-1'
     """
 
-    #: The log as delivered; its `message_id` is not `None`.
-    log: VoiceLog = attrs.field(validator=_has_message_id)
-    #: A short digest of the log's mutable state, computed by the poller.
+    #: The log or report as delivered; its `message_id` is not `None`.
+    item: Item = attrs.field(validator=_has_message_id)
+    #: The fingerprint of the item's state (`state.fingerprint`).
     fingerprint: str
+
+    @property
+    def log(self) -> Item:
+        """The item, by its name from before reports (`Delivered(log, fp).log`)."""
+        return self.item
+
+    @property
+    def source(self) -> Literal["log", "report"]:
+        """Where the state came from: `"log"` or `"report"`."""
+        return self.item.source
 
 
 @runtime_checkable
@@ -181,6 +212,53 @@ class LeaseStore(CheckpointStore, Protocol):
         failed flush only leaves a checkpoint behind, which widens the next window: the
         fingerprints still keep anything from being delivered twice.
         """
+        ...
+
+
+@runtime_checkable
+class ReportStore(Protocol):
+    """The delivery reports' side of a store: the same fingerprints, reports' activity.
+
+    The reports receiver reads the stored fingerprints of a batch's messages, hands the
+    new and changed states to the handler, then calls `commit_reports`. The poller reads
+    `report_activity` to know which accounts' reports flow (and polls those more slowly).
+    Not fenced: any receiver process may commit any account's reports.
+
+    ```python
+    known = await store.fingerprints("eu-1", [r.message_id for r in batch])
+    await store.commit_reports("eu-1", [Delivered(report, fp)], received_at=now, received=2)
+    flowing = await store.report_activity(["eu-1", "us-1"])   # {"eu-1": last report time}
+    ```
+    """
+
+    async def fingerprints(self, account: str, message_ids: Collection[str]) -> dict[str, str]:
+        """The stored fingerprints of these messages by message id; unknown ids are absent."""
+        ...
+
+    async def commit_reports(
+        self,
+        account: str,
+        delivered: Sequence[Delivered],
+        *,
+        received_at: datetime,
+        received: int | None = None,
+        known: Sequence[Delivered] = (),
+    ) -> None:
+        """Record a batch of reports in one transaction: all of it or, on any error, none.
+
+        Upserts the fingerprints (a final one never replaced by a non-final one), the
+        archive rows if the store archives (keeping what the other source brought), and
+        touches the account's `report_activity`: `last_report_at = received_at`, and
+        `reports` grows by `received` (default: `len(delivered)`). An empty `delivered`
+        still touches the activity: a batch of duplicates says the reports flow.
+        `known` are reports of states the store already has (not handed over): with an
+        archive they are written the same way, so their own fields (`callback_data`, the
+        call) fill the row a log of the same state wrote; without one, nothing of them.
+        """
+        ...
+
+    async def report_activity(self, accounts: Collection[str]) -> dict[str, datetime]:
+        """When each of these accounts last committed reports (aware UTC); absent: never."""
         ...
 
 

@@ -31,6 +31,7 @@ from ._local import LocalLeases
 from ._schema import (
     ADVANCE_CHECKPOINT,
     SCHEMA_VERSION,
+    TOUCH_REPORT_ACTIVITY,
     UPSERT_ARCHIVE,
     UPSERT_CHECKPOINT,
     UPSERT_FINGERPRINT,
@@ -304,6 +305,72 @@ class SqliteStore:
 
         rows = await self._run("read the accounts of", read)
         return {account: from_utc_text(text) for account, text in rows}
+
+    # -- the ReportStore protocol ----------------------------------------------------------
+
+    async def commit_reports(
+        self,
+        account: str,
+        delivered: Sequence[Delivered],
+        *,
+        received_at: datetime,
+        received: int | None = None,
+        known: Sequence[Delivered] = (),
+    ) -> None:
+        """Record a batch of delivery reports in one transaction: all of it or nothing.
+
+        The fingerprints as `commit` writes them (a final one is never replaced by a
+        non-final one, whichever source brought it), the archive rows when the store
+        archives (columns a report lacks, such as `text`, keep what a log brought), and
+        the account's `report_activity`: its last report at `received_at` (never moved
+        back) and `received` more reports (default `len(delivered)`). An empty batch only
+        touches the activity: duplicates still say the account's reports flow. `known`
+        (reports of states already stored) are written like `delivered`, so with
+        `archive=True` their fields fill the row a log of the same state wrote.
+        """
+        now = utc_text(self._clock())
+        activity = (
+            account,
+            utc_text(received_at),
+            len(delivered) if received is None else received,
+        )
+        # `known` only fills archive rows: without an archive it has nothing to write.
+        written = [*known, *delivered] if self._archive else list(delivered)
+        fingerprint_rows = [fingerprint_row(account, item, now) for item in written]
+        archive_params = archive_rows(account, written, now) if self._archive else []
+
+        def write(connection: sqlite3.Connection) -> None:
+            with transaction(connection):
+                connection.executemany(UPSERT_FINGERPRINT, fingerprint_rows)
+                if archive_params:
+                    connection.executemany(UPSERT_ARCHIVE, archive_params)
+                connection.execute(TOUCH_REPORT_ACTIVITY, activity)
+
+        await self._run(f"commit {len(delivered)} reports of {account!r} to", write)
+
+    async def report_activity(self, accounts: Collection[str]) -> dict[str, datetime]:
+        """When each of `accounts` last committed reports (aware UTC); never: absent."""
+        names = list(dict.fromkeys(accounts))
+
+        def read(connection: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            with transaction(connection, "DEFERRED"):
+                for start in range(0, len(names), _IN_CHUNK):
+                    chunk = names[start : start + _IN_CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    found.update(
+                        connection.execute(
+                            "SELECT account, last_report_at FROM report_activity "
+                            f"WHERE account IN ({marks})",
+                            chunk,
+                        )
+                    )
+            return found
+
+        if not names:
+            return {}
+        rows = await self._run("read the report activity of", read)
+        return {account: from_utc_text(text) for account, text in rows.items()}
 
     # -- batched checkpoint advances (LeaseStore.advance) -----------------------------------
 

@@ -51,6 +51,7 @@ from ._instruments import (
     _REDIS_FALLBACKS,
     _REPORT_BATCHES,
     _REPORTS,
+    _REPORTS_LOST,
     _REPORTS_REJECTED,
     _RETRIES,
     _THROTTLE_WAIT,
@@ -78,6 +79,7 @@ __all__ = [
     "record_cycle",
     "redis_error",
     "redis_fallback",
+    "reports_lost",
     "reports_received",
     "reports_rejected",
     "watch_throttle",
@@ -378,6 +380,11 @@ def reports_rejected(account: str | None, reason: str) -> None:
     _REPORTS_REJECTED.add((("account", _named(account)), ("reason", reason)))
 
 
+def reports_lost(account: str, states: int) -> None:
+    """A reconciliation cycle found ``states`` final states of ``account`` no report brought."""
+    _REPORTS_LOST.add((("account", _named(account)),), states)
+
+
 if not ENABLED:  # chosen once: without the API, these calls do nothing at all
 
     def _noop(*_args: Any, **_kwargs: Any) -> None:
@@ -386,4 +393,4 @@ if not ENABLED:  # chosen once: without the API, these calls do nothing at all
     throttle_waited = decoded = rate_limited = retried = cooldown_started = _noop
     record_cycle = account_held = leases_held = lease_lost = batch_fenced = _noop
     redis_fallback = redis_error = _noop
-    reports_received = reports_rejected = _noop
+    reports_received = reports_rejected = reports_lost = _noop

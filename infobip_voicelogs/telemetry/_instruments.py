@@ -105,6 +105,7 @@ _REDIS_ERRORS = _Tally()
 _REPORT_BATCHES = _Tally()  # accepted report batches
 _REPORTS = _Tally()  # reports in accepted batches
 _REPORTS_REJECTED = _Tally()  # refused report POSTs, by reason
+_REPORTS_LOST = _Tally()  # final states the logs found that no report brought
 
 # Gauges' state: per account (or per throttle) values read at collection time.
 # Throttles by id: (weak reference, account name). A plain dict rather than a WeakKeyDictionary,
@@ -225,6 +226,7 @@ if ENABLED:
         ("reports.batches", "{batch}", _REPORT_BATCHES, "Report batches delivered (200)."),
         ("reports.received", "{report}", _REPORTS, "Reports in the batches delivered."),
         ("reports.rejected", "{batch}", _REPORTS_REJECTED, "Report POSTs refused, by reason."),
+        ("reports.lost", "{state}", _REPORTS_LOST, "Final states the logs found, no report."),
     ):
         _meter.create_observable_counter(f"{NAME}.{_name}", [_tally.observe], _unit, _text)
     for _name, _unit, _callback, _text in (
