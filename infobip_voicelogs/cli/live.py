@@ -10,11 +10,19 @@ from ..poller import LogsPoller
 __all__ = ["status_table"]
 
 
-def status_table(poller: LogsPoller, title: str = "accounts") -> Table:
-    """One row per account: cycles, new, changed, requests, retries, 429s, last error."""
+_COLUMNS = ("account", "polled", "new", "changed", "requests", "retries", "429s")
+#: With reports served: whether they flow, and the final states the logs found that they lost.
+_REPORT_COLUMNS = ("reports", "lost")
+
+
+def status_table(poller: LogsPoller, title: str = "accounts", *, reports: bool = False) -> Table:
+    """One row per account: cycles, new, changed, requests, retries, 429s, last error; with
+    `reports`, also whether its delivery reports flow and how many the webhooks lost."""
     table = Table(title=title)
-    for column in ("account", "polled", "new", "changed", "requests", "retries", "429s", "state"):
-        table.add_column(column, justify="left" if column in ("account", "state") else "right")
+    columns = (*_COLUMNS, *(_REPORT_COLUMNS if reports else ()), "state")
+    for column in columns:
+        left = column in ("account", "state", "reports")
+        table.add_column(column, justify="left" if left else "right")
     for name, status in sorted(poller.status().items()):
         if status.cycles == 0:
             state = "[dim]starting[/]"
@@ -24,7 +32,7 @@ def status_table(poller: LogsPoller, title: str = "accounts") -> Table:
             state = f"[red]{escape(text)}[/]"  # the provider's text is data, not markup
         else:
             state = "[green]ok[/]"
-        table.add_row(
+        cells = [
             escape(name),
             str(status.cycles),
             str(status.new),
@@ -32,6 +40,9 @@ def status_table(poller: LogsPoller, title: str = "accounts") -> Table:
             str(status.requests),
             str(status.retries),
             str(status.rate_limited),
-            state,
-        )
+        ]
+        if reports:
+            flowing = "[green]flowing[/]" if status.reports_flowing else "[dim]none[/]"
+            cells += [flowing, str(status.webhook_lost)]
+        table.add_row(*cells, state)
     return table
