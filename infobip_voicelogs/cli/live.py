@@ -11,18 +11,17 @@ __all__ = ["status_table"]
 
 
 _COLUMNS = ("account", "polled", "new", "changed", "requests", "retries", "429s")
-#: With reports served: whether they flow, and the final states the logs found that they lost.
-_REPORT_COLUMNS = ("reports", "lost")
 
 
 def status_table(poller: LogsPoller, title: str = "accounts", *, reports: bool = False) -> Table:
     """One row per account: cycles, new, changed, requests, retries, 429s, last error; with
     `reports`, also whether its delivery reports flow and how many the webhooks lost."""
     table = Table(title=title)
-    columns = (*_COLUMNS, *(_REPORT_COLUMNS if reports else ()), "state")
+    # With reports: one column, so the table still fits 80 columns.
+    columns = (*_COLUMNS, *(("reports",) if reports else ()), "state")
     for column in columns:
         left = column in ("account", "state", "reports")
-        table.add_column(column, justify="left" if left else "right")
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
     for name, status in sorted(poller.status().items()):
         if status.cycles == 0:
             state = "[dim]starting[/]"
@@ -42,7 +41,13 @@ def status_table(poller: LogsPoller, title: str = "accounts", *, reports: bool =
             str(status.rate_limited),
         ]
         if reports:
-            flowing = "[green]flowing[/]" if status.reports_flowing else "[dim]none[/]"
-            cells += [flowing, str(status.webhook_lost)]
+            cells.append(_reports_cell(status.reports_flowing, status.webhook_lost))
         table.add_row(*cells, state)
     return table
+
+
+def _reports_cell(flowing: bool, lost: int) -> str:
+    """Whether the account's reports flow (its logs only reconcile), and how many final
+    states the logs found that no report brought (`webhook_lost`)."""
+    state = "[green]on[/]" if flowing else "[dim]off[/]"
+    return f"{state} {lost} lost"
