@@ -156,9 +156,10 @@ def test_poll_receives_a_basic_authenticated_report_and_prints_it_as_ndjson(
     assert PASSWORD not in out + err
 
 
-def test_poll_receives_an_hmac_signed_report(
+def test_poll_receives_an_hmac_signed_report_and_counts_it_in_its_metrics(
     polls: list[Poll], server: FakeServer, tmp_path: Path
 ) -> None:
+    pytest.importorskip("opentelemetry.exporter.prometheus")
     poll = start(
         polls,
         tmp_path,
@@ -167,6 +168,8 @@ def test_poll_receives_an_hmac_signed_report(
         "X-Hub-Signature",
         "--reports-hmac-alg",
         "sha512",
+        "--metrics-port",
+        "0",
         INFOBIP_REPORTS_SECRET=SECRET,
     )
     body = encode_reports([a_report("r-hmac-1")], "json")
@@ -176,6 +179,11 @@ def test_poll_receives_an_hmac_signed_report(
     assert post(url, body, wrong.headers(body)).status_code == 401
     assert post(url, body, signer.headers(b"another body")).status_code == 401
     assert post(url, body, signer.headers(body)).status_code == 200
+    (shown,) = [line for line in poll.stderr if "/metrics and /healthz on " in line]
+    metrics = httpx.get(f"{shown.split(' on ', 1)[1].strip()}/metrics", timeout=5).text
+    assert "infobip_voicelogs_reports_rejected" in metrics  # the receiver's instruments
+    assert "infobip_voicelogs_reports_received" in metrics
+    assert SECRET not in metrics
     code, out, err = poll.stop()
     assert code == 143, err
     assert [line["messageId"] for line in report_lines(out)] == ["r-hmac-1"]
