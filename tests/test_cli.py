@@ -864,6 +864,24 @@ def test_http_to_a_remote_host_names_the_cli_flag(runner: CliRunner) -> None:
     assert "allow_insecure=True" not in result.output
 
 
+def test_an_unreachable_base_url_says_each_retry_and_names_the_host(runner: CliRunner) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = runner.invoke(
+        app, ["fetch", "--base-url", f"https://127.0.0.1:{port}", "--api-key", "s3cret-key"]
+    )
+    assert result.exit_code != 0
+    lines = result.output.splitlines()
+    retries = [line for line in lines if line.startswith("try ") and "retrying in" in line]
+    assert len(retries) == 5, result.output  # six tries in all: each wait said as it starts
+    assert all(f"127.0.0.1:{port}" in line for line in retries)
+    assert f"could not connect to 127.0.0.1:{port}" in lines[-1]
+    assert "s3cret" not in result.output
+
+
 def test_a_walk_beyond_retention_warns_in_one_line(runner: CliRunner, server: FakeServer) -> None:
     args = ["fetch", "--base-url", server.base_url, "--api-key", KEY, "--since", "72h"]
     result = runner.invoke(

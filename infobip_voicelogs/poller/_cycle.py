@@ -88,7 +88,7 @@ class Walk:
         checkpoint: datetime | None,
     ) -> AccountResult:
         """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
-        batch, new, changed = await self._changes(name, seen)
+        batch, new, changed, settled = await self._changes(name, seen)
         if not batch:
             if checkpoint is not None:
                 # Nothing for the handler: no claim to wait for, the lease only checked
@@ -118,8 +118,7 @@ class Walk:
             new=new,
             changed=changed,
             newest_sent_at=max(dated, default=None),
-            # Final states the logs brought: what no report did, if the account's reports flow.
-            settled=sum(1 for item in batch if item.fingerprint.startswith(FINAL_PREFIX)),
+            settled=settled,
         )
 
     async def _window_start(self, lease: Lease, now: datetime) -> datetime:
@@ -142,7 +141,12 @@ class Walk:
 
     async def _changes(
         self, name: str, seen: Sequence[VoiceLog]
-    ) -> tuple[list[Delivered], int, int]:
+    ) -> tuple[list[Delivered], int, int, int]:
+        """The new and changed logs among `seen`, and how many are new, changed, settled.
+
+        Settled: the message's first final state, no final one stored before (from a log
+        or a report). While the account's reports flow, each is one no report brought.
+        """
         tracked = {log.message_id: log for log in seen if log.message_id is not None}
         untracked = sum(1 for log in seen if log.message_id is None)
         if untracked:
@@ -153,17 +157,22 @@ class Walk:
                 extra={"account": name, "outcome": "untracked"},
             )
         if not tracked:  # an empty window: nothing to look up
-            return [], 0, 0
+            return [], 0, 0, 0
         known = await self.store.fingerprints(name, tracked.keys())
         batch: list[Delivered] = []
-        new = changed = 0
+        new = changed = settled = 0
         for message_id, log in tracked.items():
-            change = compare(known.get(message_id), log)
+            stored = known.get(message_id)
+            change = compare(stored, log)
             if change is Change.NEW:
                 new += 1
             elif change is Change.CHANGED:
                 changed += 1
             else:  # the same state, or an older copy of one finally settled: nothing new
                 continue
-            batch.append(Delivered(log, fingerprint(log)))
-        return batch, new, changed
+            current = fingerprint(log)
+            batch.append(Delivered(log, current))
+            # A correction of a final state (a report's, say) is a change, not a lost report.
+            if current.startswith(FINAL_PREFIX) and not (stored or "").startswith(FINAL_PREFIX):
+                settled += 1
+        return batch, new, changed, settled

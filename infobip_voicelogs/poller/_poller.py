@@ -81,7 +81,9 @@ class LogsPoller:
         accounts: The accounts to poll; names must be unique.
         store: Where checkpoints, fingerprints (and the archive) live.
         handler: `await handler(account_name, logs)` with each batch, oldest log first.
-            If it raises, the batch is offered again next cycle.
+            If it raises, the batch is offered again next cycle. One handler typed
+            `Sequence[VoiceLog | VoiceReport]` may serve a `ReportsReceiver` on the same
+            store too: each state reaches it once, from whichever source came first.
         interval: Seconds (or a `timedelta`) between an account's cycles in `run()`.
         backfill: How far back an account's first cycle reaches (at most 48 hours).
         revisit: How far back before the checkpoint each cycle looks again, to see
@@ -174,8 +176,8 @@ class LogsPoller:
         self._reconcile = seconds(reconcile)
         if self._reconcile <= 0:
             raise ValueError("reconcile must be positive")
-        # Whose reports flow, read from the store once a claim period (a store without
-        # reports: nobody's). `None`: not read yet, or the last read failed.
+        # Each account's last delivery report, read from the store once a claim period (a
+        # store without reports: nobody's; a failed read keeps the last one).
         self._reports = store if isinstance(store, ReportStore) else None
         self._last_reports: dict[str, datetime] = {}
         if max_batch < 1:

@@ -213,6 +213,7 @@ class PostgresStore:
         *,
         received_at: datetime,
         received: int | None = None,
+        known: Sequence[Delivered] = (),
     ) -> None:
         """Record a batch of delivery reports in one transaction and one round trip.
 
@@ -220,11 +221,13 @@ class PostgresStore:
         by a non-final one), archive rows with `archive=True` (a column a report lacks
         keeps what a log brought), and the account's `report_activity` (its last report
         at `received_at`, never moved back; `received` more reports, default
-        `len(delivered)`), touched even for an empty batch. Not fenced: any receiver
+        `len(delivered)`), touched even for an empty batch; `known` written like
+        `delivered` (its fields fill the archive's empty columns). Not fenced: any receiver
         process may commit any account's reports. A retry after a lost answer may count
         the batch's reports twice in `reports`; nothing else is counted.
         """
-        writes = self._writes(account, None, delivered)
+        # `known` first: where a message is in both, its delivered state is written last.
+        writes = self._writes(account, None, [*known, *delivered])
         activity = {
             "account": account,
             "received_at": utc(received_at, milliseconds=True),

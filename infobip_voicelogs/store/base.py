@@ -231,6 +231,7 @@ class ReportStore(Protocol):
         *,
         received_at: datetime,
         received: int | None = None,
+        known: Sequence[Delivered] = (),
     ) -> None:
         """Record a batch of reports in one transaction: all of it or, on any error, none.
 
@@ -239,6 +240,9 @@ class ReportStore(Protocol):
         touches the account's `report_activity`: `last_report_at = received_at`, and
         `reports` grows by `received` (default: `len(delivered)`). An empty `delivered`
         still touches the activity: a batch of duplicates says the reports flow.
+        `known` are reports of states the store already has (not handed over): written
+        the same way, so their own fields (`callback_data`, the call) fill the archive row
+        a log of the same state wrote.
         """
         ...
 

@@ -314,6 +314,7 @@ class SqliteStore:
         *,
         received_at: datetime,
         received: int | None = None,
+        known: Sequence[Delivered] = (),
     ) -> None:
         """Record a batch of delivery reports in one transaction: all of it or nothing.
 
@@ -322,7 +323,9 @@ class SqliteStore:
         archives (columns a report lacks, such as `text`, keep what a log brought), and
         the account's `report_activity`: its last report at `received_at` (never moved
         back) and `received` more reports (default `len(delivered)`). An empty batch only
-        touches the activity: duplicates still say the account's reports flow.
+        touches the activity: duplicates still say the account's reports flow. `known`
+        (reports of states already stored) are written like `delivered`, so with
+        `archive=True` their fields fill the row a log of the same state wrote.
         """
         now = utc_text(self._clock())
         activity = (
@@ -330,8 +333,9 @@ class SqliteStore:
             utc_text(received_at),
             len(delivered) if received is None else received,
         )
-        fingerprint_rows = [fingerprint_row(account, item, now) for item in delivered]
-        archive_params = archive_rows(account, delivered, now) if self._archive else []
+        written = [*known, *delivered]
+        fingerprint_rows = [fingerprint_row(account, item, now) for item in written]
+        archive_params = archive_rows(account, written, now) if self._archive else []
 
         def write(connection: sqlite3.Connection) -> None:
             with transaction(connection):
