@@ -26,7 +26,7 @@ from ..errors import StoreError
 from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
 from ..poller import DEFAULT_RECONCILE, DEFAULT_SHUTDOWN_GRACE, Account, LogsPoller
-from ..reports import ReportsAuth, ReportsReceiver, VoiceReport
+from ..reports import ReportHandler, ReportsAuth, ReportsReceiver, VoiceReport
 from ..store import ReportStore
 from .backends import SharedRates, check_redis_url, open_store, parse_store
 from .common import fail, parse_span, run, stderr
@@ -312,7 +312,7 @@ def _reports_auth(
 
 
 def _receiver(
-    accounts: list[Account], store: object, handler: Any, auth: ReportsAuth
+    accounts: list[Account], store: object, handler: ReportHandler, auth: ReportsAuth
 ) -> ReportsReceiver:
     """The receiver into the poller's store and handler: one stream, both sources."""
     if not isinstance(store, ReportStore):
