@@ -204,7 +204,7 @@ def test_poll_receives_an_hmac_signed_report_and_counts_it_in_its_metrics(
         (
             ["--reports-hmac-header", "X-Sig", "--reports-hmac-alg", "crc32"],
             {"INFOBIP_REPORTS_SECRET": SECRET},
-            "--reports-hmac-alg must be one of",
+            "--reports-hmac-alg: algorithm must be one of",
         ),
         (
             ["--reports-hmac-header", "X Sig"],

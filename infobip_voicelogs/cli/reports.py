@@ -19,7 +19,6 @@ import uvicorn
 
 from ..models import VoiceLog
 from ..reports import BasicCredentials, HmacSignature, NoAuth, ReportsAuth, VoiceReport
-from ..reports._auth import ALGORITHMS
 
 __all__ = [
     "PASSWORD_ENV",
@@ -67,10 +66,11 @@ def reports_auth(
     if user is not None:
         return BasicCredentials(_name(user, "--reports-user"), _secret(environ, PASSWORD_ENV))
     assert hmac_header is not None
-    if hmac_alg not in ALGORITHMS:
-        raise ValueError(f"--reports-hmac-alg must be one of {', '.join(sorted(ALGORITHMS))}")
-    header = _header(hmac_header)
-    return HmacSignature(header, _secret(environ, SECRET_ENV), algorithm=hmac_alg)
+    header, secret = _header(hmac_header), _secret(environ, SECRET_ENV)
+    try:
+        return HmacSignature(header, secret, algorithm=hmac_alg)
+    except ValueError as exc:  # the header and the secret are checked: it is the algorithm
+        raise ValueError(f"--reports-hmac-alg: {exc}") from None
 
 
 def _schemes(user: str | None, header: str | None, no_auth: bool) -> list[tuple[str, bool]]:
