@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import orjson
 import pytest
@@ -254,3 +255,39 @@ def test_reports_auth_without_a_port_and_a_bad_reconcile_exit_2(
         result = runner.invoke(app, [*base, "--reconcile", bad])
         assert result.exit_code == 2, result.output
         assert "--reconcile" in result.output
+
+
+def test_poll_without_auth_takes_xml_in_the_flat_shape_and_refuses_bad_bodies(
+    polls: list[Poll], server: FakeServer, tmp_path: Path
+) -> None:
+    poll = start(polls, tmp_path, server, "--reports-no-auth")
+    url = f"{poll.base}/acme"
+    flat = a_report("r-flat-1").in_shape("flat")
+    body = encode_reports([flat], "xml")
+    xml = {"Content-Type": "application/xml"}
+    assert post(url, b"<reports><report><status>", xml).status_code == 400
+    assert post(url, b"x" * (5 * 1024 * 1024), {}).status_code == 413
+    assert post(url, body, {"Content-Type": "text/plain"}).status_code == 415
+    assert post(url, body, xml).status_code == 200
+    code, out, err = poll.stop()
+    assert code == 143, err
+    (line,) = report_lines(out)  # the refused bodies delivered nothing
+    assert line["messageId"] == "r-flat-1"
+    assert "voiceCall" not in line  # the flat shape, as it came
+    assert line["duration"] == 9
+    assert line["callbackData"] == "order:r-flat-1"
+
+
+def test_a_report_shows_in_a_table_or_csv_through_the_fields_of_a_log() -> None:
+    from infobip_voicelogs.cli.reports import as_log
+
+    report = a_report("r-1")
+    log = as_log(report)
+    assert log.message_id == "r-1"
+    assert log.status == report.status
+    assert log.price == report.price
+    assert log.duration == 9
+    assert report.voice_call is not None
+    assert log.done_at == report.voice_call.end_time
+    assert as_log(report.in_shape("flat")) == attrs.evolve(log, from_=None)  # flat: no from
+    assert as_log(log) is log
