@@ -683,3 +683,26 @@ async def test_each_reports_call_of_postgres_store_is_one_round_trip(
             assert counter.count - before == 1, call
         assert set(await store.report_activity(["acme", "globex"])) == {"acme"}
     server.close()
+
+
+def test_health_judges_an_account_whose_reports_flow_by_the_reconcile_interval() -> None:
+    from datetime import UTC, datetime
+
+    from infobip_voicelogs.health import poller_health
+    from infobip_voicelogs.poller import AccountStatus
+
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    statuses = {
+        "flowing": AccountStatus(cycles=1, last_polled=t0, reports_flowing=True),
+        "polled": AccountStatus(cycles=1, last_polled=t0),
+    }
+
+    def judge(after: float) -> Any:
+        now = t0 + timedelta(seconds=after)
+        return poller_health(
+            statuses, interval=60, reconcile=600, started=t0, now=now, loop_time=after
+        )
+
+    assert judge(180).ok
+    assert list(judge(181).body["late"]) == ["polled"]  # three intervals
+    assert list(judge(1801).body["late"]) == ["flowing", "polled"]  # three reconciles

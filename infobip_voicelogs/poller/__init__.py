@@ -10,13 +10,17 @@ stale is `infobip_voicelogs.state`'s decision (`fingerprint` is re-exported from
 The way from `run()` to the handler (every store leases, so there is one way):
 
 1. `LogsPoller.run` (`_poller`) claims once (`LeaseKeeper.claim`, `_leases`), then runs a
-   loop per account, a claim loop and a prune loop under `Shutdown.supervise`.
+   loop per account, a claim loop, a flush loop and a prune loop under
+   `Shutdown.supervise`.
 2. An account's loop waits while the account is not held, else calls `_cycle`: one cycle
    per account at a time (its lock), one of `max_concurrency` slots, the lease read then.
 3. `Walk.cycle` (`_cycle`) walks `[checkpoint - revisit, now]`, and every `max_batch` logs
    and at the end calls `_hand_over`: the new and changed logs (`state.compare`), then, with no
    claim in flight, the lease checked and marked busy, `Shutdown.hand_over` runs the
-   handler and `LeaseStore.commit_leased` (fenced) as one unit.
+   handler and `LeaseStore.commit_leased` (fenced) as one unit. The checkpoint is read
+   once per lease (`Checkpoints`, `_checkpoints`); a quiet end (nothing to hand over)
+   only queues it, and the flush loop sends every queued one in one `LeaseStore.advance`
+   once a claim period.
 4. `_record` turns the result into the account's `AccountStatus` (`next_status`) and its
    next due time; a `LeaseLostError` hands the account back to the keeper.
 

@@ -40,11 +40,6 @@ class Checkpoints:
         self._known: dict[str, tuple[Lease, datetime | None]] = {}
         self._pending: dict[str, tuple[Lease, datetime]] = {}
 
-    @property
-    def pending(self) -> int:
-        """How many accounts have a quiet advance waiting for the next flush."""
-        return len(self._pending)
-
     async def read(self, lease: Lease) -> datetime | None:
         """The account's checkpoint: cached while `lease` is the one it was read under."""
         known = self._known.get(lease.account)

@@ -258,8 +258,7 @@ class LogsPoller:
             if others:
                 await self._shutdown.wind_down(others)
             if self._leases.registered:
-                await self._flush(RELEASE_TIMEOUT)
-                await self._release()
+                await self._flush_and_release()
         finally:
             fetchers, self._fetchers = self._fetchers, {}
             client, owned = self._client, self._owns_client
@@ -386,9 +385,7 @@ class LogsPoller:
             self._runs -= 1
             if not self._runs:  # the last run to end: a stop() ended every one of them
                 self._shutdown.reset()
-                # The cycles have ended: their quiet advances, then the leases (both bounded).
-                await self._flush(RELEASE_TIMEOUT)
-                await self._release()  # the others may take the accounts at once
+                await self._flush_and_release()  # the others may take the accounts at once
 
     async def _account_loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -431,11 +428,14 @@ class LogsPoller:
                 extra={"outcome": "lease_lost"},
             )
 
-    async def _release(self) -> None:
-        """Give every lease back; nothing cached under them is trusted afterwards."""
-        await self._leases.release()
-        self._checkpoints.clear()
-        self._mark_leases()
+    async def _flush_and_release(self) -> None:
+        """The cycles have ended: their quiet advances, then every lease (each bounded)."""
+        try:
+            await self._flush(RELEASE_TIMEOUT)
+        finally:  # cancelled meanwhile: the leases are given back all the same
+            await self._leases.release()
+            self._checkpoints.clear()  # nothing cached under them is trusted afterwards
+            self._mark_leases()
 
     async def _claim(self) -> None:
         """One claim: renew, shed, claim; mark which accounts this process holds now.
