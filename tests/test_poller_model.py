@@ -332,7 +332,7 @@ class PollerModel(RuleBasedStateMachine):
 
         Only calls sent within the revisit window change: a change older than that is, by
         the poller's contract, not seen. A settling or a new price makes a state never seen
-        before; a new duration alone is no new state (nothing to deliver).
+        before (each with a price of its own); a new duration alone is no new state.
         """
         account = self.account(name)
         recent = self.clock.now() - REVISIT
@@ -353,7 +353,9 @@ class PollerModel(RuleBasedStateMachine):
                 "error": NO_ERROR,
                 "done_at": self.clock.now(),
                 "duration": self.corrections,
-                "price": Price(Decimal("0.01"), "EUR"),
+                # A price of its own: a state is status, error and price, so a settling must
+                # not bring back a state this call had before (A, B, A is a real change).
+                "price": Price(Decimal(10**5 + self.corrections).scaleb(-7), "EUR"),
             },
             "duration": {"duration": 1000 + self.corrections},
             "price": {"price": Price(Decimal(10**6 + self.corrections).scaleb(-7), "EUR")},
