@@ -13,6 +13,7 @@ Configured by the environment (a process has nothing else):
 - ``VOICELOGS_MAX_BODY``: the receiver's ``max_body``.
 - ``VOICELOGS_CLOCK_FILE``: a file holding the fake provider's now (ISO 8601), which the
   test rewrites as it moves its clock: the receiver's report activity follows it.
+- ``VOICELOGS_ARCHIVE``: ``0`` for a store without the archive (fingerprints only).
 - ``VOICELOGS_BLOCK_FILE``: the handler, given its first batch, creates this file and then
   blocks for good: the moment between the handler and the commit, for a SIGKILL.
 """
@@ -39,6 +40,7 @@ from infobip_voicelogs.reports import (
 )
 
 Item = VoiceLog | VoiceReport
+ARCHIVE = os.environ.get("VOICELOGS_ARCHIVE", "1") != "0"
 
 
 def state_of(item: Item) -> str:
@@ -90,10 +92,10 @@ def file_clock(path: str | None) -> Any:
 
 def open_store(spec: str) -> Any:
     if spec.startswith("sqlite:"):
-        return SqliteStore(spec.removeprefix("sqlite:"), archive=True)
+        return SqliteStore(spec.removeprefix("sqlite:"), archive=ARCHIVE)
     from infobip_voicelogs.postgres import PostgresStore
 
-    return PostgresStore(spec, archive=True)
+    return PostgresStore(spec, archive=ARCHIVE)
 
 
 class App:

@@ -19,16 +19,25 @@ START_TIMEOUT = 30.0
 
 
 class ReceiverProcess:
-    """``python -m uvicorn ... app:create`` with ``env``; `url` once it answers."""
+    """``python -m uvicorn ... app:create`` (or another ``app``) with ``env``; `url` once it
+    answers. A ``...:create`` app is a factory."""
 
-    def __init__(self, port: int, env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        port: int,
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        app_dir: Path = ROOT / "tests" / "reports",
+        app: str = "app:create",
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "tests" / "reports"),
-                "--factory", "app:create", "--host", "127.0.0.1", "--port", str(port),
+                sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
+                *(["--factory"] if app.endswith(":create") else []), app, "--host", "127.0.0.1", "--port", str(port),
                 "--log-level", "warning", "--no-access-log", "--lifespan", "on",
             ],
             env={**os.environ, "PYTHONPATH": str(ROOT), **env},
