@@ -116,7 +116,7 @@ async def measure(cluster: PostgresCluster, accounts: int) -> None:
     direct = cluster.dsn(database)
     names = [f"acct-{n:04d}" for n in range(accounts)]
     store = PostgresStore(dsn, archive=True, max_size=1)
-    leases = await store.lease("me", names, ttl=300)
+    leases = await store.lease("me", names, lease_ttl=300)
     lease = leases[names[0]]
     logs = [
         Delivered(VoiceLog(message_id=f"m-{n}", sent_at=NOON), f"2p:{n:016x}") for n in range(3)
@@ -150,7 +150,11 @@ async def measure(cluster: PostgresCluster, accounts: int) -> None:
             lambda: store.commit_leased(lease, checkpoint=NOON, delivered=[]),
             1,
         ),
-        (f"lease ({accounts} accounts, steady)", lambda: store.lease("me", names, ttl=300), 1),
+        (
+            f"lease ({accounts} accounts, steady)",
+            lambda: store.lease("me", names, lease_ttl=300),
+            1,
+        ),
         ("quiet cycle, per account (read, read, commit)", quiet_cycle, 1),
         (f"quiet cycle, per account (advance of {accounts})", advance_all, accounts),
     ]

@@ -67,6 +67,12 @@ def _lease_ttl(poller: PollerView) -> float:
     return float(ttl) if isinstance(ttl, int | float) else DEFAULT_LEASE_TTL
 
 
+def _reconcile(poller: PollerView) -> float | None:
+    # A view without reconciliation (a test's, an older one): every account by `interval`.
+    reconcile = getattr(poller, "reconcile", None)
+    return float(reconcile) if isinstance(reconcile, int | float) else None
+
+
 @attrs.frozen
 class Health:
     """The answer of ``/healthz``: ``status_code`` 200 or 503, and a JSON-ready ``body``."""
@@ -97,6 +103,7 @@ def poller_health(
     loop_time: float,
     late_after: float = DEFAULT_LATE_AFTER,
     lease_ttl: float = DEFAULT_LEASE_TTL,
+    reconcile: float | None = None,
 ) -> Health:
     """Judge a poller from its accounts' status.
 
@@ -108,8 +115,11 @@ def poller_health(
         loop_time: The event loop's time now (`next_due` is on that clock).
         late_after: How many intervals may pass without a poll.
         lease_ttl: `LogsPoller.lease_ttl`: how long claims may fail before it is unhealthy.
+        reconcile: `LogsPoller.reconcile`: an account whose delivery reports flow
+            (`AccountStatus.reports_flowing`) is polled that often, and judged by it.
 
-    An account is ``ok`` when polled within ``late_after * interval``; ``backing_off`` when
+    An account is ``ok`` when polled within ``late_after * interval`` (``late_after *
+    reconcile`` while its reports flow); ``backing_off`` when
     its last cycles failed and its next attempt is not overdue by more than that; ``elsewhere``
     when another live process holds it (never late); ``unknown`` when no claim has answered
     lately (`LeaseState.UNKNOWN`); ``late`` otherwise. Any late account makes the answer 503,
@@ -156,11 +166,13 @@ def poller_health(
             continue
         since = status.last_polled or started
         idle = (now - since).total_seconds()
-        if idle <= limit:
+        # While its reports flow, an account is polled every `reconcile`, on purpose.
+        allowed = late_after * reconcile if status.reports_flowing and reconcile else limit
+        if idle <= allowed:
             counts["ok"] += 1
             continue
         what = "not polled" if status.last_polled is not None else "never polled since start"
-        late[name] = f"{what} for {idle:.0f} s (limit {limit:.0f} s)"
+        late[name] = f"{what} for {idle:.0f} s (limit {allowed:.0f} s)"
         counts["late"] += 1
     claims = _claims_failing(failing_since, now=now, lease_ttl=lease_ttl)
     verdict = "claims_failing" if claims is not None else "late" if late else "ok"
@@ -287,6 +299,7 @@ class HealthServer:
             loop_time=asyncio.get_running_loop().time(),
             late_after=self._late_after,
             lease_ttl=_lease_ttl(self._poller),
+            reconcile=_reconcile(self._poller),
         )
 
     async def __aenter__(self) -> Self:

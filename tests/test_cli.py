@@ -374,6 +374,34 @@ async def test_demo_checks_the_archive_against_the_ground_truth() -> None:
     assert report.deliveries >= report.logs
     assert report.new == report.logs  # each log once as new, then as changed
     assert report.new + report.changed == report.deliveries
+    # Both sources delivered final states, each once: the logs made up for the lost reports.
+    assert report.final_by_report > 0
+    assert report.final_by_report + report.final_by_log == report.logs
+    assert report.reported_calls > 0
+    assert report.lost_found == report.reports_lost
+    assert report.doubled == report.regressed == report.final_missing == 0
+
+
+async def test_demo_fails_its_check_when_a_lost_report_is_never_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check can fail: with a reconciliation interval longer than the run and no last
+    cycle, the logs never look again, and the reports the way lost stay missing."""
+    from infobip_voicelogs.cli import demo as demo_module
+
+    async def no_last_cycle(fake: FakeInfobip, clock: FakeClock, pushers: Any, _: Any) -> None:
+        for account in fake.accounts.values():
+            account.stop_traffic()
+        clock.advance(demo_module.SETTLE + timedelta(seconds=15))
+        for pusher in pushers:
+            await pusher.step()
+
+    monkeypatch.setattr(demo_module, "_settle", no_last_cycle)
+    report = await run_demo(3.0, interval=0.5, reconcile=3600)
+    assert report.reports_lost > 0
+    assert report.lost_found < report.reports_lost
+    assert report.final_missing > 0
+    assert not report.ok
 
 
 def test_demo_command(runner: CliRunner) -> None:
@@ -383,6 +411,17 @@ def test_demo_command(runner: CliRunner) -> None:
     # Deliveries count changes too; the archive counts distinct logs: the verdict says so.
     assert re.search(r"\d+ deliveries: \d+ new logs and \d+ changes", result.output)
     assert re.search(r"The archive holds \d+ distinct logs", result.output)
+    verdict = re.search(
+        r"check passed: (\d+) final states by report, (\d+) by the logs; missing 0, "
+        r"doubled 0, regressed 0, extra 0",
+        " ".join(result.output.split()),
+    )
+    assert verdict is not None, result.output
+    assert int(verdict[1]) > 0
+    assert int(verdict[2]) > 0
+    lost = re.search(r"lost (\d+) reports, and the logs found (\d+) of them", result.output)
+    assert lost is not None
+    assert lost[1] == lost[2]
 
 
 def test_simulate_serves_the_fake_over_http() -> None:
@@ -823,6 +862,24 @@ def test_http_to_a_remote_host_names_the_cli_flag(runner: CliRunner) -> None:
     assert result.exit_code == 2
     assert "--allow-insecure" in result.output
     assert "allow_insecure=True" not in result.output
+
+
+def test_an_unreachable_base_url_says_each_retry_and_names_the_host(runner: CliRunner) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = runner.invoke(
+        app, ["fetch", "--base-url", f"https://127.0.0.1:{port}", "--api-key", "s3cret-key"]
+    )
+    assert result.exit_code != 0
+    lines = result.output.splitlines()
+    retries = [line for line in lines if line.startswith("try ") and "retrying in" in line]
+    assert len(retries) == 5, result.output  # six tries in all: each wait said as it starts
+    assert all(f"127.0.0.1:{port}" in line for line in retries)
+    assert f"could not connect to 127.0.0.1:{port}" in lines[-1]
+    assert "s3cret" not in result.output
 
 
 def test_a_walk_beyond_retention_warns_in_one_line(runner: CliRunner, server: FakeServer) -> None:

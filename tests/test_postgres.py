@@ -451,7 +451,7 @@ async def test_a_role_without_create_rights_uses_a_schema_made_by_another(
     app_dsn = postgres_dsn.replace("postgresql://postgres@", f"postgresql://{role}@")
 
     async with PostgresStore(app_dsn, schema="voicelogs", archive=True) as app:
-        [lease] = (await app.lease("a", ["eu-1"], ttl=30)).values()
+        [lease] = (await app.lease("a", ["eu-1"], lease_ttl=30)).values()
         await app.commit_leased(lease, checkpoint=NOON, delivered=delivered(voice_log("m-1")))
         assert await app.archived() == [voice_log("m-1")]
     async with PostgresStore(app_dsn, schema="elsewhere") as cannot:
@@ -480,7 +480,7 @@ async def test_a_given_pool_is_used_without_prepared_statements_and_left_open(
                     "eu-1", checkpoint=NOON, delivered=delivered(voice_log(f"m-{n}"))
                 )
                 await store.fingerprints("eu-1", ["m-1"])
-            await store.lease("me", ["eu-1"], ttl=5)
+            await store.lease("me", ["eu-1"], lease_ttl=5)
         assert not pool.closed
         async with pool.connection() as connection:  # the one connection the store used
             cursor = await connection.execute(
@@ -515,7 +515,7 @@ async def test_a_connection_killed_between_calls_is_replaced_on_use(postgres_dsn
 async def test_a_given_pool_without_autocommit_still_commits_each_call(postgres_dsn: str) -> None:
     async with AsyncConnectionPool(postgres_dsn, min_size=1, max_size=1) as pool:
         async with PostgresStore(pool, archive=True) as store:
-            [lease] = (await store.lease("me", ["eu-1"], ttl=30)).values()
+            [lease] = (await store.lease("me", ["eu-1"], lease_ttl=30)).values()
             await store.commit_leased(lease, checkpoint=NOON, delivered=delivered(voice_log("m-1")))
             assert await store.advance([(lease, NOON + timedelta(minutes=1))]) == set()
             stale = attrs.evolve(lease, fence=lease.fence + 1)
@@ -564,10 +564,10 @@ async def test_every_call_is_one_round_trip(pg_cluster: PostgresCluster, postgre
     database = postgres_dsn.rsplit("/", 1)[1]
     dsn = f"postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable"
     async with PostgresStore(dsn, archive=True, max_size=1) as store:
-        [lease] = (await store.lease("me", ["eu-1"], ttl=30)).values()  # connects, migrates
+        [lease] = (await store.lease("me", ["eu-1"], lease_ttl=30)).values()  # connects, migrates
         logs = delivered(voice_log("m-1"), voice_log("m-2"))
         calls: list[Callable[[], Any]] = [
-            lambda: store.lease("me", ["eu-1", "us-1"], ttl=30),
+            lambda: store.lease("me", ["eu-1", "us-1"], lease_ttl=30),
             lambda: store.checkpoint("eu-1"),
             lambda: store.fingerprints("eu-1", ["m-1", "m-2"]),
             lambda: store.commit("eu-1", checkpoint=NOON, delivered=logs),
@@ -608,7 +608,7 @@ async def test_a_call_blocked_on_a_lock_ends_at_its_timeout_and_leaks_nothing(
     postgres_dsn: str,
 ) -> None:
     async with PostgresStore(postgres_dsn, timeout=1.0, max_size=1) as store:
-        [lease] = (await store.lease("a", ["eu-1"], ttl=60)).values()
+        [lease] = (await store.lease("a", ["eu-1"], lease_ttl=60)).values()
         async with await psycopg.AsyncConnection.connect(postgres_dsn) as other:
             # Another client holds the lease row: the fenced commit must wait for it ...
             await other.execute("SELECT * FROM leases WHERE account = 'eu-1' FOR UPDATE")
@@ -634,7 +634,7 @@ async def test_an_unreachable_server_fails_each_call_with_a_store_error(
     async with PostgresStore(dsn, pool_timeout=1.0, connect_timeout=2) as store:
         for _ in range(2):
             with pytest.raises(StoreError, match=r"cannot lease accounts.*refused") as caught:
-                await store.lease("me", ["eu-1"], ttl=5)
+                await store.lease("me", ["eu-1"], lease_ttl=5)
             assert "pw-xyz" not in str(caught.value)
 
 
@@ -698,7 +698,7 @@ async def test_everything_works_through_a_transaction_pooling_pgbouncer(
         async def poller(n: int, store: PostgresStore) -> None:
             owner = f"p{n}"
             for round_ in range(6):
-                leases = await store.lease(owner, ACCOUNTS, ttl=30)
+                leases = await store.lease(owner, ACCOUNTS, lease_ttl=30)
                 for account, lease in leases.items():
                     logs = [voice_log(f"{account}/{round_}/{k}") for k in range(3)]
                     ids = [log.message_id or "" for log in logs]
@@ -739,8 +739,8 @@ async def test_a_lone_owner_claims_everything_and_renews_with_the_same_fence(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     store = fleet()
-    first = await store.lease("a", ACCOUNTS, ttl=30)
-    again = await store.lease("a", ACCOUNTS, ttl=30)
+    first = await store.lease("a", ACCOUNTS, lease_ttl=30)
+    again = await store.lease("a", ACCOUNTS, lease_ttl=30)
 
     assert sorted(first) == ACCOUNTS
     assert all(lease == Lease(name, "a", 1, lease.expires_at) for name, lease in first.items())
@@ -756,14 +756,14 @@ async def test_three_owners_split_thirty_accounts_and_a_fourth_gets_a_share(
     held: dict[str, dict[str, Lease]] = {}
     for _ in range(3):  # claim periods: the first one in sheds after the others joined
         for name, store in owners.items():
-            held[name] = await store.lease(name, ACCOUNTS, ttl=30)
+            held[name] = await store.lease(name, ACCOUNTS, lease_ttl=30)
     assert {name: len(leases) for name, leases in held.items()} == {"a": 10, "b": 10, "c": 10}
     assert sorted(a for leases in held.values() for a in leases) == ACCOUNTS
 
     owners["d"] = fleet()
     for _ in range(3):
         for name, store in owners.items():
-            held[name] = await store.lease(name, ACCOUNTS, ttl=30)
+            held[name] = await store.lease(name, ACCOUNTS, lease_ttl=30)
     sizes = {name: len(leases) for name, leases in held.items()}
     assert all(size <= 8 for size in sizes.values())  # ceil(30 / 4)
     assert sizes["d"] >= 6
@@ -779,7 +779,7 @@ async def test_racing_owners_never_hold_one_account_twice(
     async def owner(name: str) -> None:
         store = fleet()
         for round_ in range(12):
-            leases = await store.lease(name, ACCOUNTS, ttl=0.2 if round_ % 3 else 30)
+            leases = await store.lease(name, ACCOUNTS, lease_ttl=0.2 if round_ % 3 else 30)
             for account, lease in leases.items():
                 seen.setdefault((account, lease.fence), set()).add(name)
                 # What one owner observes of an account's fence never goes down.
@@ -799,11 +799,11 @@ async def test_an_expired_lease_passes_to_another_with_a_higher_fence(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     a, b = fleet(), fleet()
-    [old] = (await a.lease("a", ["eu-1"], ttl=2.0)).values()
-    assert await b.lease("b", ["eu-1"], ttl=30) == {}  # held, and "a" counts as alive
+    [old] = (await a.lease("a", ["eu-1"], lease_ttl=2.0)).values()
+    assert await b.lease("b", ["eu-1"], lease_ttl=30) == {}  # held, and "a" counts as alive
 
     for _ in range(300):  # until the database's clock passes the lease: bounded
-        taken = await b.lease("b", ["eu-1"], ttl=30)
+        taken = await b.lease("b", ["eu-1"], lease_ttl=30)
         if taken:
             break
         await asyncio.sleep(0.05)
@@ -812,14 +812,16 @@ async def test_an_expired_lease_passes_to_another_with_a_higher_fence(
 
     with pytest.raises(LeaseLostError, match="eu-1"):
         await a.commit_leased(old, checkpoint=NOON, delivered=delivered(voice_log("m-1")))
-    assert await a.lease("a", ["eu-1"], ttl=30) == {}  # share: ceil(1 / 2) = 1, but b holds it
+    assert (
+        await a.lease("a", ["eu-1"], lease_ttl=30) == {}
+    )  # share: ceil(1 / 2) = 1, but b holds it
 
 
 async def test_a_lapsed_lease_cannot_commit_even_if_nobody_took_it(
     fleet: Callable[[], PostgresStore], postgres_dsn: str
 ) -> None:
     store = fleet()
-    [lease] = (await store.lease("a", ["eu-1"], ttl=0.2)).values()
+    [lease] = (await store.lease("a", ["eu-1"], lease_ttl=0.2)).values()
     for _ in range(100):
         [(lapsed,)] = await sql(postgres_dsn, "SELECT expires_at <= now() FROM leases")
         if lapsed:
@@ -835,10 +837,10 @@ async def test_a_stale_holder_writes_nothing_after_its_lease_passed_on(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     a, b = fleet(), fleet()
-    [old] = (await a.lease("a", ["eu-1"], ttl=30)).values()
+    [old] = (await a.lease("a", ["eu-1"], lease_ttl=30)).values()
     await a.commit_leased(old, checkpoint=NOON, delivered=delivered(voice_log("m-1")))
     await a.release("a", ["eu-1"])  # as if a paused past its lease and b took over
-    [new] = (await b.lease("b", ["eu-1"], ttl=30)).values()
+    [new] = (await b.lease("b", ["eu-1"], lease_ttl=30)).values()
     newer = voice_log("m-1", status=DELIVERED, duration=20)
     await b.commit_leased(
         new, checkpoint=NOON + timedelta(minutes=1), delivered=delivered(newer, voice_log("m-2"))
@@ -860,14 +862,14 @@ async def test_released_leases_are_claimed_by_others_at_once(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     a, b = fleet(), fleet()
-    assert sorted(await a.lease("a", ["x", "y"], ttl=30)) == ["x", "y"]
-    assert await b.lease("b", ["x", "y"], ttl=30) == {}  # share 1, nothing free
+    assert sorted(await a.lease("a", ["x", "y"], lease_ttl=30)) == ["x", "y"]
+    assert await b.lease("b", ["x", "y"], lease_ttl=30) == {}  # share 1, nothing free
 
     await a.release("a", ["x"])
-    assert sorted(await b.lease("b", ["x", "y"], ttl=30)) == ["x"]
+    assert sorted(await b.lease("b", ["x", "y"], lease_ttl=30)) == ["x"]
 
     await a.release("a")  # gone: b's share is both now
-    assert sorted(await b.lease("b", ["x", "y"], ttl=30)) == ["x", "y"]
+    assert sorted(await b.lease("b", ["x", "y"], lease_ttl=30)) == ["x", "y"]
 
 
 async def test_an_owner_never_sheds_the_accounts_it_is_polling(
@@ -875,35 +877,35 @@ async def test_an_owner_never_sheds_the_accounts_it_is_polling(
 ) -> None:
     a, b = fleet(), fleet()
     four = ["w", "x", "y", "z"]
-    await a.lease("a", four, ttl=30)
-    await b.lease("b", four, ttl=30)
+    await a.lease("a", four, lease_ttl=30)
+    await b.lease("b", four, lease_ttl=30)
 
-    assert sorted(await a.lease("a", four, ttl=30, busy=four)) == four
-    kept = await a.lease("a", four, ttl=30, busy={"z"})
+    assert sorted(await a.lease("a", four, lease_ttl=30, busy=four)) == four
+    kept = await a.lease("a", four, lease_ttl=30, busy={"z"})
     assert len(kept) == 2
     assert "z" in kept
-    assert len(await b.lease("b", four, ttl=30)) == 2
+    assert len(await b.lease("b", four, lease_ttl=30)) == 2
 
 
 async def test_leases_on_accounts_no_longer_listed_are_released(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     a, b = fleet(), fleet()
-    await a.lease("a", ["x", "y"], ttl=30)
-    assert sorted(await a.lease("a", ["x"], ttl=30)) == ["x"]
-    assert sorted(await b.lease("b", ["y"], ttl=30)) == ["y"]
+    await a.lease("a", ["x", "y"], lease_ttl=30)
+    assert sorted(await a.lease("a", ["x"], lease_ttl=30)) == ["x"]
+    assert sorted(await b.lease("b", ["y"], lease_ttl=30)) == ["y"]
 
 
 async def test_leases_and_fences_survive_a_restart_of_postgres(
     fleet: Callable[[], PostgresStore], pg_cluster: PostgresCluster
 ) -> None:
     store = fleet()
-    before = await store.lease("a", ["x", "y"], ttl=60)
+    before = await store.lease("a", ["x", "y"], lease_ttl=60)
 
     await asyncio.to_thread(pg_cluster.restart)
     for attempt in range(20):  # the pool reconnects: a bounded number of tries
         try:
-            after = await store.lease("a", ["x", "y"], ttl=60)
+            after = await store.lease("a", ["x", "y"], lease_ttl=60)
             break
         except StoreError:
             assert attempt < 19
@@ -925,7 +927,7 @@ async def main(dsn, accounts):
     async with PostgresStore(dsn, archive=True) as store:
         n = 0
         while True:  # a poller that commits as fast as it can, until it is killed
-            leases = await store.lease("child", accounts, ttl=1.0)
+            leases = await store.lease("child", accounts, lease_ttl=1.0)
             print(max(lease.fence for lease in leases.values()), flush=True)
             for account, lease in leases.items():
                 n += 1
@@ -957,7 +959,7 @@ async def test_a_killed_holder_s_accounts_pass_to_another_process(
     store = fleet()
     held: dict[str, Lease] = {}
     for _ in range(100):  # bounded: the child's 1 s leases lapse by the database's clock
-        held = await store.lease("survivor", ACCOUNTS, ttl=30)
+        held = await store.lease("survivor", ACCOUNTS, lease_ttl=30)
         if len(held) == len(ACCOUNTS):
             break
         await asyncio.sleep(0.1)
@@ -969,9 +971,9 @@ async def test_a_killed_holder_s_accounts_pass_to_another_process(
 async def test_lease_arguments_are_checked(fleet: Callable[[], PostgresStore]) -> None:
     store = fleet()
     with pytest.raises(ValueError, match="ttl"):
-        await store.lease("a", ["x"], ttl=0)
+        await store.lease("a", ["x"], lease_ttl=0)
     with pytest.raises(ValueError, match="owner"):
-        await store.lease("", ["x"], ttl=5)
+        await store.lease("", ["x"], lease_ttl=5)
 
 
 def test_a_lease_is_plain_data() -> None:
@@ -988,7 +990,7 @@ async def test_advance_moves_held_checkpoints_forward_in_one_call(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     store = fleet()
-    leases = await store.lease("a", ACCOUNTS, ttl=30)
+    leases = await store.lease("a", ACCOUNTS, lease_ttl=30)
     await store.commit_leased(leases["acct-00"], checkpoint=NOON, delivered=[])
     later = NOON + timedelta(minutes=1)
 
@@ -1012,9 +1014,9 @@ async def test_advance_refuses_lost_leases_and_writes_nothing_for_them(
     fleet: Callable[[], PostgresStore], postgres_dsn: str
 ) -> None:
     a, b = fleet(), fleet()
-    held = await a.lease("a", ["x", "y", "z"], ttl=30)
+    held = await a.lease("a", ["x", "y", "z"], lease_ttl=30)
     await a.release("a", ["x"])
-    [taken] = (await b.lease("b", ["x"], ttl=30)).values()  # x passed on, fence bumped
+    [taken] = (await b.lease("b", ["x"], lease_ttl=30)).values()  # x passed on, fence bumped
     await sql(
         postgres_dsn, "UPDATE leases SET expires_at = now() - interval '1 s' WHERE account = 'y'"
     )
@@ -1034,7 +1036,7 @@ async def test_a_fenced_out_advance_with_a_stale_fence_alone_is_refused(
     fleet: Callable[[], PostgresStore],
 ) -> None:
     store = fleet()
-    [lease] = (await store.lease("a", ["x"], ttl=30)).values()
+    [lease] = (await store.lease("a", ["x"], lease_ttl=30)).values()
     assert await store.advance([(attrs.evolve(lease, fence=lease.fence + 1), NOON)]) == {"x"}
     assert await store.accounts() == {}
 
@@ -1043,7 +1045,7 @@ async def test_a_fenced_commit_keeps_a_final_fingerprint_and_checks_every_write(
     fleet: Callable[[], PostgresStore], postgres_dsn: str
 ) -> None:
     store = fleet()
-    [lease] = (await store.lease("a", ["x"], ttl=30)).values()
+    [lease] = (await store.lease("a", ["x"], lease_ttl=30)).values()
     settled = voice_log("m-1", status=DELIVERED, duration=4)
     await store.commit_leased(lease, checkpoint=NOON, delivered=[Delivered(settled, FINAL)])
     await store.commit_leased(

@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import orjson
 import psycopg
 import pytest
+from pg_server import PostgresCluster
 from psycopg.rows import dict_row
+from test_postgres import RoundTrips
 
 from infobip_voicelogs import (
     Account,
@@ -45,7 +49,7 @@ from infobip_voicelogs.reports import (
 from infobip_voicelogs.state import fingerprint
 from infobip_voicelogs.store import Delivered
 from infobip_voicelogs.telemetry import _instruments
-from infobip_voicelogs.testing import FakeClock, FakeInfobip
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, PushFaults
 from infobip_voicelogs.testing.fake import IN_PROCESS_URL
 
 Store = SqliteStore | PostgresStore
@@ -247,6 +251,7 @@ async def test_a_state_a_poll_delivered_is_not_delivered_again_by_a_late_report(
     receiver: httpx.AsyncClient,
     poller_for: Callable[..., LogsPoller],
     stream: Stream,
+    row_of: RowOf,
 ) -> None:
     settled = log("m-1", fake)
     fake.accounts["acme"].add_logs([settled])
@@ -255,6 +260,10 @@ async def test_a_state_a_poll_delivered_is_not_delivered_again_by_a_late_report(
 
     assert await post(receiver, "acme", report_of(settled)) == 200
     assert stream.seen() == [("log", "m-1")]
+    # Not handed over, but the report's own fields join the log's in the archive.
+    row = await row_of("m-1")
+    assert (row["text"], row["callback_data"]) == ("Your code is 1234", "order 17")
+    assert row["charged_duration"] == 12
 
 
 async def test_a_log_still_pending_after_its_report_said_delivered_is_not_delivered(
@@ -292,9 +301,12 @@ async def test_the_archive_keeps_what_each_source_brought(
     fake.accounts["acme"].add_logs([pending])
     async with poller_for() as poller:
         await poller.run_once()  # the log: its text, no call
+        assert await post(receiver, "acme", report_of(log("m-1", fake))) == 200
+        lagging = await poller.run_once()  # the log still PENDING: older than the report
+        fake.accounts["acme"].update("m-1", status=DELIVERED, price=PRICE)
+        caught_up = await poller.run_once()  # the report's state: the same
 
-    assert await post(receiver, "acme", report_of(log("m-1", fake))) == 200
-
+    assert lagging["acme"].delivered == caught_up["acme"].delivered == 0
     assert stream.seen() == [("log", "m-1"), ("report", "m-1")]
     row = await row_of("m-1")
     assert row["text"] == "Your code is 1234"  # the log's, which the report lacks
@@ -373,6 +385,8 @@ def test_a_receiver_takes_deliver_or_a_store_and_a_handler(store: Store, stream:
         ReportsReceiver({"acme"}, store=store, handler=stream, deliver=stream, auth=NoAuth())
     with pytest.raises(TypeError, match="store= and handler="):
         ReportsReceiver({"acme"}, store=store, auth=NoAuth())
+    with pytest.raises(TypeError, match="keeps no delivery reports"):
+        ReportsReceiver({"acme"}, store=object(), handler=stream, auth=NoAuth())  # type: ignore[arg-type]
 
 
 def test_delivered_keeps_its_old_name_and_says_its_source() -> None:
@@ -444,22 +458,39 @@ async def test_final_states_a_reconciliation_finds_are_counted_as_lost_webhooks(
     stream: Stream,
 ) -> None:
     brought, lost, pending = log("m-1", fake), log("m-2", fake), log("m-3", fake, PENDING)
-    fake.accounts["acme"].add_logs([brought, lost, pending])
+    # A final state a report brought, which the logs then correct (the price filled in).
+    corrected = log("m-4", fake)
+    fake.accounts["acme"].add_logs([brought, lost, pending, corrected])
     before = sum(_instruments._REPORTS_LOST.counts.values())
-    assert await post(receiver, "acme", report_of(brought)) == 200
+    unpriced = attrs.evolve(report_of(corrected), price=None)
+    assert await post(receiver, "acme", report_of(brought), unpriced) == 200
 
     async with poller_for() as poller:
         results = await poller.run_once()
         status = poller.status()
 
-    assert results["acme"].delivered == 2  # m-2 (its report never came) and m-3
-    assert status["acme"].webhook_lost == 1  # only a final state is a lost report
+    # m-2 (its report never came), m-3 (not final yet), m-4 (a correction, a change).
+    assert (results["acme"].new, results["acme"].changed) == (2, 1)
+    assert status["acme"].webhook_lost == 1  # only a first final state is a lost report
+    assert status["acme"].reports_flowing
     assert status["globex"].webhook_lost == 0
     assert not status["globex"].reports_flowing
-    assert stream.seen()[0] == ("report", "m-1")
-    assert sorted(stream.seen()[1:]) == [("log", "m-2"), ("log", "m-3")]
+    assert sorted(stream.seen()[:2]) == [("report", "m-1"), ("report", "m-4")]
+    assert sorted(stream.seen()[2:]) == [("log", "m-2"), ("log", "m-3"), ("log", "m-4")]
     if telemetry.ENABLED:
         assert sum(_instruments._REPORTS_LOST.counts.values()) - before == 1
+
+
+async def test_outside_reconciliation_nothing_is_counted_as_lost(
+    fake: FakeInfobip, poller_for: Callable[..., LogsPoller]
+) -> None:
+    fake.accounts["acme"].add_logs([log("m-1", fake)])
+    async with poller_for() as poller:
+        results = await poller.run_once()
+        status = poller.status()["acme"]
+    assert results["acme"].settled == 1
+    assert status.webhook_lost == 0  # no reports flow: the logs are the only source
+    assert not status.reports_flowing
 
 
 async def test_a_store_without_reports_polls_every_interval(
@@ -575,3 +606,108 @@ async def test_a_version_1_postgres_schema_migrates_and_keeps_its_data(
         assert await cursor.fetchone() == (2,)
         cursor = await db.execute("SELECT source, report->>'callbackData' FROM voice_logs")
         assert await cursor.fetchone() == ("report", "order 17")
+
+
+# -- the whole stream: lossy pushes, lagging logs, reconciliation --------------------------
+
+
+async def test_lossy_reports_and_reconciling_logs_lose_nothing_and_repeat_nothing(
+    fake: FakeInfobip,
+    clock: FakeClock,
+    store: Store,
+    stream: Stream,
+    poller_for: Callable[..., LogsPoller],
+) -> None:
+    acme = fake.accounts["acme"]
+    acme.traffic(0.5, settle_after=timedelta(seconds=30))
+    receiver = ReportsReceiver(
+        {"acme", "globex"}, store=store, handler=stream, auth=NoAuth(), clock=clock.now
+    )
+    faults = PushFaults(drop=0.1, duplicate=0.05, reorder=0.05, log_lag=timedelta(seconds=20))
+    pusher = acme.push_reports("http://receiver/acme", app=receiver, faults=faults)
+    reconcile = timedelta(minutes=10)
+    async with poller_for(reconcile=reconcile) as poller:
+        for step in range(240):  # 20 minutes of the fake's time, a push step every 5 s
+            if step % 120 == 0:
+                await poller.run_once()  # the reconciliation's cadence
+            clock.advance(timedelta(seconds=5))
+            await pusher.step()
+        acme.stop_traffic()
+        clock.advance(timedelta(minutes=2))  # every call settled, every report due
+        await pusher.step()
+        await poller.run_once()
+        status = poller.status()["acme"]
+
+    truth = {log.message_id: fingerprint(log) for log in acme.logs}
+    assert len(truth) > 400
+    assert all(fp.startswith("2f:") for fp in truth.values())
+    delivered = Counter((m, fp) for _, _, m, fp in stream.items)
+    # Nothing lost: every call's final state reached the handler, from one source or the other.
+    assert set(truth.items()) <= set(delivered)
+    # Nothing repeated: no state twice, though reports were duplicated and reordered.
+    assert max(delivered.values()) == 1
+    # Nothing regressed: after a message's final state, nothing else of it.
+    final_seen: set[str] = set()
+    for _, _, message_id, fp in stream.items:
+        assert message_id not in final_seen, f"{message_id} went on after its final state"
+        if fp.startswith("2f:"):
+            final_seen.add(message_id)
+    # The logs found what the webhooks lost, and counted each.
+    from_logs = {m for _, source, m, fp in stream.items if source == "log" and fp[:3] == "2f:"}
+    assert pusher.stats.dropped > 0
+    assert pusher.stats.dropped_ids <= from_logs
+    assert status.reports_flowing
+    assert status.webhook_lost == len(from_logs)
+    assert status.cycles == 3
+
+
+@pytest.mark.postgres
+async def test_each_reports_call_of_postgres_store_is_one_round_trip(
+    pg_cluster: PostgresCluster, postgres_dsn: str, fake: FakeInfobip
+) -> None:
+    counter = RoundTrips(pg_cluster.port)
+    server = await asyncio.start_server(counter.client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    database = postgres_dsn.rsplit("/", 1)[1]
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable"
+    reports = [report_of(log(f"m-{n}", fake)) for n in range(3)]
+    batch = [Delivered(r, fingerprint(r)) for r in reports]
+    async with PostgresStore(dsn, archive=True, max_size=1) as store:
+        await store.accounts()  # connects and migrates
+        calls: list[Callable[[], Any]] = [
+            lambda: store.commit_reports("acme", batch[:2], received_at=fake.clock.now()),
+            lambda: store.commit_reports(
+                "acme", batch[2:], received_at=fake.clock.now(), known=batch[:2]
+            ),
+            lambda: store.commit_reports("acme", [], received_at=fake.clock.now(), received=3),
+            lambda: store.report_activity(["acme", "globex"]),
+        ]
+        for call in calls:
+            before = counter.count
+            await call()
+            assert counter.count - before == 1, call
+        assert set(await store.report_activity(["acme", "globex"])) == {"acme"}
+    server.close()
+
+
+def test_health_judges_an_account_whose_reports_flow_by_the_reconcile_interval() -> None:
+    from datetime import UTC, datetime
+
+    from infobip_voicelogs.health import poller_health
+    from infobip_voicelogs.poller import AccountStatus
+
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    statuses = {
+        "flowing": AccountStatus(cycles=1, last_polled=t0, reports_flowing=True),
+        "polled": AccountStatus(cycles=1, last_polled=t0),
+    }
+
+    def judge(after: float) -> Any:
+        now = t0 + timedelta(seconds=after)
+        return poller_health(
+            statuses, interval=60, reconcile=600, started=t0, now=now, loop_time=after
+        )
+
+    assert judge(180).ok
+    assert list(judge(181).body["late"]) == ["polled"]  # three intervals
+    assert list(judge(1801).body["late"]) == ["flowing", "polled"]  # three reconciles

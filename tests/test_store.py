@@ -670,16 +670,16 @@ async def test_sqlite_store_leases_every_account_to_its_one_live_owner(tmp_path:
 
     async with SqliteStore(tmp_path / "leases.db") as store:
         assert isinstance(store, LeaseStore)
-        leases = await store.lease("me", ["a", "b"], ttl=30.0, busy={"a"})
+        leases = await store.lease("me", ["a", "b"], lease_ttl=30.0, busy={"a"})
         assert sorted(leases) == ["a", "b"]
         assert {lease.fence for lease in leases.values()} == {0}
         assert all(lease.owner == "me" for lease in leases.values())
         with pytest.raises(StoreError, match="another poller"):
-            await store.lease("other", ["a"], ttl=30.0)
+            await store.lease("other", ["a"], lease_ttl=30.0)
         await store.commit_leased(leases["a"], checkpoint=NOON, delivered=[])
         assert await store.checkpoint("a") == NOON
         await store.release("me")
-        theirs = await store.lease("other", ["a"], ttl=30.0)
+        theirs = await store.lease("other", ["a"], lease_ttl=30.0)
         # The old owner's lease is refused, and nothing of its batch is written.
         with pytest.raises(LeaseLostError):
             await store.commit_leased(
@@ -714,8 +714,18 @@ async def test_a_final_fingerprint_and_its_archive_row_outlive_a_stale_page(
     assert await archive.fingerprints("eu-1", ["m-2"]) == {"m-2": final}
 
 
+async def test_lease_ttl_is_the_one_name_and_ttl_still_works_with_a_warning(
+    store: SqliteStore,
+) -> None:
+    with pytest.warns(DeprecationWarning, match="lease_ttl"):
+        leases = await store.lease("me", ["eu-1"], ttl=30.0)
+    assert leases["eu-1"].owner == "me"
+    with pytest.raises(TypeError, match="lease_ttl"):
+        await store.lease("me", ["eu-1"])
+
+
 async def test_advance_moves_checkpoints_only_forward_in_one_call(store: SqliteStore) -> None:
-    leases = await store.lease("me", ["eu-1", "us-1"], ttl=60.0)
+    leases = await store.lease("me", ["eu-1", "us-1"], lease_ttl=60.0)
 
     def lease(account: str) -> Lease:
         return leases[account]

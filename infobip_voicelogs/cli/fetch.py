@@ -14,6 +14,7 @@ from ..endpoint import validate_base_url
 from ..fetcher import LogsFetcher
 from ..models import MAX_PAGE_SIZE, GeneralStatus, LogsQuery, VoiceLog
 from ..poller import Account
+from ..retry import RetryEvent
 from .backends import SharedRates, check_redis_url
 from .common import fail, parse_when, run, stderr
 from .output import LogWriter, OutputFormat
@@ -116,6 +117,15 @@ def fetch(
             if shared is not None:
                 await shared.aclose()
 
+    def say_retry(event: RetryEvent) -> None:
+        # A wait the user can see: an unreachable host is retried for seconds, never silently.
+        stderr.print(
+            f"try {event.attempt} failed ({event.reason}); retrying in {event.wait:.1f} s",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
     async def fetch_with(account: Account) -> None:
         fetcher = LogsFetcher(
             account.base_url,
@@ -123,6 +133,7 @@ def fetch(
             format="xml" if xml else "json",
             throttle=account.throttle,
             allow_insecure=allow_insecure,
+            on_retry=say_retry,
         )
         async with fetcher:
             if window_start is None:

@@ -10,11 +10,18 @@ from ..poller import LogsPoller
 __all__ = ["status_table"]
 
 
-def status_table(poller: LogsPoller, title: str = "accounts") -> Table:
-    """One row per account: cycles, new, changed, requests, retries, 429s, last error."""
+_COLUMNS = ("account", "polled", "new", "changed", "requests", "retries", "429s")
+
+
+def status_table(poller: LogsPoller, title: str = "accounts", *, reports: bool = False) -> Table:
+    """One row per account: cycles, new, changed, requests, retries, 429s, last error; with
+    `reports`, also whether its delivery reports flow and how many the webhooks lost."""
     table = Table(title=title)
-    for column in ("account", "polled", "new", "changed", "requests", "retries", "429s", "state"):
-        table.add_column(column, justify="left" if column in ("account", "state") else "right")
+    # With reports: one column, so the table still fits 80 columns.
+    columns = (*_COLUMNS, *(("reports",) if reports else ()), "state")
+    for column in columns:
+        left = column in ("account", "state", "reports")
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
     for name, status in sorted(poller.status().items()):
         if status.cycles == 0:
             state = "[dim]starting[/]"
@@ -24,7 +31,7 @@ def status_table(poller: LogsPoller, title: str = "accounts") -> Table:
             state = f"[red]{escape(text)}[/]"  # the provider's text is data, not markup
         else:
             state = "[green]ok[/]"
-        table.add_row(
+        cells = [
             escape(name),
             str(status.cycles),
             str(status.new),
@@ -32,6 +39,15 @@ def status_table(poller: LogsPoller, title: str = "accounts") -> Table:
             str(status.requests),
             str(status.retries),
             str(status.rate_limited),
-            state,
-        )
+        ]
+        if reports:
+            cells.append(_reports_cell(status.reports_flowing, status.webhook_lost))
+        table.add_row(*cells, state)
     return table
+
+
+def _reports_cell(flowing: bool, lost: int) -> str:
+    """Whether the account's reports flow (its logs only reconcile), and how many final
+    states the logs found that no report brought (`webhook_lost`)."""
+    state = "[green]on[/]" if flowing else "[dim]off[/]"
+    return f"{state} {lost} lost"

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import aclosing, suppress
 from datetime import timedelta
 from pathlib import Path
@@ -25,12 +25,16 @@ from ..connections import poller_client
 from ..errors import StoreError
 from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
-from ..poller import DEFAULT_SHUTDOWN_GRACE, Account, LogsPoller
+from ..poller import DEFAULT_RECONCILE, DEFAULT_SHUTDOWN_GRACE, Account, LogsPoller
+from ..reports import ReportHandler, ReportsAuth, ReportsReceiver, VoiceReport
+from ..store import ReportStore
 from .backends import SharedRates, check_redis_url, open_store, parse_store
 from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
 from .output import BackgroundWriter, LogWriter, OutputFormat
+from .reports import ROUTE, as_log, report_lines, reports_auth
+from .reports import serving as serving_reports
 
 __all__ = ["EPILOG", "SERVICE_NAME", "poll"]
 
@@ -114,6 +118,46 @@ def poll(
         help="Keep each account's connection open between cycles (off: a TLS handshake per "
         "request, no memory held per account).",
     ),
+    reports_port: int | None = typer.Option(
+        None,
+        "--reports-port",
+        min=0,
+        max=65535,
+        help="Also receive the provider's delivery reports on this port (0: any free one) "
+        "at POST /reports/{account}, the account's name in the accounts file.",
+        show_default=False,
+    ),
+    reports_host: str = typer.Option(
+        "127.0.0.1", "--reports-host", help="The address the reports receiver listens on."
+    ),
+    reports_user: str | None = typer.Option(
+        None,
+        "--reports-user",
+        help="Reports authenticate with HTTP Basic: this user, the password from "
+        "INFOBIP_REPORTS_PASSWORD.",
+        show_default=False,
+    ),
+    reports_hmac_header: str | None = typer.Option(
+        None,
+        "--reports-hmac-header",
+        help="Reports authenticate with an HMAC of the body in this header, the secret "
+        "from INFOBIP_REPORTS_SECRET.",
+        show_default=False,
+    ),
+    reports_hmac_alg: str = typer.Option(
+        "sha256", "--reports-hmac-alg", help="The HMAC's algorithm (sha1, sha256, sha512...)."
+    ),
+    reports_no_auth: bool = typer.Option(
+        False,
+        "--reports-no-auth",
+        help="Reports need no authentication (only behind something that checks them).",
+    ),
+    reconcile: str = typer.Option(
+        f"{DEFAULT_RECONCILE / 60:g}m",
+        "--reconcile",
+        help="Time between an account's cycles while its reports flow (the logs then "
+        "only find what the reports lost).",
+    ),
 ) -> None:
     """Poll many accounts: every new log and every change, once, into the store."""
     try:
@@ -127,19 +171,30 @@ def poll(
         "interval": parse_span(interval, option="--interval").total_seconds(),
         "backfill": parse_span(backfill, option="--backfill").total_seconds(),
         "revisit": parse_span(revisit, option="--revisit").total_seconds(),
+        "reconcile": parse_span(reconcile, option="--reconcile").total_seconds(),
     }
-    if min(seconds["interval"], seconds["backfill"]) <= 0 or seconds["revisit"] < 0:
-        fail("--interval and --backfill must be positive, --revisit not negative")
+    if min(seconds["interval"], seconds["backfill"], seconds["reconcile"]) <= 0:
+        fail("--interval, --backfill and --reconcile must be positive")
+    if seconds["revisit"] < 0:
+        fail("--revisit cannot be negative")
+    auth = _reports_auth(
+        reports_port,
+        user=reports_user,
+        hmac_header=reports_hmac_header,
+        hmac_alg=reports_hmac_alg,
+        no_auth=reports_no_auth,
+    )
     printing = output is not OutputFormat.auto or not sys.stdout.isatty()
     fmt = OutputFormat.ndjson if output is OutputFormat.auto else output
     out = _Output(fmt) if printing else None
-    delivered = 0
+    delivered = {"log": 0, "report": 0}
 
-    async def handler(account: str, logs: list[VoiceLog]) -> None:
-        nonlocal delivered
+    # One handler for both sources: each item says its own (`item.source`).
+    async def handler(account: str, items: Sequence[VoiceLog | VoiceReport]) -> None:
         if out is not None:
-            await out.write(account, logs)
-        delivered += len(logs)
+            await out.write(account, items)
+        for item in items:
+            delivered[item.source] += 1
 
     shutdown = _Shutdown(once=once)
     if metrics_port is not None:
@@ -173,6 +228,7 @@ def poll(
                 interval=seconds["interval"],
                 backfill=timedelta(seconds=seconds["backfill"]),
                 revisit=timedelta(seconds=seconds["revisit"]),
+                reconcile=seconds["reconcile"],
                 shutdown_grace=grace,
             ) as poller,
         ):
@@ -191,7 +247,20 @@ def poll(
                     except OSError as exc:
                         fail(f"cannot serve /metrics on {metrics_host}:{metrics_port}: {exc}")
                     stderr.print(f"/metrics and /healthz on http://{metrics_host}:{health.port}")
-                await _poll(poller, once=once, live=live)
+                if auth is not None:
+                    assert reports_port is not None
+                    receiver = _receiver(accounts, opened, handler, auth)
+                    try:
+                        served = await serving.enter_async_context(
+                            serving_reports(
+                                receiver, host=reports_host, port=reports_port, grace=grace
+                            )
+                        )
+                    except OSError as exc:
+                        fail(f"cannot serve reports on {reports_host}:{reports_port}: {exc}")
+                    shutdown.also(served.stop)  # drains beside the poller, in its grace
+                    stderr.print(f"delivery reports on POST {served.url}{ROUTE}/{{account}}")
+                await _poll(poller, once=once, live=live, reports=auth is not None)
         return poller
 
     async def main() -> None:
@@ -206,7 +275,10 @@ def poll(
             if out is not None:
                 out.close()
         # The store's name is the user's text, not markup: `logs[1].db` prints as it is.
-        stderr.print(f"\nstopped; {delivered} logs delivered; store {escape(store.shown)}")
+        stderr.print(
+            f"\nstopped; {_delivered_text(delivered, auth is not None)}; "
+            f"store {escape(store.shown)}"
+        )
         if shutdown.signal is not None:
             raise typer.Exit(128 + shutdown.signal)  # 130 for SIGINT, 143 for SIGTERM
         assert poller is not None
@@ -217,6 +289,42 @@ def poll(
     # A `--once` run makes no next attempt: its failures are logged without announcing one.
     with _without_next_attempt() if once else contextlib.nullcontext():
         run(main(), ctx)
+
+
+def _reports_auth(
+    port: int | None, *, user: str | None, hmac_header: str | None, hmac_alg: str, no_auth: bool
+) -> ReportsAuth | None:
+    """The receiver's authentication, or `None` when no reports are served (no port)."""
+    if port is None:
+        if user is not None or hmac_header is not None or no_auth:
+            fail("--reports-user, --reports-hmac-header and --reports-no-auth need --reports-port")
+        return None
+    try:
+        return reports_auth(
+            user=user,
+            hmac_header=hmac_header,
+            hmac_alg=hmac_alg,
+            no_auth=no_auth,
+            environ=os.environ,
+        )
+    except ValueError as exc:  # its message names options and variables, never a secret
+        fail(str(exc))
+
+
+def _receiver(
+    accounts: list[Account], store: object, handler: ReportHandler, auth: ReportsAuth
+) -> ReportsReceiver:
+    """The receiver into the poller's store and handler: one stream, both sources."""
+    if not isinstance(store, ReportStore):
+        fail(f"{type(store).__name__} keeps no delivery reports: use SQLite or PostgreSQL")
+    names = [account.name for account in accounts]
+    return ReportsReceiver(names, store=store, handler=handler, auth=auth, prefix=ROUTE)
+
+
+def _delivered_text(delivered: dict[str, int], reports: bool) -> str:
+    if not reports:
+        return f"{delivered['log']} logs delivered"
+    return f"{delivered['log']} logs and {delivered['report']} reports delivered"
 
 
 @contextlib.contextmanager
@@ -260,11 +368,11 @@ class _Output:
             sys.stdout.flush()
             self._background = BackgroundWriter(fd)
 
-    async def write(self, account: str, logs: list[VoiceLog]) -> None:
+    async def write(self, account: str, items: Sequence[VoiceLog | VoiceReport]) -> None:
         if self._format is OutputFormat.ndjson:
-            data = _ndjson_of(account, logs)
+            data = _ndjson_of(account, items)
         else:
-            self._writer.write(logs, title=account)
+            self._writer.write([as_log(item) for item in items], title=account)
             data = self._text.getvalue().encode()
             self._text.seek(0)
             self._text.truncate()
@@ -279,9 +387,19 @@ class _Output:
             self._background.close()
 
 
-def _ndjson_of(account: str, logs: list[VoiceLog]) -> bytes:
-    """NDJSON in the provider's shape, each line opening with ``"account"``: the log's source."""
-    opening = b'{"account":' + orjson.dumps(account)
+def _ndjson_of(account: str, items: Sequence[VoiceLog | VoiceReport]) -> bytes:
+    """NDJSON in the provider's shape, each line opening with ``"account"`` and ``"source"``.
+
+    A handler call carries one source's items: the poller's logs or one report batch.
+    """
+    logs = [item for item in items if isinstance(item, VoiceLog)]
+    reports = [item for item in items if isinstance(item, VoiceReport)]
+    return _log_lines(account, logs) + report_lines(account, reports)
+
+
+def _log_lines(account: str, logs: list[VoiceLog]) -> bytes:
+    """The logs' lines through the codec's fast NDJSON encoder, the two keys put in front."""
+    opening = b'{"account":' + orjson.dumps(account) + b',"source":"log"'
     return b"".join(
         opening + (b"}\n" if line == b"{}" else b"," + line[1:] + b"\n")
         for line in encode_ndjson(logs).splitlines()
@@ -300,6 +418,11 @@ class _Shutdown:
         self._count = 0
         self._poller: LogsPoller | None = None
         self._task: asyncio.Task[Any] | None = None
+        self._also: list[Callable[[], None]] = []
+
+    def also(self, stop: Callable[[], None]) -> None:
+        """Call `stop` too on the first signal (the reports receiver stops accepting)."""
+        self._also.append(stop)
 
     def install(self, poller: LogsPoller, task: asyncio.Task[Any] | None) -> None:
         self._poller, self._task = poller, task
@@ -319,25 +442,28 @@ class _Shutdown:
                 " to finish (again to cancel them now)"
             )
             self._poller.stop()
+            for stop in self._also:
+                stop()
         elif self._task is not None:
             self._task.cancel()
 
 
-async def _poll(poller: LogsPoller, *, once: bool, live: bool) -> None:
+async def _poll(poller: LogsPoller, *, once: bool, live: bool, reports: bool) -> None:
     polling = poller.run_once() if once else poller.run()
     if not live:
         await polling
         return
-    with Live(status_table(poller), console=stderr, auto_refresh=False) as screen:
-        refresher = asyncio.create_task(_refresh(screen, poller))
+    table = status_table(poller, reports=reports)
+    with Live(table, console=stderr, auto_refresh=False) as screen:
+        refresher = asyncio.create_task(_refresh(screen, poller, reports))
         try:
             await polling
         finally:
             refresher.cancel()
-            screen.update(status_table(poller), refresh=True)
+            screen.update(status_table(poller, reports=reports), refresh=True)
 
 
-async def _refresh(screen: Live, poller: LogsPoller) -> None:
+async def _refresh(screen: Live, poller: LogsPoller, reports: bool) -> None:
     while True:
-        screen.update(status_table(poller), refresh=True)
+        screen.update(status_table(poller, reports=reports), refresh=True)
         await asyncio.sleep(1.0)

@@ -10,21 +10,29 @@ stale is `infobip_voicelogs.state`'s decision (`fingerprint` is re-exported from
 The way from `run()` to the handler (every store leases, so there is one way):
 
 1. `LogsPoller.run` (`_poller`) claims once (`LeaseKeeper.claim`, `_leases`), then runs a
-   loop per account, a claim loop and a prune loop under `Shutdown.supervise`.
+   loop per account, a claim loop, a flush loop and a prune loop under
+   `Shutdown.supervise`.
 2. An account's loop waits while the account is not held, else calls `_cycle`: one cycle
    per account at a time (its lock), one of `max_concurrency` slots, the lease read then.
 3. `Walk.cycle` (`_cycle`) walks `[checkpoint - revisit, now]`, and every `max_batch` logs
    and at the end calls `_hand_over`: the new and changed logs (`state.compare`), then, with no
    claim in flight, the lease checked and marked busy, `Shutdown.hand_over` runs the
-   handler and `LeaseStore.commit_leased` (fenced) as one unit.
+   handler and `LeaseStore.commit_leased` (fenced) as one unit. The checkpoint is read
+   once per lease (`Checkpoints`, `_checkpoints`); a quiet end (nothing to hand over)
+   only queues it, and the flush loop sends every queued one in one `LeaseStore.advance`
+   once a claim period.
 4. `_record` turns the result into the account's `AccountStatus` (`next_status`) and its
    next due time; a `LeaseLostError` hands the account back to the keeper.
 
 Reconciliation: each claim (`_claim`) also reads, in one `ReportStore.report_activity`
 call, when each account's delivery reports last arrived. An account whose last report is
-within `reconcile` of now when a cycle starts is reconciling: that cycle's final states
-count as `webhook_lost` (no report brought them, or `compare` would have called them
-`SAME`), and it is due again `reconcile` later instead of `interval`.
+within `reconcile` of now when a cycle starts is reconciling: that cycle's first final
+states (`AccountResult.settled`) count as `webhook_lost` (no report brought them, or
+`compare` would have called them `SAME`), and it is due again `reconcile` later instead
+of `interval`. A report changes the store's fingerprints behind the poller's per-lease
+filter (`Checkpoints.prints`), which is safe: the filter only skips a log equal to what
+this process committed, and if a report moved the store on meanwhile, that log shows the
+older state, which is not to be delivered again.
 
 Shutdown rules (`_shutdown`): `stop()`, `aclose()` and a first cancellation give the
 cycles in flight `shutdown_grace`; a hand-over in flight finishes and commits within it,

@@ -1,4 +1,4 @@
-"""The checkpoints one poller keeps in memory, and the quiet cycles' advances it batches.
+"""What one poller keeps in memory per lease: checkpoints, fingerprints, quiet advances.
 
 A checkpoint is read from the store once per lease: while this process holds an account
 under the same fence, nobody else can have written it (every write is fenced), so the
@@ -12,17 +12,29 @@ hold nothing new, so losing one (a crash, a failure, a refusal) only leaves the 
 checkpoint earlier: the next window is wider, and the stored fingerprints keep what it
 fetches again from being delivered twice. A refused account's cached checkpoint is
 dropped (its lease is gone); a failed flush is queued again, newer times first.
+
+The fingerprints of the account's last window are kept the same way, as a filter: a log
+whose fingerprint is the one this process last read from the store or committed for it
+has nothing new to deliver, whoever wrote since (a report receiver writes fingerprints
+too, but only ever a state this log's is then the same as, or a final one this log could
+only be stale beside). Only the other logs of a window are looked up, so a quiet cycle
+over logs already delivered makes no store call at all. A window of more than
+`MAX_REMEMBERED` logs is not kept (memory stays bounded per account).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from ..store import Lease, LeaseStore
 
-__all__ = ["Checkpoints"]
+__all__ = ["MAX_REMEMBERED", "Checkpoints"]
+
+#: The most fingerprints kept for one account's window (about 200 bytes each).
+MAX_REMEMBERED = 2_000
 
 logger = logging.getLogger("infobip_voicelogs")
 
@@ -39,11 +51,7 @@ class Checkpoints:
         self._store = store
         self._known: dict[str, tuple[Lease, datetime | None]] = {}
         self._pending: dict[str, tuple[Lease, datetime]] = {}
-
-    @property
-    def pending(self) -> int:
-        """How many accounts have a quiet advance waiting for the next flush."""
-        return len(self._pending)
+        self._prints: dict[str, tuple[Lease, dict[str, str]]] = {}
 
     async def read(self, lease: Lease) -> datetime | None:
         """The account's checkpoint: cached while `lease` is the one it was read under."""
@@ -70,18 +78,43 @@ class Checkpoints:
         if before is None or checkpoint > before:  # forward only, as `advance` moves it
             self._known[account] = (lease, checkpoint)
 
+    def prints(self, lease: Lease) -> Mapping[str, str]:
+        """The fingerprints last read or committed for the account's logs under `lease`."""
+        known = self._prints.get(lease.account)
+        return known[1] if known is not None and _same(known[0], lease) else {}
+
+    def remember(self, lease: Lease, prints: Mapping[str, str]) -> None:
+        """These fingerprints are the store's now (read back, or committed) under `lease`."""
+        known = self._prints.get(lease.account)
+        if known is None or not _same(known[0], lease):
+            known = self._prints[lease.account] = (lease, {})
+        known[1].update(prints)
+
+    def keep_window(self, lease: Lease, message_ids: Collection[str]) -> None:
+        """A cycle ended: keep the fingerprints of its window's logs only (bounded)."""
+        known = self._prints.get(lease.account)
+        if known is None or not _same(known[0], lease):
+            return
+        if len(message_ids) > MAX_REMEMBERED:
+            del self._prints[lease.account]
+            return
+        prints = known[1]
+        self._prints[lease.account] = (lease, {i: prints[i] for i in message_ids if i in prints})
+
     def forget(self, account: str) -> None:
-        """The lease on `account` is gone: drop its checkpoint and its queued advance."""
+        """The lease on `account` is gone: drop what is cached for it and its queued advance."""
         self._known.pop(account, None)
+        self._prints.pop(account, None)
         self._pending.pop(account, None)
 
     def drop_cached(self) -> None:
-        """Read every checkpoint again (the queued advances stay queued)."""
+        """Read every checkpoint again (the queued advances and the fingerprints stay)."""
         self._known.clear()
 
     def clear(self) -> None:
         """Every lease released: nothing cached is trusted any more."""
         self._known.clear()
+        self._prints.clear()
         self._pending.clear()
 
     async def flush(self, within: float) -> dict[str, Lease]:
@@ -118,4 +151,5 @@ class Checkpoints:
             known = self._known.get(account)
             if known is not None and _same(known[0], lease):
                 del self._known[account]
+            self._prints.pop(account, None)
         return lost

@@ -60,9 +60,12 @@ class Walk:
             since = await self._window_start(lease, now)
             walk = fetcher.iter_logs(sent_since=since, sent_until=now, page_size=self.page_size)
             seen: list[VoiceLog] = []
+            window: set[str] = set()  # the message ids of the whole walk
             async with contextlib.aclosing(walk):
                 async for log in walk:
                     seen.append(log)
+                    if log.message_id is not None:
+                        window.add(log.message_id)
                     if len(seen) % self.page_size == 0:
                         # Shed (or lapsed) mid-walk: stop fetching now, the holder walks it.
                         self.leases.check(lease)
@@ -74,6 +77,7 @@ class Walk:
                         result = add_results(result, batch)
                         seen = []
             last = await self._hand_over(name, lease, seen, checkpoint=now)
+            self.checkpoints.keep_window(lease, window)
             return add_results(result, last)
         except Exception as exc:  # one account's failure is its own, reported not raised
             # What earlier batches delivered (and committed) still counts.
@@ -88,7 +92,7 @@ class Walk:
         checkpoint: datetime | None,
     ) -> AccountResult:
         """Deliver the new and changed logs among `seen`, then commit them (and `checkpoint`)."""
-        batch, new, changed = await self._changes(name, seen)
+        batch, new, changed, finals = await self._changes(lease, seen)
         if not batch:
             if checkpoint is not None:
                 # Nothing for the handler: no claim to wait for, the lease only checked
@@ -104,10 +108,12 @@ class Walk:
             # Only logs here (the poller commits no reports): the filter says so to the types.
             logs = [item.item for item in batch if isinstance(item.item, VoiceLog)]
             logs.reverse()  # oldest first: the order things happened in
+            committed = {item.item.message_id or "": item.fingerprint for item in batch}
 
             async def hand_over() -> None:
                 await self.handler(name, logs)
                 await self.store.commit_leased(lease, checkpoint=checkpoint, delivered=batch)
+                self.checkpoints.remember(lease, committed)
                 if checkpoint is not None:
                     self.checkpoints.committed(lease, checkpoint)
 
@@ -118,8 +124,7 @@ class Walk:
             new=new,
             changed=changed,
             newest_sent_at=max(dated, default=None),
-            # Final states the logs brought: what no report did, if the account's reports flow.
-            settled=sum(1 for item in batch if item.fingerprint.startswith(FINAL_PREFIX)),
+            settled=finals,
         )
 
     async def _window_start(self, lease: Lease, now: datetime) -> datetime:
@@ -141,10 +146,15 @@ class Walk:
         return min(max(since, oldest), now)
 
     async def _changes(
-        self, name: str, seen: Sequence[VoiceLog]
-    ) -> tuple[list[Delivered], int, int]:
+        self, lease: Lease, seen: Sequence[VoiceLog]
+    ) -> tuple[list[Delivered], int, int, int]:
+        """The new and changed logs among `seen`, and how many are new, changed, and first
+        final states (no final one stored before, from a log or a report: while the
+        account's reports flow, each is one no report brought).
+        """
+        name = lease.account
         tracked = {log.message_id: log for log in seen if log.message_id is not None}
-        untracked = sum(1 for log in seen if log.message_id is None)
+        untracked = len(seen) - sum(1 for log in seen if log.message_id is not None)
         if untracked:
             logger.warning(
                 "account %s: %d logs without a messageId cannot be tracked and were skipped",
@@ -152,18 +162,32 @@ class Walk:
                 untracked,
                 extra={"account": name, "outcome": "untracked"},
             )
-        if not tracked:  # an empty window: nothing to look up
-            return [], 0, 0
-        known = await self.store.fingerprints(name, tracked.keys())
+        # What this process knows the store holds filters first: only the other logs are
+        # looked up (none at all in a quiet window of logs already delivered).
+        cached = self.checkpoints.prints(lease)
+        prints = {message_id: fingerprint(log) for message_id, log in tracked.items()}
+        unsure = [message_id for message_id, p in prints.items() if cached.get(message_id) != p]
+        if not unsure:
+            return [], 0, 0, 0
+        known = await self.store.fingerprints(name, unsure)
         batch: list[Delivered] = []
-        new = changed = 0
-        for message_id, log in tracked.items():
-            change = compare(known.get(message_id), log)
+        settled: dict[str, str] = {}  # nothing to deliver: remembered as the store's answer
+        new = changed = finals = 0
+        for message_id in unsure:
+            log = tracked[message_id]
+            stored = known.get(message_id)
+            change = compare(stored, log)
             if change is Change.NEW:
                 new += 1
             elif change is Change.CHANGED:
                 changed += 1
             else:  # the same state, or an older copy of one finally settled: nothing new
+                settled[message_id] = prints[message_id]
                 continue
-            batch.append(Delivered(log, fingerprint(log)))
-        return batch, new, changed
+            batch.append(Delivered(log, prints[message_id]))
+            # A correction of a final state (a report's, say) is a change, not a lost report.
+            final = prints[message_id].startswith(FINAL_PREFIX)
+            if final and not (stored or "").startswith(FINAL_PREFIX):
+                finals += 1
+        self.checkpoints.remember(lease, settled)
+        return batch, new, changed, finals

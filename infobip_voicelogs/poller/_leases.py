@@ -152,7 +152,7 @@ class LeaseKeeper:
         try:
             async with asyncio.timeout(self.lease_ttl * _CLAIM_TIMEOUT_SHARE):
                 leases = await self._store.lease(
-                    self.owner, self._accounts, ttl=self.lease_ttl, busy=set(self._busy)
+                    self.owner, self._accounts, lease_ttl=self.lease_ttl, busy=set(self._busy)
                 )
         except Exception:
             if self.failing_since is None:

@@ -81,7 +81,9 @@ class LogsPoller:
         accounts: The accounts to poll; names must be unique.
         store: Where checkpoints, fingerprints (and the archive) live.
         handler: `await handler(account_name, logs)` with each batch, oldest log first.
-            If it raises, the batch is offered again next cycle.
+            If it raises, the batch is offered again next cycle. One handler typed
+            `Sequence[VoiceLog | VoiceReport]` may serve a `ReportsReceiver` on the same
+            store too: each state reaches it once, from whichever source came first.
         interval: Seconds (or a `timedelta`) between an account's cycles in `run()`.
         backfill: How far back an account's first cycle reaches (at most 48 hours).
         revisit: How far back before the checkpoint each cycle looks again, to see
@@ -174,8 +176,8 @@ class LogsPoller:
         self._reconcile = seconds(reconcile)
         if self._reconcile <= 0:
             raise ValueError("reconcile must be positive")
-        # Whose reports flow, read from the store once a claim period (a store without
-        # reports: nobody's). `None`: not read yet, or the last read failed.
+        # Each account's last delivery report, read from the store once a claim period (a
+        # store without reports: nobody's; a failed read keeps the last one).
         self._reports = store if isinstance(store, ReportStore) else None
         self._last_reports: dict[str, datetime] = {}
         if max_batch < 1:
@@ -256,8 +258,7 @@ class LogsPoller:
             if others:
                 await self._shutdown.wind_down(others)
             if self._leases.registered:
-                await self._flush(RELEASE_TIMEOUT)
-                await self._release()
+                await self._flush_and_release()
         finally:
             fetchers, self._fetchers = self._fetchers, {}
             client, owned = self._client, self._owns_client
@@ -384,9 +385,7 @@ class LogsPoller:
             self._runs -= 1
             if not self._runs:  # the last run to end: a stop() ended every one of them
                 self._shutdown.reset()
-                # The cycles have ended: their quiet advances, then the leases (both bounded).
-                await self._flush(RELEASE_TIMEOUT)
-                await self._release()  # the others may take the accounts at once
+                await self._flush_and_release()  # the others may take the accounts at once
 
     async def _account_loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -429,11 +428,14 @@ class LogsPoller:
                 extra={"outcome": "lease_lost"},
             )
 
-    async def _release(self) -> None:
-        """Give every lease back; nothing cached under them is trusted afterwards."""
-        await self._leases.release()
-        self._checkpoints.clear()
-        self._mark_leases()
+    async def _flush_and_release(self) -> None:
+        """The cycles have ended: their quiet advances, then every lease (each bounded)."""
+        try:
+            await self._flush(RELEASE_TIMEOUT)
+        finally:  # cancelled meanwhile: the leases are given back all the same
+            await self._leases.release()
+            self._checkpoints.clear()  # nothing cached under them is trusted afterwards
+            self._mark_leases()
 
     async def _claim(self) -> None:
         """One claim: renew, shed, claim; mark which accounts this process holds now.

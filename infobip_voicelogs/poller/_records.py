@@ -70,8 +70,9 @@ class AccountResult:
         error: The exception that failed the cycle (fetch, handler or store), or `None`;
             its tracebacks are cleared once the poller has logged it (see `detached`).
         newest_sent_at: The newest `sent_at` among the logs delivered (and committed).
-        settled: Logs delivered in a final state (`DELIVERED`, `UNDELIVERABLE`, ...): in a
-            reconciliation cycle, the states the account's delivery reports never brought.
+        settled: Logs delivered in their message's first final state (`DELIVERED`,
+            `UNDELIVERABLE`, ...; no final state stored before, from a log or a report): in
+            a reconciliation cycle, the states the account's delivery reports never brought.
     """
 
     delivered: int = 0

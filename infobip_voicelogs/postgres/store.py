@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import LeaseLostError
 from ..models import VoiceLog
 from ..store._archive import log_from_row
-from ..store.base import Delivered, Lease
+from ..store.base import Delivered, Lease, lease_ttl_of
 from ._pool import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
@@ -213,6 +213,7 @@ class PostgresStore:
         *,
         received_at: datetime,
         received: int | None = None,
+        known: Sequence[Delivered] = (),
     ) -> None:
         """Record a batch of delivery reports in one transaction and one round trip.
 
@@ -220,11 +221,15 @@ class PostgresStore:
         by a non-final one), archive rows with `archive=True` (a column a report lacks
         keeps what a log brought), and the account's `report_activity` (its last report
         at `received_at`, never moved back; `received` more reports, default
-        `len(delivered)`), touched even for an empty batch. Not fenced: any receiver
+        `len(delivered)`), touched even for an empty batch; `known` written like
+        `delivered` (its fields fill the archive's empty columns). Not fenced: any receiver
         process may commit any account's reports. A retry after a lost answer may count
         the batch's reports twice in `reports`; nothing else is counted.
         """
-        writes = self._writes(account, None, delivered)
+        # `known` first: where a message is in both, its delivered state is written last.
+        # `known` only fills archive rows: without an archive it has nothing to write.
+        written = [*known, *delivered] if self._archive else list(delivered)
+        writes = self._writes(account, None, written)
         activity = {
             "account": account,
             "received_at": utc(received_at, milliseconds=True),
@@ -250,18 +255,20 @@ class PostgresStore:
         owner: str,
         accounts: Sequence[str],
         *,
-        ttl: float,
+        lease_ttl: float | None = None,
         busy: Collection[str] = (),
+        ttl: float | None = None,
     ) -> dict[str, Lease]:
         """Renew, shed and claim leases in one statement; return every lease `owner` holds.
 
-        Records `owner` as alive for `ttl` seconds; renews its leases on `accounts` (same
-        fence, expiring `ttl` seconds after the database's now) and releases the ones it
+        Records `owner` as alive for `lease_ttl` seconds; renews its leases on `accounts`
+        (same fence, expiring `lease_ttl` seconds after the database's now) and releases the ones it
         holds on accounts no longer listed; takes the fair share, `ceil(len(accounts) /
         live owners)`; releases leases above it (never one in `busy`); claims free or
         expired leases up to it with `FOR UPDATE SKIP LOCKED`, each claim bumping the
-        account's fence. Accounts never seen are added.
+        account's fence. Accounts never seen are added. (`ttl=` is its deprecated spelling.)
         """
+        ttl = lease_ttl_of(lease_ttl, ttl)
         if not owner:
             raise ValueError("a lease owner needs a non-empty id")
         if not ttl > 0:

@@ -52,7 +52,7 @@ class StoreDelivery:
     async def __call__(self, account: str, reports: Sequence[VoiceReport]) -> None:
         """Hand the batch's new states over, then commit them; raise if either fails."""
         received_at = self._clock()
-        batch = await self._changes(account, reports)
+        batch, same = await self._changes(account, reports)
         if batch:
             await self._handler(account, [item.report for item in batch])
         await self._store.commit_reports(
@@ -60,10 +60,15 @@ class StoreDelivery:
             [Delivered(item.report, item.fingerprint) for item in batch],
             received_at=received_at,
             received=len(reports),
+            # The states a log brought first: their reports still fill the archive's row.
+            known=[Delivered(item.report, item.fingerprint) for item in same],
         )
 
-    async def _changes(self, account: str, reports: Sequence[VoiceReport]) -> list[_Change]:
-        """The batch's new and changed states, one per message, in the batch's order."""
+    async def _changes(
+        self, account: str, reports: Sequence[VoiceReport]
+    ) -> tuple[list[_Change], list[_Change]]:
+        """The batch's new and changed states, one per message, in the batch's order; and
+        the reports of states already stored (`SAME`), one per message."""
         tracked = [r for r in reports if r.message_id is not None]
         if len(tracked) < len(reports):
             logger.warning(
@@ -75,6 +80,7 @@ class StoreDelivery:
         ids = [r.message_id for r in tracked if r.message_id is not None]
         current: dict[str, str | None] = dict(await self._store.fingerprints(account, ids))
         chosen: dict[str, _Change] = {}
+        same: dict[str, _Change] = {}
         for report in tracked:
             message_id = report.message_id
             assert message_id is not None
@@ -85,7 +91,9 @@ class StoreDelivery:
                 current[message_id] = fp = fingerprint(report)
                 chosen.pop(message_id, None)  # the latest state, at its place in the batch
                 chosen[message_id] = _Change(report, fp)
-        return list(chosen.values())
+            elif change is Change.SAME and message_id not in chosen:
+                same[message_id] = _Change(report, fingerprint(report))
+        return list(chosen.values()), [s for m, s in same.items() if m not in chosen]
 
 
 class _Change:

@@ -12,10 +12,10 @@ the path names a known account (404) and the method is POST (405); the headers
 authenticate (401); the content type is JSON or XML (415); the declared length is within
 ``max_body`` (413); the body arrives within ``read_timeout`` (408) and within ``max_body``
 (413); an HMAC matches the raw body (401); the body decodes (400); ``deliver`` returns
-(503 with `Retry-After` if it raised or overran ``deliver_timeout``); then 200. With
-``store=`` and ``handler=``, delivering is `StoreDelivery`: the new and changed states to
-the handler, then the commit. So a
+(503 with `Retry-After` if it raised or overran ``deliver_timeout``); then 200. So a
 batch is handed over whole or not at all, and acknowledged only once it is committed.
+With ``store=`` and ``handler=``, delivering is `StoreDelivery` (`_flow`): the batch's new
+and changed states to the handler, then the commit.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ reports' side of the same tables (`SqliteStore` and `PostgresStore` offer it).
 """
 
 from ..errors import LeaseLostError, StoreError
-from .base import CheckpointStore, Delivered, Item, Lease, LeaseStore, ReportStore
+from .base import CheckpointStore, Delivered, Lease, LeaseStore, ReportStore
 from .sqlite import DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION, SqliteStore
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "CheckpointStore",
     "Delivered",
-    "Item",
     "Lease",
     "LeaseLostError",
     "LeaseStore",

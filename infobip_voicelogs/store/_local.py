@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from .._time import utc_now
 from ..errors import LeaseLostError, StoreError
-from .base import CheckpointStore, Delivered, Lease, LeaseStore
+from .base import CheckpointStore, Delivered, Lease, LeaseStore, lease_ttl_of
 
 __all__ = ["LocalLeases", "solo_leases"]
 
@@ -32,20 +32,20 @@ class LocalLeases:
         self._owner: str | None = None
         self._alive_until = -math.inf  # time.monotonic()
 
-    def lease(self, owner: str, accounts: Sequence[str], *, ttl: float) -> dict[str, Lease]:
+    def lease(self, owner: str, accounts: Sequence[str], *, lease_ttl: float) -> dict[str, Lease]:
         """Grant every account to `owner`; `StoreError` if another owner is alive."""
         if not owner:
             raise ValueError("a lease owner needs a non-empty id")
-        if not ttl > 0:
-            raise ValueError(f"ttl must be positive, not {ttl!r}")
+        if not lease_ttl > 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl!r}")
         now = time.monotonic()
         if self._owner not in (None, owner) and now < self._alive_until:
             raise StoreError(
                 "this store already serves another poller (two pollers on one store would"
                 " deliver the same logs twice): close it first, or use one store per poller"
             )
-        self._owner, self._alive_until = owner, now + ttl
-        expires = utc_now() + timedelta(seconds=ttl)
+        self._owner, self._alive_until = owner, now + lease_ttl
+        expires = utc_now() + timedelta(seconds=lease_ttl)
         return {name: Lease(name, owner=owner, fence=0, expires_at=expires) for name in accounts}
 
     def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
@@ -93,9 +93,15 @@ class _SoloLeases:
         await self._store.aclose()
 
     async def lease(
-        self, owner: str, accounts: Sequence[str], *, ttl: float, busy: Collection[str] = ()
+        self,
+        owner: str,
+        accounts: Sequence[str],
+        *,
+        lease_ttl: float | None = None,
+        busy: Collection[str] = (),
+        ttl: float | None = None,
     ) -> dict[str, Lease]:
-        return self._leases.lease(owner, accounts, ttl=ttl)
+        return self._leases.lease(owner, accounts, lease_ttl=lease_ttl_of(lease_ttl, ttl))
 
     async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
         self._leases.release(owner, accounts)

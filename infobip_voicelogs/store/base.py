@@ -16,6 +16,7 @@ for one process; the poller wraps a store that does not, so it has one commit pa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
@@ -27,7 +28,15 @@ from ..models import VoiceLog
 if TYPE_CHECKING:  # the store reads a report's fields; `reports` imports the store
     from ..reports._model import VoiceReport
 
-__all__ = ["CheckpointStore", "Delivered", "Item", "Lease", "LeaseStore", "ReportStore"]
+__all__ = [
+    "CheckpointStore",
+    "Delivered",
+    "Item",
+    "Lease",
+    "LeaseStore",
+    "ReportStore",
+    "lease_ttl_of",
+]
 
 #: What a store keeps the state of: a log (the poller's) or a delivery report (the receiver's).
 Item: TypeAlias = "VoiceLog | VoiceReport"
@@ -146,7 +155,7 @@ class LeaseStore(CheckpointStore, Protocol):
     `commit_leased`, which writes nothing (`LeaseLostError`) unless the lease still holds.
 
     ```python
-    leases = await store.lease(me, accounts, ttl=20.0, busy=polling_now)
+    leases = await store.lease(me, accounts, lease_ttl=20.0, busy=polling_now)
     ...
     await store.commit_leased(leases["eu-1"], checkpoint=now, delivered=batch)
     refused = await store.advance([(leases["us-1"], now)])  # quiet accounts, batched
@@ -159,17 +168,19 @@ class LeaseStore(CheckpointStore, Protocol):
         owner: str,
         accounts: Sequence[str],
         *,
-        ttl: float,
+        lease_ttl: float | None = None,
         busy: Collection[str] = (),
+        ttl: float | None = None,
     ) -> dict[str, Lease]:
         """Renew, shed and claim leases in one transaction; return every lease `owner` holds.
 
-        Records `owner` as alive for `ttl` seconds; renews its leases on `accounts` (same
-        fence, expiring `ttl` seconds from the database's now) and releases those it holds
+        Records `owner` as alive for `lease_ttl` seconds; renews its leases on `accounts` (same
+        fence, expiring `lease_ttl` seconds from the database's now) and releases those it holds
         on accounts no longer listed; computes the fair share, `ceil(len(accounts) / live
         owners)`; releases leases above the share (never one in `busy`, the accounts being
         polled right now); claims free or expired leases up to the share, bumping each
-        fence. Accounts never seen before are added.
+        fence. Accounts never seen before are added. `ttl` is the deprecated spelling of
+        `lease_ttl` (implementations read both through `lease_ttl_of`).
         """
         ...
 
@@ -231,6 +242,7 @@ class ReportStore(Protocol):
         *,
         received_at: datetime,
         received: int | None = None,
+        known: Sequence[Delivered] = (),
     ) -> None:
         """Record a batch of reports in one transaction: all of it or, on any error, none.
 
@@ -239,9 +251,31 @@ class ReportStore(Protocol):
         touches the account's `report_activity`: `last_report_at = received_at`, and
         `reports` grows by `received` (default: `len(delivered)`). An empty `delivered`
         still touches the activity: a batch of duplicates says the reports flow.
+        `known` are reports of states the store already has (not handed over): with an
+        archive they are written the same way, so their own fields (`callback_data`, the
+        call) fill the row a log of the same state wrote; without one, nothing of them.
         """
         ...
 
     async def report_activity(self, accounts: Collection[str]) -> dict[str, datetime]:
         """When each of these accounts last committed reports (aware UTC); absent: never."""
         ...
+
+
+def lease_ttl_of(lease_ttl: float | None, ttl: float | None) -> float:
+    """The lease time a `LeaseStore.lease` call gave: `lease_ttl`, or its old spelling `ttl`.
+
+    `ttl=` still works and warns (`DeprecationWarning`): the poller, the lease keeper and
+    the stores call the one concept `lease_ttl`.
+    """
+    if ttl is not None:
+        warnings.warn(
+            "LeaseStore.lease(ttl=...) is deprecated: pass lease_ttl=...",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if lease_ttl is None:
+            lease_ttl = ttl
+    if lease_ttl is None:
+        raise TypeError("lease() needs lease_ttl, the seconds a lease lasts unless renewed")
+    return lease_ttl

@@ -42,7 +42,7 @@ from ._schema import (
     transaction,
     utc_text,
 )
-from .base import Delivered, Lease
+from .base import Delivered, Lease, lease_ttl_of
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -252,15 +252,16 @@ class SqliteStore:
         owner: str,
         accounts: Sequence[str],
         *,
-        ttl: float,
+        lease_ttl: float | None = None,
         busy: Collection[str] = (),
+        ttl: float | None = None,
     ) -> dict[str, Lease]:
-        """Grant every account to `owner` (fence 0) for `ttl` seconds, renewed by each call.
+        """Grant every account to `owner` (fence 0) for `lease_ttl` seconds, renewed by each call.
 
         Raises `StoreError` while another owner of this store object is alive (it leased
         within its ttl and has not released): two pollers on one store deliver twice.
         """
-        return self._leases.lease(owner, accounts, ttl=ttl)
+        return self._leases.lease(owner, accounts, lease_ttl=lease_ttl_of(lease_ttl, ttl))
 
     async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
         """`None`: `owner` is gone, and another poller may use the store at once."""
@@ -314,6 +315,7 @@ class SqliteStore:
         *,
         received_at: datetime,
         received: int | None = None,
+        known: Sequence[Delivered] = (),
     ) -> None:
         """Record a batch of delivery reports in one transaction: all of it or nothing.
 
@@ -322,7 +324,9 @@ class SqliteStore:
         archives (columns a report lacks, such as `text`, keep what a log brought), and
         the account's `report_activity`: its last report at `received_at` (never moved
         back) and `received` more reports (default `len(delivered)`). An empty batch only
-        touches the activity: duplicates still say the account's reports flow.
+        touches the activity: duplicates still say the account's reports flow. `known`
+        (reports of states already stored) are written like `delivered`, so with
+        `archive=True` their fields fill the row a log of the same state wrote.
         """
         now = utc_text(self._clock())
         activity = (
@@ -330,8 +334,10 @@ class SqliteStore:
             utc_text(received_at),
             len(delivered) if received is None else received,
         )
-        fingerprint_rows = [fingerprint_row(account, item, now) for item in delivered]
-        archive_params = archive_rows(account, delivered, now) if self._archive else []
+        # `known` only fills archive rows: without an archive it has nothing to write.
+        written = [*known, *delivered] if self._archive else list(delivered)
+        fingerprint_rows = [fingerprint_row(account, item, now) for item in written]
+        archive_params = archive_rows(account, written, now) if self._archive else []
 
         def write(connection: sqlite3.Connection) -> None:
             with transaction(connection):
