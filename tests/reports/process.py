@@ -37,7 +37,8 @@ class ReceiverProcess:
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
-                *(["--factory"] if app.endswith(":create") else []), app, "--host", "127.0.0.1", "--port", str(port),
+                *(["--factory"] if app.endswith(":create") else []), app,
+                "--host", "127.0.0.1", "--port", str(port),
                 "--log-level", "warning", "--no-access-log", "--lifespan", "on",
             ],
             env={**os.environ, "PYTHONPATH": str(ROOT), **env},
