@@ -13,24 +13,59 @@ and aware datetimes, validating the same JSON body. The ratio printed is ours / 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import platform
 import random
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
+import psutil
 import pydantic
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+# The repository, this directory, the tests' throwaway PostgreSQL and receiver process.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "reports"))
 
-from infobip_voicelogs import ErrorInfo, Price, Status
-from infobip_voicelogs.reports import Ivr, VoiceCall, VoiceReport, decode_reports, encode_reports
+from _virtual_loop import VirtualTimeLoop
+
+from infobip_voicelogs import (
+    Account,
+    ErrorInfo,
+    LogsPoller,
+    Price,
+    SqliteStore,
+    Status,
+    TokenBucket,
+    VoiceLog,
+)
+from infobip_voicelogs.postgres import PostgresStore
+from infobip_voicelogs.reports import (
+    Ivr,
+    NoAuth,
+    ReportsReceiver,
+    VoiceCall,
+    VoiceReport,
+    decode_reports,
+    encode_reports,
+)
+from infobip_voicelogs.state import is_final
+from infobip_voicelogs.testing import FakeClock, FakeInfobip
+from infobip_voicelogs.testing.fake import IN_PROCESS_URL
+
+BENCH = Path(__file__).resolve().parent
 
 Time = pydantic.AwareDatetime | None
 
@@ -159,6 +194,11 @@ def make_reports(count: int, seed: int = 7) -> list[VoiceReport]:
     return reports
 
 
+def verdict(met: bool, target: str) -> str:
+    """How a measured value stands against its target, as every section prints it."""
+    return f"(target {target}: {'met' if met else 'MISSED'})"
+
+
 def best_time(fn: Callable[[], Any], repeat: int) -> float:
     """The best of `repeat` calls, in CPU time of this process: on a machine shared by
     more runnable processes than cores, wall time counts the others' turns too."""
@@ -194,8 +234,311 @@ def section_decode(count: int, rounds: int, repeat: int) -> dict[str, float]:
         print(f"{name:<18} {rate:>11,.0f}")
     for shape in bodies:
         ratio = rates[f"ours {shape}"] / rates[f"pydantic {shape}"]
-        print(f"ratio ours/pydantic, {shape} shape: {ratio:.2f}x (target >= 1.3x)")
+        print(
+            f"ratio ours/pydantic, {shape} shape: {ratio:.2f}x {verdict(ratio >= 1.3, '>= 1.3x')}"
+        )
     return rates
+
+
+# -- receiver throughput ---------------------------------------------------------------------
+
+
+def batches(count: int, seed: int) -> list[bytes]:
+    """``count`` JSON batches of 100 reports each, every message id new."""
+    return [encode_reports(make_reports(100, seed * 100_000 + i), "json") for i in range(count)]
+
+
+async def post_all(client: httpx.AsyncClient, url: str, bodies: list[bytes], workers: int) -> float:
+    """POST every body over ``workers`` connections; the reports per second of wall time."""
+    queue = list(reversed(bodies))
+    headers = {"content-type": "application/json"}
+
+    async def worker() -> None:
+        while queue:
+            response = await client.post(url, content=queue.pop(), headers=headers)
+            assert response.status_code == 200, (url, response.status_code, response.text)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return 100 * len(bodies) / (time.perf_counter() - started)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def migrated(spec: str) -> None:
+    """The store's tables, made by the store itself (the bare endpoint writes into them)."""
+    store: Any = (
+        SqliteStore(spec.removeprefix("sqlite:"))
+        if spec.startswith("sqlite:")
+        else PostgresStore(spec)
+    )
+    async with store:
+        await store.fingerprints("bench", ["nothing"])
+
+
+def section_receiver(rounds: int, per_round: int, workers: int) -> dict[str, float]:
+    """Ours and the bare endpoint, each one uvicorn process, into SQLite and PostgreSQL."""
+    from pg_server import PostgresCluster, free_port, missing_reason
+    from process import ReceiverProcess
+
+    reason = missing_reason()
+    cluster = PostgresCluster.start() if reason is None else None
+    root = Path(tempfile.mkdtemp(prefix="voicelogs-bench-"))
+    specs = {"sqlite": lambda name: f"sqlite:{root / name}.db"}
+    if cluster is not None:
+        specs["postgres"] = cluster.create_database
+    processes: dict[str, ReceiverProcess] = {}
+    try:
+        for backend, spec_of in specs.items():
+            for who in ("ours", "bare"):
+                spec = spec_of(f"{who}_{backend}")
+                asyncio.run(migrated(spec))
+                env = {"VOICELOGS_STORE": spec, "VOICELOGS_ACCOUNTS": "acme"}
+                env["VOICELOGS_ARCHIVE"] = "0"
+                log = root / f"{who}-{backend}.log"
+                options = {} if who == "ours" else {"app_dir": BENCH, "app": "_bare_reports:app"}
+                processes[f"{who} {backend}"] = ReceiverProcess(free_port(), env, log, **options)
+        for process in processes.values():
+            process.wait_ready()
+        rates = dict.fromkeys(processes, 0.0)
+        per_cpu = dict.fromkeys(processes, 0.0)  # reports per CPU second of the process
+
+        async def race() -> None:
+            limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+            async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+                for round_ in range(rounds):  # one round of each in turn: the same load
+                    for index, (name, process) in enumerate(processes.items()):
+                        bodies = batches(per_round, round_ * 10 + index + 1)
+                        used = cpu_seconds(process.process.pid)
+                        rate = await post_all(client, f"{process.url}/acme", bodies, workers)
+                        used = cpu_seconds(process.process.pid) - used
+                        rates[name] = max(rates[name], rate)
+                        per_cpu[name] = max(per_cpu[name], 100 * len(bodies) / used)
+
+        asyncio.run(race())
+    finally:
+        for process in processes.values():
+            process.stop()
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"\n## receiver: batches of 100 over uvicorn, one process each, {workers} connections "
+        f"(best of {rounds} rounds of {per_round} batches, interleaved)"
+    )
+    print(f"{'receiver':<16} {'reports/s':>10} {'per CPU s':>10}")
+    for name, rate in rates.items():
+        print(f"{name:<16} {rate:>10,.0f} {per_cpu[name]:>10,.0f}")
+    print("(per CPU s: of the receiver's own process; PostgreSQL's work is not in it)")
+    for backend in specs:
+        ratio = rates[f"ours {backend}"] / rates[f"bare {backend}"]
+        print(f"ratio ours/bare, {backend}: {ratio:.2f}x {verdict(ratio >= 0.8, '>= 0.8x')}")
+    if "postgres" in specs:
+        rate = rates["ours postgres"]
+        print(f"ours into PostgreSQL: {rate:,.0f} reports/s {verdict(rate >= 5000, '>= 5,000')}")
+    else:
+        print(f"PostgreSQL skipped: {reason}")
+    return rates
+
+
+# -- freshness ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def freshness_by_report(seconds: float) -> list[float]:
+    """Real time, real HTTP: the fake (on a ticking clock) pushes each report as its call
+    settles (`ReportPusher.run`, a step every 50 ms) to a receiver served by uvicorn in this
+    process, on SQLite; the handler notes how long ago each call ended, on that clock."""
+    import uvicorn
+    from pg_server import free_port
+
+    clock = FakeClock(ticking=True)
+    fake = FakeInfobip(clock=clock, seed=19)
+    account = fake.add_account("acme")
+    account.traffic(20.0, settle_after=timedelta(seconds=2))
+    ages: list[float] = []
+
+    async def handler(name: str, items: Sequence[VoiceReport | VoiceLog]) -> None:
+        now = clock.now()
+        for item in items:
+            if isinstance(item, VoiceReport) and item.voice_call and item.voice_call.end_time:
+                ages.append((now - item.voice_call.end_time).total_seconds())
+
+    root = Path(tempfile.mkdtemp(prefix="voicelogs-fresh-"))
+    async with SqliteStore(root / "fresh.db") as store:
+        receiver = ReportsReceiver({"acme"}, store=store, handler=handler, auth=NoAuth())
+        port = free_port()
+        config = uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            pusher = account.push_reports(f"http://127.0.0.1:{port}/acme", client=client)
+            pushing = asyncio.create_task(pusher.run(every=0.05))
+            await asyncio.sleep(seconds)
+            pushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pushing
+        server.should_exit = True
+        await serving
+    shutil.rmtree(root, ignore_errors=True)
+    return ages
+
+
+async def freshness_by_polling(minutes: int) -> list[float]:
+    """The fake's clock stands while a cycle runs and moves 60 s between two `run_once`
+    calls (the poll interval): a state's age at the handler is the fake time from its
+    settling to the poll that found it, plus the real time the cycle took to hand it over."""
+    clock = FakeClock()
+    fake = FakeInfobip(clock=clock, seed=19, rate_limit_per_minute=100_000)
+    account = fake.add_account("acme")
+    account.traffic(20.0, settle_after=timedelta(seconds=2))
+    ages: list[float] = []
+    cycle_started = 0.0
+
+    async def handler(name: str, items: Sequence[VoiceLog | VoiceReport]) -> None:
+        took = time.perf_counter() - cycle_started
+        now = clock.now()
+        for item in items:
+            if is_final(item) and item.done_at is not None:
+                ages.append((now - item.done_at).total_seconds() + took)
+
+    root = Path(tempfile.mkdtemp(prefix="voicelogs-fresh-"))
+    throttle = TokenBucket(1e6, 1000)
+    acme = Account("acme", IN_PROCESS_URL, auth=account.api_key, throttle=throttle)
+    async with (
+        SqliteStore(root / "poll.db", clock=clock.now) as store,
+        fake.in_process_client() as client,
+        LogsPoller(
+            [acme], store=store, handler=handler, client=client, clock=clock.now, interval=60
+        ) as poller,
+    ):
+        await poller.run_once()
+        ages.clear()  # the first cycle's backfill is no sample
+        for _ in range(minutes):
+            clock.advance(timedelta(seconds=60))
+            cycle_started = time.perf_counter()
+            await poller.run_once()
+    shutil.rmtree(root, ignore_errors=True)
+    return ages
+
+
+def section_freshness(report_seconds: float, poll_minutes: int) -> dict[str, float]:
+    by_report = asyncio.run(freshness_by_report(report_seconds))
+    by_poll = asyncio.run(freshness_by_polling(poll_minutes))
+    print("\n## freshness: from a call's settling to its final state at the handler")
+    print(f"{'channel':<22} {'states':>7} {'p50 s':>8} {'p99 s':>8}")
+    figures = {}
+    for name, ages in (("report (real HTTP)", by_report), ("polling every 60 s", by_poll)):
+        p50, p99 = percentile(ages, 0.5), percentile(ages, 0.99)
+        figures[f"{name} p50"], figures[f"{name} p99"] = p50, p99
+        print(f"{name:<22} {len(ages):>7} {p50:>8.3f} {p99:>8.3f}")
+    p50 = figures["report (real HTTP) p50"]
+    print(f"by report p50: {p50:.3f} s {verdict(p50 < 1.0, '< 1 s')}")
+    return figures
+
+
+# -- log requests while reports flow -----------------------------------------------------------
+
+
+class LoopClock:
+    """The fake provider's clock and the poller's: a start plus the virtual loop's time."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=asyncio.get_event_loop().time())
+
+
+async def log_requests(accounts: int, hours: float, *, reports: bool) -> float:
+    """Log requests per account-hour at the fake, polling every 60 s, with the reports of
+    every call flowing (`reconcile=10m`) or without any; the first 15 minutes are warm-up."""
+    clock = LoopClock(datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    fake = FakeInfobip(clock=clock, seed=23, rate_limit_per_minute=100_000)
+    names = [f"a{i}" for i in range(accounts)]
+    for name in names:
+        # A call a minute: the count is of requests, and the fake computes every call's
+        # life at each step (its `settling` scans the 48 hours), so fewer run faster.
+        fake.add_account(name).traffic(1 / 60, settle_after=timedelta(seconds=30))
+    root = Path(tempfile.mkdtemp(prefix="voicelogs-recon-"))
+
+    async def handler(name: str, items: Sequence[VoiceLog | VoiceReport]) -> None:
+        return None
+
+    warm_up, span = timedelta(minutes=15), timedelta(hours=hours)
+    async with (
+        SqliteStore(root / "recon.db", clock=clock.now) as store,
+        fake.in_process_client() as client,
+    ):
+        receiver = ReportsReceiver(
+            names, store=store, handler=handler, auth=NoAuth(), clock=clock.now
+        )
+        pushers = [
+            fake.accounts[n].push_reports(f"http://receiver/{n}", app=receiver) for n in names
+        ]
+        polled = [
+            Account(
+                n, IN_PROCESS_URL, auth=fake.accounts[n].api_key, throttle=TokenBucket(1e6, 1000)
+            )
+            for n in names
+        ]
+        poller = LogsPoller(
+            polled, store=store, handler=handler, client=client, clock=clock.now,
+            interval=60, reconcile=timedelta(minutes=10),
+        )  # fmt: skip
+
+        async def push() -> None:
+            while True:
+                for pusher in pushers:
+                    await pusher.step()
+                await asyncio.sleep(15)
+
+        async with poller:
+            pushing = asyncio.create_task(push()) if reports else None
+            polling = asyncio.create_task(poller.run())
+            await asyncio.sleep((warm_up + span).total_seconds())
+            poller.stop()
+            await polling
+            if pushing is not None:
+                pushing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pushing
+    shutil.rmtree(root, ignore_errors=True)
+    since = clock.start + warm_up
+    counted = [
+        r for r in fake.requests() if r.path == "/tts/3/logs" and since <= r.at < since + span
+    ]
+    return len(counted) / (accounts * hours)
+
+
+def section_reconcile(accounts: int, hours: float) -> dict[str, float]:
+    figures = {}
+    for name, reports in (("reports flowing", True), ("polling alone", False)):
+        loop = VirtualTimeLoop()
+        try:
+            figures[name] = loop.run_until_complete(log_requests(accounts, hours, reports=reports))
+        finally:
+            loop.close()
+    print(
+        f"\n## log requests per account-hour, poll interval 60 s, reconcile 10 min "
+        f"({accounts} accounts, {hours:g} h after 15 min of warm-up, virtual time, "
+        "counted at the fake)"
+    )
+    for name, rate in figures.items():
+        print(f"{name:<16} {rate:>7.2f}")
+    ratio = figures["reports flowing"] / figures["polling alone"]
+    print(f"ratio flowing/alone: {ratio:.3f} {verdict(ratio <= 0.1, '<= 0.1')}")
+    return figures
 
 
 def main() -> None:
@@ -207,7 +550,25 @@ def main() -> None:
         f"{platform.machine()}, Python {platform.python_version()}, "
         f"pydantic {pydantic.VERSION}, orjson {orjson.__version__}"
     )
-    section_decode(1_000, rounds, repeat)
+    sections: list[tuple[Callable[..., Any], dict[str, Any]]] = [
+        (section_decode, {"count": 1_000, "rounds": rounds, "repeat": repeat}),
+    ]
+    if args.quick:
+        sections += [
+            (section_receiver, {"rounds": 1, "per_round": 10, "workers": 4}),
+            (section_freshness, {"report_seconds": 3.0, "poll_minutes": 3}),
+            (section_reconcile, {"accounts": 2, "hours": 1}),
+        ]
+    else:
+        sections += [
+            (section_receiver, {"rounds": 5, "per_round": 100, "workers": 8}),
+            (section_freshness, {"report_seconds": 10.0, "poll_minutes": 10}),
+            (section_reconcile, {"accounts": 5, "hours": 2}),
+        ]
+    for section, options in sections:
+        started = time.perf_counter()
+        section(**options)
+        print(f"({section.__name__} took {time.perf_counter() - started:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -270,6 +270,11 @@ class ReportPusher:
         lag = faults.log_lag
         # A report goes `log_lag` before its log turns final: look that far ahead.
         settled = self.account.settling(self._seen_until + lag, now + lag)
+        if lag:
+            # A call placed since the last step that settles within `lag` of it: its
+            # report time passed before the call was there to see; it goes now, late.
+            early = self.account.settling(self._seen_until, self._seen_until + lag)
+            settled += [f for f in early if f.sent_at and f.sent_at > self._seen_until]
         self._seen_until = now
         for final in settled:
             assert final.message_id is not None
