@@ -432,8 +432,10 @@ class LogsFetcher:
             "GET", url, headers=self._headers, timeout=self._timeout
         )
         # A client with default `params` would have replaced the whole query string with
-        # them: send ours exactly as written, theirs after it.
-        request.url = httpx.URL(with_client_params(url, self._client.params))
+        # them: send ours exactly as written, theirs after it. (Without any, the URL is
+        # ours already: not parsed a second time.)
+        if self._client.params:
+            request.url = httpx.URL(with_client_params(url, self._client.params))
         try:
             response = await self._client.send(request, auth=self._auth, stream=True)
         except httpx.HTTPStatusError as exc:

@@ -29,6 +29,11 @@ ABANDON_WAIT = 1.0
 _UNWIND_MARGIN = 0.5
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Shutdown:
     """The stop request, the grace's deadline, and the cycles and handler calls in flight."""
 
@@ -43,12 +48,15 @@ class Shutdown:
         self._cycling: set[asyncio.Task[Any]] = set()  # tasks inside a cycle right now
         self._cut: set[asyncio.Task[Any]] = set()  # cycles cancelled after the grace
         self._cycle_of: dict[asyncio.Future[Any], asyncio.Task[Any]] = {}  # handler -> cycle
+        self._sleepers: set[asyncio.Future[None]] = set()  # `sleep` calls, woken by `stop`
 
     def stop(self) -> None:
         """Ask the loops to end; the grace starts now (or when `supervise` starts)."""
         if self.stopping.is_set():
             return
         self.stopping.set()
+        for waiter in self._sleepers:
+            _wake(waiter)
         with contextlib.suppress(RuntimeError):  # no running loop: supervise starts the clock
             self.deadline = asyncio.get_running_loop().time() + self.grace
 
@@ -59,8 +67,20 @@ class Shutdown:
 
     async def sleep(self, delay: float | None) -> None:
         """Sleep `delay` seconds, or until `stop()`."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+        if self.stopping.is_set():
+            return
+        # One future and one timer: every account sleeps once per cycle, and `wait_for`
+        # would make a task, an event waiter and a cancellation of each.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = None if delay is None else loop.call_later(delay, _wake, waiter)
+        self._sleepers.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._sleepers.discard(waiter)
+            if timer is not None:
+                timer.cancel()
 
     async def until_stopped_or(self, other: asyncio.Future[Any]) -> None:
         """Wait until `stop()` or `other` is done, whichever comes first."""
