@@ -527,9 +527,14 @@ def test_poll_exits_on_signals_while_its_output_is_stuck(
             time.sleep(0.5)  # pacing only: two signals sent at once may arrive as one
             process.send_signal(number)
         assert process.wait(60) == code  # bounded: no hang, whatever the handler does
+        assert process.stderr is not None
+        stderr = process.stderr.read().decode()
     finally:
         process.kill()
         process.wait()
+    if code == 143:  # the cut cycle is logged, without a next attempt that will not come
+        assert "the poller shut down before the cycle finished" in stderr
+    assert "next attempt" not in stderr
     assert "acme" not in checkpoints(store_path)  # its batch was never committed...
 
     again = subprocess.run(
