@@ -404,6 +404,19 @@ async def test_demo_fails_its_check_when_a_lost_report_is_never_found(
     assert not report.ok
 
 
+def test_the_live_table_keeps_every_header_whole_in_80_columns(runner: CliRunner) -> None:
+    narrow = {"COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    result = runner.invoke(app, ["demo", "--seconds", "1", "--interval", "0.5"], env=narrow)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    [header] = [line for line in lines if line.strip("┃ ").startswith("account ")]
+    assert header.replace("┃", " ").split() == [
+        *("account", "polled", "new", "changed", "requests", "retries", "429s"),
+        *("reports", "state"),
+    ]
+    assert max(len(line) for line in lines) <= 80
+
+
 def test_demo_command(runner: CliRunner) -> None:
     result = runner.invoke(app, ["demo", "--seconds", "2", "--interval", "0.5"])
     assert result.exit_code == 0, result.output
