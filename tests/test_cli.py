@@ -404,6 +404,19 @@ async def test_demo_fails_its_check_when_a_lost_report_is_never_found(
     assert not report.ok
 
 
+def test_the_live_table_keeps_every_header_whole_in_80_columns(runner: CliRunner) -> None:
+    narrow = {"COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    result = runner.invoke(app, ["demo", "--seconds", "1", "--interval", "0.5"], env=narrow)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    [header] = [line for line in lines if line.strip("┃ ").startswith("account ")]
+    assert header.replace("┃", " ").split() == [
+        *("account", "polled", "new", "changed", "requests", "retries", "429s"),
+        *("reports", "state"),
+    ]
+    assert max(len(line) for line in lines) <= 80
+
+
 def test_demo_command(runner: CliRunner) -> None:
     result = runner.invoke(app, ["demo", "--seconds", "2", "--interval", "0.5"])
     assert result.exit_code == 0, result.output
@@ -527,9 +540,14 @@ def test_poll_exits_on_signals_while_its_output_is_stuck(
             time.sleep(0.5)  # pacing only: two signals sent at once may arrive as one
             process.send_signal(number)
         assert process.wait(60) == code  # bounded: no hang, whatever the handler does
+        assert process.stderr is not None
+        stderr = process.stderr.read().decode()
     finally:
         process.kill()
         process.wait()
+    if code == 143:  # the cut cycle is logged, without a next attempt that will not come
+        assert "the poller shut down before the cycle finished" in stderr
+    assert "next attempt" not in stderr
     assert "acme" not in checkpoints(store_path)  # its batch was never committed...
 
     again = subprocess.run(

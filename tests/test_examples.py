@@ -317,7 +317,8 @@ def test_the_testing_guides_tests_pass_quietly_under_its_own_config(tmp_path: Pa
     tests = [block for block in _blocks(guide, "python") if "def test_" in block]
     assert len(tests) >= 3  # the first test, over HTTP, and the instant 429
     (tmp_path / "pyproject.toml").write_text(config)
-    (tmp_path / "test_guide.py").write_text("\n\n".join(tests))
+    for number, test in enumerate(tests):  # a file each: every block has its own imports
+        (tmp_path / f"test_guide_{number}.py").write_text(test)
     # The fixtures come from the installed package's entry point, as they would for a user;
     # a source checkout without the install loads the plugin by hand, as the guide says.
     installed = any(e.name == "infobip_voicelogs" for e in entry_points(group="pytest11"))

@@ -16,7 +16,8 @@ _COLUMNS = ("account", "polled", "new", "changed", "requests", "retries", "429s"
 def status_table(poller: LogsPoller, title: str = "accounts", *, reports: bool = False) -> Table:
     """One row per account: cycles, new, changed, requests, retries, 429s, last error; with
     `reports`, also whether its delivery reports flow and how many the webhooks lost."""
-    table = Table(title=title)
+    # Paddings collapsed and no outer edge: ten columns fit 80 without cutting a header.
+    table = Table(title=title, collapse_padding=True, show_edge=False, pad_edge=False)
     # With reports: one column, so the table still fits 80 columns.
     columns = (*_COLUMNS, *(("reports",) if reports else ()), "state")
     for column in columns:

@@ -289,8 +289,9 @@ def poll(
         if once and failing:
             fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
 
-    # A `--once` run makes no next attempt: its failures are logged without announcing one.
-    with _without_next_attempt() if once else contextlib.nullcontext():
+    # A `--once` run makes no next attempt, nor does one stopping on a signal: their
+    # failures (a cycle cut by the shutdown) are logged without announcing one.
+    with _without_next_attempt(lambda: once or shutdown.signal is not None):
         run(main(), ctx)
 
 
@@ -331,11 +332,14 @@ def _delivered_text(delivered: dict[str, int], reports: bool) -> str:
 
 
 @contextlib.contextmanager
-def _without_next_attempt() -> Iterator[None]:
-    """The poller's "cycle failed (...); next attempt in N s", without its last clause."""
+def _without_next_attempt(when: Callable[[], bool]) -> Iterator[None]:
+    """The poller's "cycle failed (...); next attempt in N s", without its last clause
+    while `when()` is true."""
     clause = "; next attempt in %.0f s"
 
     def trim(record: logging.LogRecord) -> bool:
+        if not when():
+            return True
         if isinstance(record.msg, str) and record.msg.endswith(clause) and record.args:
             record.msg = record.msg.removesuffix(clause)
             record.args = tuple(record.args)[:-1]
