@@ -173,7 +173,8 @@ async def alternative_rates(dsn: str, new: Work, settled: Work) -> dict[str, lis
                     "updated_at = now()"
                 )
                 await cursor.execute(
-                    f"INSERT INTO voice_logs SELECT *, now(), now() FROM batch "
+                    f"INSERT INTO voice_logs (account, {', '.join(columns)}, first_seen_at, "
+                    f"updated_at) SELECT *, now(), now() FROM batch "
                     f"ON CONFLICT (account, message_id) DO UPDATE SET {updates}"
                 )
                 await cursor.execute(checkpoint_sql, (account, at))
