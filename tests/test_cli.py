@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -560,6 +562,80 @@ def test_poll_exits_on_signals_while_its_output_is_stuck(
     lines = [orjson.loads(line) for line in again.stdout.splitlines()]
     acme = {line["messageId"] for line in lines if line["account"] == "acme"}
     assert acme == {log.message_id for log in fake.accounts["acme"].logs}  # ...so offered again
+
+
+def test_a_second_poll_on_one_sqlite_file_delivers_nothing_and_takes_over_after_a_sigkill(
+    tmp_path: Path,
+) -> None:
+    fake = FakeInfobip(clock=FakeClock(), rate_limit_per_minute=10_000, seed=11)
+    acme = fake.add_account("acme", api_key=KEY)
+    first_logs = {log.message_id for log in acme.generate(60, settle_after=timedelta(0))}
+    command = [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
+    env = {**os.environ, "ACME_KEY": KEY, "PYTHONPATH": str(Path(__file__).parents[1])}
+    processes: list[subprocess.Popen[bytes]] = []
+    lines: list[queue.SimpleQueue[tuple[str, dict[str, Any]] | None]] = []
+
+    def start(name: str, server: FakeServer) -> subprocess.Popen[bytes]:
+        accounts = tmp_path / "accounts.toml"
+        accounts.write_text(
+            f'[[account]]\nname = "acme"\nbase_url = "{server.base_url}"\n'
+            'api_key_env = "ACME_KEY"\n',
+            encoding="utf-8",
+        )
+        args = ["poll", "-a", str(accounts), "--store", str(tmp_path / "one.db")]
+        process = subprocess.Popen(
+            [*command, *args, "--no-live", "--format", "ndjson", "--interval", "1s"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        taken: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                taken.put((name, orjson.loads(line)))
+            taken.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        processes.append(process)
+        lines.append(taken)
+        return process
+
+    def take(source: queue.SimpleQueue[tuple[str, dict[str, Any]] | None], n: int) -> set[str]:
+        ids = set()
+        for _ in range(n):
+            item = source.get(timeout=60)
+            assert item is not None, "the poller ended early"
+            ids.add(item[1]["messageId"])
+        return ids
+
+    with fake_in_a_thread(fake) as server:
+        try:
+            first = start("first", server)
+            assert take(lines[0], len(first_logs)) == first_logs
+            second = start("second", server)
+            # The second is refused while the first holds the file, and says so.
+            assert second.stderr is not None
+            os.set_blocking(second.stderr.fileno(), False)
+            said = b""
+            deadline = time.monotonic() + 60
+            while b"another poller" not in said and time.monotonic() < deadline:
+                time.sleep(0.2)
+                said += second.stderr.read() or b""
+            assert f"another poller (pid {first.pid})".encode() in said
+            assert lines[1].empty()  # it delivered nothing
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            news = {log.message_id for log in acme.generate(20, within=timedelta(seconds=30))}
+            # The second takes over the file and delivers what is new, and only that.
+            assert take(lines[1], len(news)) == news
+            time.sleep(2.5)  # two more cycles: nothing of the first one's comes again
+            assert lines[1].empty()
+        finally:
+            for process in processes:
+                process.kill()
+                process.wait()
 
 
 @pytest.mark.postgres

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sqlite3
 import threading
@@ -688,6 +689,44 @@ async def test_sqlite_store_leases_every_account_to_its_one_live_owner(tmp_path:
         assert await store.checkpoint("a") == NOON
         await store.commit_leased(theirs["a"], checkpoint=NOON + timedelta(hours=2), delivered=[])
         assert await store.checkpoint("a") == NOON + timedelta(hours=2)
+
+
+async def test_a_second_store_on_one_file_cannot_poll_it_until_the_first_lets_go(
+    tmp_path: Path,
+) -> None:
+    from infobip_voicelogs import StoreError
+
+    path = tmp_path / "one.db"
+    first, second = SqliteStore(path), SqliteStore(path)
+    try:
+        await first.lease("me", ["a"], lease_ttl=30.0)
+        # Another store on the file (as another process's would be) is refused, and says who
+        # holds it; it still reads and writes, only polling is one store's at a time.
+        with pytest.raises(StoreError, match=rf"another poller \(pid {os.getpid()}\)") as error:
+            await second.lease("you", ["a"], lease_ttl=30.0)
+        assert "PostgresStore" in str(error.value)
+        await second.commit("a", checkpoint=NOON, delivered=[])
+        assert await first.checkpoint("a") == NOON
+        # The same owner renewing, and a release of some accounts, keep the claim.
+        await first.lease("me", ["a"], lease_ttl=30.0)
+        await first.release("me", ["a"])
+        with pytest.raises(StoreError, match="another poller"):
+            await second.lease("you", ["a"], lease_ttl=30.0)
+        await first.release("me")  # gone: the file is free at once
+        assert (await second.lease("you", ["a"], lease_ttl=30.0))["a"].owner == "you"
+        with pytest.raises(StoreError, match="another poller"):
+            await first.lease("me", ["a"], lease_ttl=30.0)
+        await second.aclose()  # closing lets go too
+        await first.lease("me", ["a"], lease_ttl=30.0)
+        with pytest.raises(StoreError, match="closed"):
+            await second.lease("you", ["a"], lease_ttl=30.0)
+    finally:
+        await first.aclose()
+        await second.aclose()
+    # A store in memory has no file to share.
+    async with SqliteStore(":memory:") as one, SqliteStore(":memory:") as other:
+        await one.lease("me", ["a"], lease_ttl=30.0)
+        await other.lease("you", ["a"], lease_ttl=30.0)
 
 
 # -- round trips: final fingerprints kept, checkpoints advanced in one transaction ----------

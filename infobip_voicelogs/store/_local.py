@@ -5,8 +5,9 @@ A store that only one process uses (`SqliteStore`, or a user's `CheckpointStore`
 nothing to share, so every listed account is granted to the caller, with fence 0. What it
 does guard against is two pollers on one store object: a second owner is refused while the
 first is alive (it called `lease` within the ttl and has not released), because both would
-read the same fingerprints and deliver the same logs. Two *processes* on one SQLite file are
-not seen from here: that needs a fleet's store (`PostgresStore`).
+read the same fingerprints and deliver the same logs. Two *processes* (or two store objects)
+on one SQLite file are not seen from here: `SqliteStore` adds a lock on the file for that
+(`_file_claim`); sharing accounts between processes needs a fleet's store (`PostgresStore`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class LocalLeases:
         self._owner, self._alive_until = owner, now + lease_ttl
         expires = utc_now() + timedelta(seconds=lease_ttl)
         return {name: Lease(name, owner=owner, fence=0, expires_at=expires) for name in accounts}
+
+    @property
+    def owner(self) -> str | None:
+        """The owner granted last, until it releases (it may have lapsed since)."""
+        return self._owner
 
     def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
         """`None`: `owner` is gone, another may take the store at once."""

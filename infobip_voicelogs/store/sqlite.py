@@ -27,6 +27,7 @@ from .._time import seconds, utc_now
 from ..errors import StoreError
 from ..models import VoiceLog
 from ._archive import log_from_row
+from ._file_claim import FileClaim
 from ._local import LocalLeases
 from ._schema import (
     ADVANCE_CHECKPOINT,
@@ -72,8 +73,12 @@ class SqliteStore:
 
     It is a `LeaseStore` too, for one process: `lease` grants every account to its one
     live owner with fence 0, and refuses (`StoreError`) a second poller on the same store
-    object while the first is alive. Two processes on one file are not detected: they would
-    deliver every log twice; a fleet needs `PostgresStore`.
+    object while the first is alive. While a poller holds its leases the store also holds an
+    exclusive lock on `<path>-poller.lock`, so a poller in a second process (or on a second
+    store object) on the same file is refused too, instead of delivering every log again:
+    its claims fail with a `StoreError` naming the holder's pid, and it takes over when the
+    holder stops, closes the store or dies (the lock goes with the process, SIGKILL too). A
+    fleet that shares accounts between processes needs `PostgresStore`.
 
     ```python
     async with SqliteStore("voicelogs.db", archive=True) as store:
@@ -118,6 +123,7 @@ class SqliteStore:
         # Event loops in several threads may make their first call at once: one worker.
         self._lock = threading.Lock()
         self._leases = LocalLeases()
+        self._claim = FileClaim(self._path)
 
     @property
     def path(self) -> str:
@@ -233,6 +239,7 @@ class SqliteStore:
 
         Any call after `aclose` raises `StoreError`.
         """
+        self._claim.release()
         with self._lock:
             if self._closing is None:
                 if self._executor is None:
@@ -259,13 +266,21 @@ class SqliteStore:
         """Grant every account to `owner` (fence 0) for `lease_ttl` seconds, renewed by each call.
 
         Raises `StoreError` while another owner of this store object is alive (it leased
-        within its ttl and has not released): two pollers on one store deliver twice.
+        within its ttl and has not released), or while another store, in this process or
+        another, polls the same file (it holds `<path>-poller.lock`): two pollers on one
+        file deliver twice. The lock is this store's until its owner releases or it closes.
         """
-        return self._leases.lease(owner, accounts, lease_ttl=lease_ttl_of(lease_ttl, ttl))
+        ttl = lease_ttl_of(lease_ttl, ttl)
+        if self._closing is not None:
+            raise StoreError(f"the store at {self._path!r} is closed")
+        self._claim.acquire()
+        return self._leases.lease(owner, accounts, lease_ttl=ttl)
 
     async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
-        """`None`: `owner` is gone, and another poller may use the store at once."""
+        """`None`: `owner` is gone, and another poller may use the store (or the file) at once."""
         self._leases.release(owner, accounts)
+        if self._leases.owner is None:
+            self._claim.release()
 
     async def commit_leased(
         self, lease: Lease, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
