@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import attrs
 import httpx
@@ -21,6 +23,7 @@ from infobip_voicelogs import (
     AuthenticationError,
     ErrorInfo,
     GeneralStatus,
+    LeaseLostError,
     LogsPoller,
     Price,
     SqliteStore,
@@ -963,3 +966,103 @@ async def test_two_runs_at_once_never_hand_one_log_over_twice(
     assert poller.status()["acme"].cycles >= 4
     assert max(handler.states().values()) == 1
     assert handler.ids("acme") == {log.message_id for log in acme.logs}
+
+
+class ShedOnRequest:
+    """A `LeaseStore` over a `SqliteStore` whose claims give every account up once `shed`:
+    what a fleet's store answers when another poller joins and takes this one's share."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+        self.shed = False
+        self.shed_claims = 0
+        self.claimed = asyncio.Event()
+
+    async def checkpoint(self, account: str) -> datetime | None:
+        return await self.inner.checkpoint(account)
+
+    async def fingerprints(self, account: str, message_ids: Collection[str]) -> dict[str, str]:
+        return await self.inner.fingerprints(account, message_ids)
+
+    async def commit(
+        self, account: str, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+    ) -> None:
+        await self.inner.commit(account, checkpoint=checkpoint, delivered=delivered)
+
+    async def prune(self, *, before: datetime) -> int:
+        return await self.inner.prune(before=before)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def lease(
+        self,
+        owner: str,
+        accounts: Sequence[str],
+        *,
+        lease_ttl: float | None = None,
+        busy: Collection[str] = (),
+        ttl: float | None = None,
+    ) -> dict[str, Any]:
+        leases = await self.inner.lease(owner, accounts, lease_ttl=lease_ttl, busy=busy)
+        if not self.shed:
+            return dict(leases)
+        self.shed_claims += 1
+        self.claimed.set()
+        return {}
+
+    async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
+        await self.inner.release(owner, accounts)
+
+    async def commit_leased(
+        self, lease: Any, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+    ) -> None:
+        await self.inner.commit_leased(lease, checkpoint=checkpoint, delivered=delivered)
+
+    async def advance(self, checkpoints: Sequence[tuple[Any, datetime]]) -> set[str]:
+        return await self.inner.advance(checkpoints)
+
+
+class ShedBeforeSecondPage(TokenBucket):
+    """Lets the first page go, then has the store shed the account before the second."""
+
+    def __init__(self, store: ShedOnRequest) -> None:
+        super().__init__(1e6, 1000)
+        self.store = store
+        self.requests = 0
+
+    async def acquire(self) -> float:
+        self.requests += 1
+        if self.requests == 2:
+            self.store.shed = True
+            await asyncio.wait_for(self.store.claimed.wait(), 10)  # the keeper's next claim
+        return await super().acquire()
+
+
+async def test_a_walk_cut_by_a_rebalance_is_a_hand_over_not_a_failure(
+    fake: FakeInfobip,
+    store: SqliteStore,
+    make_poller: Callable[..., LogsPoller],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    acme = fake.add_account("acme")
+    acme.generate(600, within=timedelta(hours=1), settle_after=timedelta(0))  # six pages
+    shedding = ShedOnRequest(store)
+    throttle = ShedBeforeSecondPage(shedding)
+    account = attrs.evolve(account_for(fake, "acme"), throttle=throttle)
+    handler = Recorder()
+    caplog.set_level("INFO", logger="infobip_voicelogs")
+    async with make_poller(
+        shedding, handler, accounts=[account], lease_ttl=0.6, claim_interval=0.1
+    ) as poller:
+        report = await poller.run_once()
+    assert shedding.shed_claims >= 1
+    # The walk stopped at the page after the shed and handed nothing over: the new holder
+    # walks the account. That is the fleet working, so it is said at INFO, not as a failure.
+    assert isinstance(report["acme"].error, LeaseLostError)
+    assert throttle.requests <= 3
+    assert handler.calls == []
+    assert poller.status()["acme"].lost_leases == 1
+    ours = [r for r in caplog.records if r.name.startswith("infobip_voicelogs")]
+    assert not [r for r in ours if r.levelno >= logging.WARNING], [r.message for r in ours]
+    assert any("passed to another poller mid-cycle" in r.message for r in ours)

@@ -86,6 +86,9 @@ class LeaseKeeper:
         self._store = store
         self._accounts = list(accounts)
         self._leases: dict[str, Lease] = {}
+        # Accounts a claim that worked left out since this process last held them: the
+        # fleet rebalanced (another poller joined), so a walk cut on one is no failure.
+        self._shed: set[str] = set()
         self._trusted_until = -math.inf  # event loop time
         self._changed: asyncio.Future[None] | None = None
         self._refreshing: asyncio.Future[None] | None = None
@@ -166,6 +169,7 @@ class LeaseKeeper:
         self._trusted_until = sent + self.lease_ttl * _TRUST
         after = set(self._leases)
         gained, lost = after - before, before - after
+        self._shed = (self._shed | lost) - after
         if gained or lost:
             self._notify()
         return gained, lost
@@ -210,6 +214,10 @@ class LeaseKeeper:
                 " before its batch was handed over"
             )
 
+    def was_shed(self, account: str) -> bool:
+        """Whether a claim that worked gave `account` up (to another poller) since it was held."""
+        return account in self._shed
+
     def forget(self, account: str) -> None:
         """A commit found the lease gone: stop polling `account` until it is claimed again."""
         if self._leases.pop(account, None) is not None:
@@ -217,7 +225,7 @@ class LeaseKeeper:
 
     async def release(self) -> None:
         """Give every lease back at once, so the others may claim them now (bounded, logged)."""
-        self._leases = {}
+        self._leases, self._shed = {}, set()
         self._claimed, self.failing_since = False, None
         self._notify()
         self.registered = False

@@ -594,6 +594,15 @@ class LogsPoller:
             self._leases.forget(name)
             self._checkpoints.forget(name)
             self._mark_leases()
+            if self._leases.was_shed(name):
+                # The fleet rebalanced (a poller joined) mid-walk: nothing was refused.
+                logger.info(
+                    "account %s: passed to another poller mid-cycle (the fleet rebalanced);"
+                    " it walks the account from here",
+                    name,
+                    extra={"account": name, "outcome": "lease_shed"},
+                )
+                return
             telemetry.batch_fenced(name)
             logger.warning(
                 "account %s: its lease lapsed or passed to another poller (shed, or the"
