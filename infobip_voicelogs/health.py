@@ -198,7 +198,8 @@ def _claims_failing(since: datetime | None, *, now: datetime, lease_ttl: float) 
         return None  # the leases held may still be trusted, and the next claim may work
     return (
         f"claiming leases has failed for {failing:.0f} s, longer than the lease ttl"
-        f" ({lease_ttl:g} s): the store is unreachable and no account is polled here"
+        f" ({lease_ttl:g} s): no account is polled here (the store is unreachable, or"
+        " another poller holds its SQLite file; the poller's log has the claims' error)"
     )
 
 
