@@ -78,7 +78,7 @@ async def run_for(dsn: str, accounts: int, overlap: bool, interval: float, cycle
         return sum(s.cycles for s in poller.status().values())
 
 
-async def measure(cluster: PostgresCluster, accounts: int, interval: float) -> bool:
+async def measure(cluster: PostgresCluster, accounts: int, interval: float, settle: float) -> bool:
     ok = True
     print(f"{accounts} accounts, interval {interval:g} s, claims every {interval / 12:g} s")
     print(f"{'quiet windows':14} {'transactions':>12} {'round trips':>11} {'statements':>10}")
@@ -94,7 +94,7 @@ async def measure(cluster: PostgresCluster, accounts: int, interval: float) -> b
         counts = []
         for cycles in (2, 6):
             tx, trips, statements = (
-                await transactions(direct),
+                await transactions(direct, settle=settle),
                 counter.round_trips,
                 counter.statements,
             )
@@ -102,7 +102,7 @@ async def measure(cluster: PostgresCluster, accounts: int, interval: float) -> b
             counts.append(
                 (
                     done,
-                    await transactions(direct) - tx - 1,  # less the statistics' own read
+                    await transactions(direct, settle=settle) - tx - 1,  # less its own read
                     counter.round_trips - trips,
                     counter.statements - statements,
                 )
@@ -118,7 +118,7 @@ async def measure(cluster: PostgresCluster, accounts: int, interval: float) -> b
         name = "overlap" if overlap else "empty"
         print(
             f"{name:14} {tx_per:12.3f} {(r2 - r1) / per:11.3f} {(s2 - s1) / per:10.3f}"
-            + (f"   (1 fingerprint read + {beyond:.3f})" if overlap else "")
+            + ("   (fingerprint reads included: the target allows one a cycle)" if overlap else "")
         )
     verdict = "met" if ok else "MISSED"
     print(f"target: <= {TARGET:g} transaction per quiet account-cycle besides reads: {verdict}")
@@ -135,7 +135,10 @@ def main() -> None:
         return
     accounts, interval = (60, 1.2) if args.quick else (300, 6.0)
     with PostgresCluster.start() as cluster:
-        if not asyncio.run(measure(cluster, accounts, interval)):
+        # Every read of the counts follows a closed store (its backends flushed as they
+        # exited), so the quick run waits 1.5 s for them, not the 11 s an idle one needs.
+        settle = 1.5 if args.quick else 11.0
+        if not asyncio.run(measure(cluster, accounts, interval, settle)):
             sys.exit(1)
 
 
