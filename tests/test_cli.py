@@ -625,6 +625,19 @@ def test_a_second_poll_on_one_sqlite_file_delivers_nothing_and_takes_over_after_
                 said += second.stderr.read() or b""
             assert f"another poller (pid {first.pid})".encode() in said
             assert lines[1].empty()  # it delivered nothing
+            # A one-off run meanwhile polls nothing either, and fails saying why.
+            args = ["poll", "-a", str(tmp_path / "accounts.toml")]
+            args += ["--store", str(tmp_path / "one.db"), "--once", "--no-live"]
+            once = subprocess.run(
+                [*command, *args, "--format", "ndjson"],
+                capture_output=True,
+                env=env,
+                timeout=60,
+            )
+            assert once.returncode == 4, once.stderr
+            assert once.stdout == b""
+            assert f"another poller (pid {first.pid})" in once.stderr.decode()
+            assert "accounts failing: acme" in once.stderr.decode()
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             news = {log.message_id for log in acme.generate(20, within=timedelta(seconds=30))}

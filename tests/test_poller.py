@@ -806,8 +806,12 @@ async def test_two_pollers_on_one_store_object_never_deliver_one_log_twice(
     async with make_poller(store, first_handler) as first:
         assert (await first.run_once())["acme"].new == 50
         async with make_poller(store, second_handler) as second:
-            # Refused while the first is alive: it polls nothing, and knows it holds nothing.
-            assert await second.run_once() == {}
+            # Refused while the first is alive: it polls nothing, knows it holds nothing,
+            # and says so in its result.
+            refused = await second.run_once()
+            assert not refused["acme"].ok
+            assert "another poller" in str(refused["acme"].error)
+            assert refused["acme"].delivered == 0
             assert second.status()["acme"].lease is LeaseState.UNKNOWN
     assert second_handler.calls == []
     async with make_poller(store, second_handler) as after:  # the first released the store
@@ -1066,3 +1070,30 @@ async def test_a_walk_cut_by_a_rebalance_is_a_hand_over_not_a_failure(
     ours = [r for r in caplog.records if r.name.startswith("infobip_voicelogs")]
     assert not [r for r in ours if r.levelno >= logging.WARNING], [r.message for r in ours]
     assert any("passed to another poller mid-cycle" in r.message for r in ours)
+
+
+async def test_run_once_after_a_failed_claim_reports_every_account_it_could_not_poll(
+    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller]
+) -> None:
+    from infobip_voicelogs import StoreError
+
+    acme = fake.add_account("acme")
+    acme.generate(5, within=timedelta(hours=1), settle_after=timedelta(0))
+    handler = Recorder()
+    async with SqliteStore(store_path) as holder, SqliteStore(store_path) as second:
+        await holder.lease("someone else", ["acme"], lease_ttl=60.0)
+        async with make_poller(second, handler) as poller:
+            report = await poller.run_once()
+            # Nothing was polled, and the call says so rather than returning nothing.
+            assert list(report) == ["acme"]
+            assert isinstance(report["acme"].error, StoreError)
+            assert "another poller" in str(report["acme"].error)
+            assert not report["acme"].ok
+            status = poller.status()["acme"]
+            assert status.consecutive_failures == 1
+            assert status.lease is LeaseState.UNKNOWN
+            assert handler.calls == []
+            await holder.release("someone else")
+            report = await poller.run_once()  # the file free: polled as usual
+        assert report["acme"].ok, report["acme"].error
+        assert handler.ids("acme") == {log.message_id for log in acme.logs}

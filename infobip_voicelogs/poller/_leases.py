@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from .. import telemetry
 from ..errors import LeaseLostError
 from ..store import Lease, LeaseStore
-from ._records import LeaseState
+from ._records import LeaseState, detached
 
 __all__ = ["DEFAULT_CLAIM_INTERVAL", "DEFAULT_LEASE_TTL", "LeaseKeeper", "new_owner_id"]
 
@@ -81,6 +81,8 @@ class LeaseKeeper:
         self.claim_interval = period
         #: Loop time of the first failed claim since the last one that worked, or `None`.
         self.failing_since: float | None = None
+        #: What the last claim raised (without its traceback), or `None` if it worked.
+        self.last_error: Exception | None = None
         self._claimed = False  # a claim has answered since the last release
         self._busy: set[str] = set()  # accounts whose batch is being handed over
         self._store = store
@@ -180,6 +182,7 @@ class LeaseKeeper:
         try:
             gained, lost = await self.refresh()
         except Exception as exc:
+            self.last_error = detached(exc)
             logger.warning(
                 "claiming accounts failed (%s: %s); trying again in %g s",
                 type(exc).__name__,
@@ -188,6 +191,7 @@ class LeaseKeeper:
                 extra={"outcome": "claim_failed"},
             )
         else:
+            self.last_error = None
             for name in lost:
                 telemetry.lease_lost(name)
             if gained or lost:

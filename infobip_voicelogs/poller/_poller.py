@@ -325,7 +325,10 @@ class LogsPoller:
 
         Returns each account's result; an account's failure is in its result, never raised.
         It first claims, then polls (and returns) only the accounts this process holds
-        (with a one-process store, all of them once the claim worked). An account whose
+        (with a one-process store, all of them once the claim worked). If the claim failed
+        (the store unreachable, or another poller holding a SQLite file), every account
+        nobody here knows the holder of is returned too, failed with the claim's error, and
+        counted in its status as a failed cycle. An account whose
         cycle is in flight (in `run()`) is polled after that cycle ends.
         The leases are renewed every `claim_interval` while the cycles run, so a long one
         (a 48-hour backfill) keeps its lease. Also prunes fingerprints of logs past the
@@ -339,6 +342,9 @@ class LogsPoller:
         self._checkpoints.drop_cached()
         await self._claim()
         names = [name for name in self._accounts if self._leases.held(name) is not None]
+        # A claim that failed leaves the rest unknown, not polled elsewhere: they are this
+        # call's failures (the claim's error), so that the caller learns nothing was polled.
+        unclaimed = self._unclaimed(names)
         done = asyncio.Event()
         renewing = asyncio.create_task(self._renew_until(done), name="infobip-voicelogs renew")
         try:
@@ -348,7 +354,23 @@ class LogsPoller:
             await asyncio.shield(renewing)
         await self._flush(self._leases.lease_ttl)  # what it found, stored before it returns
         await self._prune()
-        return dict(zip(names, results, strict=True))
+        report = dict(zip(names, results, strict=True))
+        now = asyncio.get_running_loop().time()
+        for name, result in unclaimed.items():
+            self._record(name, result, now)
+            report[name] = result
+        return {name: report[name] for name in self._accounts if name in report}
+
+    def _unclaimed(self, held: list[str]) -> dict[str, AccountResult]:
+        """After a failed claim, a result for each account nobody here knows the holder of."""
+        error = self._leases.last_error
+        if error is None:
+            return {}
+        return {
+            name: AccountResult(error=error)
+            for name in self._accounts
+            if name not in held and self._leases.state(name) is LeaseState.UNKNOWN
+        }
 
     async def _renew_until(self, done: asyncio.Event) -> None:
         """Claim every `claim_interval` until `done` (a `run_once` ended)."""
