@@ -972,32 +972,15 @@ async def test_two_runs_at_once_never_hand_one_log_over_twice(
     assert handler.ids("acme") == {log.message_id for log in acme.logs}
 
 
-class ShedOnRequest:
-    """A `LeaseStore` over a `SqliteStore` whose claims give every account up once `shed`:
-    what a fleet's store answers when another poller joins and takes this one's share."""
+class ShedOnRequest(SqliteStore):
+    """A `SqliteStore` whose claims give every account up once `shed`: what a fleet's store
+    answers when another poller joins and takes this one's share."""
 
-    def __init__(self, inner: SqliteStore) -> None:
-        self.inner = inner
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
         self.shed = False
         self.shed_claims = 0
         self.claimed = asyncio.Event()
-
-    async def checkpoint(self, account: str) -> datetime | None:
-        return await self.inner.checkpoint(account)
-
-    async def fingerprints(self, account: str, message_ids: Collection[str]) -> dict[str, str]:
-        return await self.inner.fingerprints(account, message_ids)
-
-    async def commit(
-        self, account: str, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
-    ) -> None:
-        await self.inner.commit(account, checkpoint=checkpoint, delivered=delivered)
-
-    async def prune(self, *, before: datetime) -> int:
-        return await self.inner.prune(before=before)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
     async def lease(
         self,
@@ -1008,23 +991,12 @@ class ShedOnRequest:
         busy: Collection[str] = (),
         ttl: float | None = None,
     ) -> dict[str, Any]:
-        leases = await self.inner.lease(owner, accounts, lease_ttl=lease_ttl, busy=busy)
+        leases = await super().lease(owner, accounts, lease_ttl=lease_ttl, busy=busy)
         if not self.shed:
             return dict(leases)
         self.shed_claims += 1
         self.claimed.set()
         return {}
-
-    async def release(self, owner: str, accounts: Collection[str] | None = None) -> None:
-        await self.inner.release(owner, accounts)
-
-    async def commit_leased(
-        self, lease: Any, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
-    ) -> None:
-        await self.inner.commit_leased(lease, checkpoint=checkpoint, delivered=delivered)
-
-    async def advance(self, checkpoints: Sequence[tuple[Any, datetime]]) -> set[str]:
-        return await self.inner.advance(checkpoints)
 
 
 class ShedBeforeSecondPage(TokenBucket):
@@ -1045,20 +1017,23 @@ class ShedBeforeSecondPage(TokenBucket):
 
 async def test_a_walk_cut_by_a_rebalance_is_a_hand_over_not_a_failure(
     fake: FakeInfobip,
-    store: SqliteStore,
+    store_path: Path,
     make_poller: Callable[..., LogsPoller],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     acme = fake.add_account("acme")
     acme.generate(600, within=timedelta(hours=1), settle_after=timedelta(0))  # six pages
-    shedding = ShedOnRequest(store)
+    shedding = ShedOnRequest(store_path)
     throttle = ShedBeforeSecondPage(shedding)
     account = attrs.evolve(account_for(fake, "acme"), throttle=throttle)
     handler = Recorder()
     caplog.set_level("INFO", logger="infobip_voicelogs")
-    async with make_poller(
-        shedding, handler, accounts=[account], lease_ttl=0.6, claim_interval=0.1
-    ) as poller:
+    async with (
+        shedding,
+        make_poller(
+            shedding, handler, accounts=[account], lease_ttl=0.6, claim_interval=0.1
+        ) as poller,
+    ):
         report = await poller.run_once()
     assert shedding.shed_claims >= 1
     # The walk stopped at the page after the shed and handed nothing over: the new holder
