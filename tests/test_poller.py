@@ -1048,7 +1048,10 @@ async def test_a_walk_cut_by_a_rebalance_is_a_hand_over_not_a_failure(
 
 
 async def test_run_once_after_a_failed_claim_reports_every_account_it_could_not_poll(
-    fake: FakeInfobip, store_path: Path, make_poller: Callable[..., LogsPoller]
+    fake: FakeInfobip,
+    store_path: Path,
+    make_poller: Callable[..., LogsPoller],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from infobip_voicelogs import StoreError
 
@@ -1068,6 +1071,9 @@ async def test_run_once_after_a_failed_claim_reports_every_account_it_could_not_
             assert status.consecutive_failures == 1
             assert status.lease is LeaseState.UNKNOWN
             assert handler.calls == []
+            # Said once, by the claim, not once more per account.
+            said = [r for r in caplog.records if "another poller" in r.getMessage()]
+            assert len(said) == 1, [r.getMessage() for r in said]
             await holder.release("someone else")
             report = await poller.run_once()  # the file free: polled as usual
         assert report["acme"].ok, report["acme"].error

@@ -357,7 +357,7 @@ class LogsPoller:
         report = dict(zip(names, results, strict=True))
         now = asyncio.get_running_loop().time()
         for name, result in unclaimed.items():
-            self._record(name, result, now)
+            self._record(name, result, now, quiet=True)  # the claim's failure is logged once
             report[name] = result
         return {name: report[name] for name in self._accounts if name in report}
 
@@ -594,7 +594,13 @@ class LogsPoller:
         return self._throttle_factory(account)
 
     def _record(
-        self, name: str, result: AccountResult, now: float, *, reconciling: bool = False
+        self,
+        name: str,
+        result: AccountResult,
+        now: float,
+        *,
+        reconciling: bool = False,
+        quiet: bool = False,
     ) -> None:
         fetcher = self._fetchers.get(name)
         before = self._status[name]
@@ -608,7 +614,7 @@ class LogsPoller:
             stats=fetcher.stats if fetcher is not None else None,
             reconciling=reconciling,
         )
-        if result.error is None:
+        if result.error is None or quiet:
             return
         if isinstance(result.error, LeaseLostError):
             # Not this account's failure: another process holds it now and delivers the
