@@ -25,6 +25,19 @@ __all__ = ["fetch"]
 _BATCH = 500
 
 
+_STATUSES = ", ".join(s.value.lower() for s in GeneralStatus)
+_STATUS_METAVAR = "<" + _STATUSES.replace(", ", "|") + ">"
+
+
+def _general_status(value: str) -> GeneralStatus:
+    """`--status`, any case. Parsed here, so that a wrong value is click's plain one line
+    (typer's own enum conversion may go through pydantic: "Value error, ...")."""
+    try:
+        return GeneralStatus(value.upper())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not one of {_STATUSES}") from None
+
+
 def fetch(
     ctx: typer.Context,
     base_url: str = typer.Option(
@@ -45,7 +58,12 @@ def fetch(
     to: str | None = typer.Option(None, "--to", help="Destination number."),
     bulk_id: list[str] = typer.Option([], "--bulk-id", help="Bulk id (repeatable)."),
     message_id: list[str] = typer.Option([], "--message-id", help="Message id (repeatable)."),
-    status: GeneralStatus | None = typer.Option(None, "--status", case_sensitive=False),
+    status: GeneralStatus | None = typer.Option(
+        None,
+        "--status",
+        parser=_general_status,
+        metavar=_STATUS_METAVAR,
+    ),
     limit: int | None = typer.Option(
         None,
         min=1,
