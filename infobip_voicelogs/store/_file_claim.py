@@ -49,11 +49,6 @@ class FileClaim:
         self._lock_path = None if path in ("", ":memory:") else path + LOCK_SUFFIX
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        """Whether this object holds the claim now."""
-        return self._fd is not None
-
     def acquire(self) -> None:
         """Take the claim if it is free; `StoreError` if another store holds it.
 
