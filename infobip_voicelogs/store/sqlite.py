@@ -272,7 +272,7 @@ class SqliteStore:
         """
         ttl = lease_ttl_of(lease_ttl, ttl)
         if self._closing is not None:
-            raise StoreError(f"the store at {self._path!r} is closed")
+            raise self._closed()
         self._claim.acquire()
         return self._leases.lease(owner, accounts, lease_ttl=ttl)
 
@@ -415,13 +415,16 @@ class SqliteStore:
 
     # -- the worker thread -----------------------------------------------------------------
 
+    def _closed(self) -> StoreError:
+        return StoreError(f"the store at {self._path!r} is closed")
+
     async def _run(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the worker thread; `action` names it in a `StoreError`."""
         executor = self._executor
         if executor is None or self._closing is not None:
             with self._lock:
                 if self._closing is not None:
-                    raise StoreError(f"the store at {self._path!r} is closed")
+                    raise self._closed()
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="infobip-voicelogs-sqlite"
@@ -433,7 +436,7 @@ class SqliteStore:
                 return await loop.run_in_executor(executor, self._on_worker, work)
         except RuntimeError:  # submitted as another thread closed the store
             if self._closing is not None:
-                raise StoreError(f"the store at {self._path!r} is closed") from None
+                raise self._closed() from None
             raise
 
     def _on_worker(self, work: Callable[[sqlite3.Connection], T]) -> T:
