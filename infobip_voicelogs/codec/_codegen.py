@@ -39,12 +39,7 @@ import attrs
 
 from ..models import ErrorInfo, Price, Status
 from ._readers import TYPE_CHECKS, Reader, bad, optional_reader
-from ._timestamps import (
-    CANONICAL_LENGTH,
-    CANONICAL_SEPARATORS,
-    fromisoformat,
-    parse_wire_timestamp,
-)
+from ._timestamps import canonical_test, fromisoformat, parse_wire_timestamp
 from ._wire import ALIASES, split_optional, wire_name
 
 __all__ = ["direct_setters", "fast_hook", "respeller"]
@@ -303,12 +298,7 @@ class _HookBuilder:
             if optional:
                 self._line(f"if {value} is not None:")
                 stack.enter_context(self._block())
-            canonical = (
-                f"len({value}) == {CANONICAL_LENGTH}"
-                f" and {value}[4:20:3] == {CANONICAL_SEPARATORS!r}"
-                f" and {value}[23] in '+-' and {value}[26] < '6'"
-            )
-            self._line(f"if {canonical}: {value} = fromisoformat({value})")
+            self._line(f"if {canonical_test(value)}: {value} = fromisoformat({value})")
             self._line(f"else: {value} = parse_timestamp({value})")
 
     def _read(self, read: Reader, value: str, optional: bool, reader_name: str) -> None:

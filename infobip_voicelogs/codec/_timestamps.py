@@ -8,7 +8,7 @@ from datetime import datetime
 # Written in `_time`, which the models' `to_dict` shares; the codec's public name is here.
 from .._time import format_wire_timestamp
 
-__all__ = ["format_wire_timestamp", "fromisoformat", "parse_wire_timestamp"]
+__all__ = ["canonical_test", "format_wire_timestamp", "fromisoformat", "parse_wire_timestamp"]
 
 # The one grammar both decoding paths accept: full date, `T`, time with seconds, an
 # optional fraction of 1 to 9 digits, and an offset in whole minutes (`Z`, `+hhmm` or
@@ -31,6 +31,14 @@ fromisoformat = datetime.fromisoformat
 # (tests/test_codec.py checks the two agree on every input).
 CANONICAL_LENGTH = 28
 CANONICAL_SEPARATORS = "--T::."
+
+
+def canonical_test(name: str) -> str:
+    """The source of that check on the string held by variable `name`, for a generated hook."""
+    return (
+        f"len({name}) == {CANONICAL_LENGTH} and {name}[4:20:3] == {CANONICAL_SEPARATORS!r}"
+        f" and {name}[23] in '+-' and {name}[26] < '6'"
+    )
 
 
 def parse_wire_timestamp(s: str) -> datetime:

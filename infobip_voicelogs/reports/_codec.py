@@ -26,7 +26,7 @@ from ..codec._codegen import _HookBuilder, direct_setters
 from ..codec._convert import _describe, _locate, _precise_hook, build_converter
 from ..codec._json import _results_of, quote_prices
 from ..codec._readers import JSON_READERS, XML_READERS, Reader, bad
-from ..codec._timestamps import CANONICAL_LENGTH, CANONICAL_SEPARATORS
+from ..codec._timestamps import canonical_test
 from ..codec._wire import ALIASES, add_wire_names, amount_text, excerpt, wire_name
 from ..codec._xml import _local, parse_xml, xml_dict
 from ..errors import DecodeError
@@ -176,11 +176,7 @@ class _ReportHookBuilder(_HookBuilder):
         # forms, an error to raise) by the reader. `+0000` comes back in UTC already.
         parse = self._global("fromisoformat", _FROMISOFORMAT)
         utc = self._global("UTC", UTC)
-        canonical = (
-            f"type({value}) is str and len({value}) == {CANONICAL_LENGTH}"
-            f" and {value}[4:20:3] == {CANONICAL_SEPARATORS!r}"
-            f" and {value}[23] in '+-' and {value}[26] < '6'"
-        )
+        canonical = f"type({value}) is str and {canonical_test(value)}"
         with contextlib.ExitStack() as stack:
             if optional:
                 self._line(f"if {value} is not None:")
