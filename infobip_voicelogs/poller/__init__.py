@@ -41,19 +41,19 @@ a handler that ignores its cancellation is abandoned after `ABANDON_WAIT`. Then 
 are released (bounded), the fetchers closed, never the caller's client or store.
 """
 
-from ..state import fingerprint
-from ._leases import DEFAULT_CLAIM_INTERVAL, DEFAULT_LEASE_TTL, new_owner_id
-from ._poller import DEFAULT_RECONCILE, PRUNE_MARGIN, LogsPoller
-from ._records import (
-    AUTH_BACKOFF_FACTOR,
-    MAX_BACKOFF,
-    Account,
+from ..delivery import (
+    ABANDON_WAIT,
+    DEFAULT_CLAIM_INTERVAL,
+    DEFAULT_LEASE_TTL,
+    DEFAULT_SHUTDOWN_GRACE,
     AccountResult,
-    AccountStatus,
     Handler,
     LeaseState,
+    new_owner_id,
 )
-from ._shutdown import ABANDON_WAIT, DEFAULT_SHUTDOWN_GRACE
+from ..state import fingerprint
+from ._poller import DEFAULT_RECONCILE, PRUNE_MARGIN, LogsPoller
+from ._records import AUTH_BACKOFF_FACTOR, MAX_BACKOFF, Account, AccountStatus
 
 __all__ = [
     "ABANDON_WAIT",

@@ -26,28 +26,27 @@ from ..connections import poller_client
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
-from ..store import CheckpointStore, ReportStore
-from ..store._local import solo_leases
-from ._checkpoints import Checkpoints
-from ._cycle import Walk
-from ._leases import (
+from ..delivery import (
     DEFAULT_CLAIM_INTERVAL,
     DEFAULT_LEASE_TTL,
+    DEFAULT_LOOK_EVERY,
+    DEFAULT_SHUTDOWN_GRACE,
+    MAX_REMEMBERED,
     RELEASE_TIMEOUT,
+    AccountResult,
+    Checkpoints,
+    DeliveryCore,
+    Handler,
+    InboxWatch,
     LeaseKeeper,
+    LeaseState,
+    Shutdown,
     new_owner_id,
 )
-from ._records import (
-    Account,
-    AccountResult,
-    AccountStatus,
-    Handler,
-    LeaseState,
-    next_status,
-)
-from ._shutdown import DEFAULT_SHUTDOWN_GRACE, Shutdown
-
-__all__ = ["DEFAULT_RECONCILE", "PRUNE_MARGIN", "LogsPoller"]
+from ..reports import decode_inbox
+from ..store import CheckpointStore, InboxStore, ReportStore, solo_leases
+from ._cycle import Walk
+from ._records import Account, AccountStatus, next_status
 
 logger = logging.getLogger("infobip_voicelogs")
 
@@ -126,6 +125,9 @@ class LogsPoller:
             no report brought; its final states count as `AccountStatus.webhook_lost`
             (and `reports.lost`). An account whose reports stop goes back to `interval`.
             A store without reports: every account is polled every `interval`.
+        inbox_look_every: Seconds (or a `timedelta`) between two looks at the store's inbox
+            of reports when no wake-up came (a receiver records each batch there and the
+            store wakes this process; the look only catches a wake-up lost on the way).
 
     Every store leases: `SqliteStore` grants every account to its one poller (and refuses
     a second poller on the same store object), a `CheckpointStore` without leases is
@@ -160,6 +162,7 @@ class LogsPoller:
         claim_interval: float | timedelta = DEFAULT_CLAIM_INTERVAL,
         owner: str | None = None,
         reconcile: float | timedelta = DEFAULT_RECONCILE,
+        inbox_look_every: float | timedelta = DEFAULT_LOOK_EVERY,
     ) -> None:
         self._accounts: dict[str, Account] = {}
         for account in accounts:
@@ -179,6 +182,7 @@ class LogsPoller:
         # Each account's last delivery report, read from the store once a claim period (a
         # store without reports: nobody's; a failed read keeps the last one).
         self._reports = store if isinstance(store, ReportStore) else None
+        self._store_inbox = store if isinstance(store, InboxStore) else None
         self._last_reports: dict[str, datetime] = {}
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -217,12 +221,32 @@ class LogsPoller:
         # Checkpoints read once per lease; quiet cycles' advances flushed together once a
         # claim period (one store call for every quiet account). Not once an `interval`:
         # with cycles back to back that would be a flush per cycle again.
-        self._checkpoints = Checkpoints(leasing)
+        self._checkpoints = Checkpoints(leasing, limit=max(MAX_REMEMBERED, max_batch))
         self._flush_interval = self._leases.claim_interval
-        self._walk = Walk(
-            store=leasing,
-            handler=handler,
+        # The one way to the handler, for the logs and for the reports in the store's inbox.
+        self._core = DeliveryCore(
+            leasing,
+            handler,
             shutdown=self._shutdown,
+            leases=self._leases,
+            checkpoints=self._checkpoints,
+            max_batch=max_batch,
+            decode=decode_inbox,
+        )
+        self._inbox = (
+            InboxWatch(
+                store,
+                self._core,
+                self._leases,
+                self._shutdown,
+                look_every=seconds(inbox_look_every),
+                on_lost=self._lost,
+            )
+            if isinstance(store, InboxStore)
+            else None
+        )
+        self._walk = Walk(
+            core=self._core,
             leases=self._leases,
             checkpoints=self._checkpoints,
             clock=self._clock,
@@ -349,6 +373,7 @@ class LogsPoller:
         renewing = asyncio.create_task(self._renew_until(done), name="infobip-voicelogs renew")
         try:
             results = await asyncio.gather(*(self._cycle(name) for name in names))
+            await self._deliver_inboxes(names)
         finally:
             done.set()  # a claim in flight finishes (bounded by its own timeout), not cut
             await asyncio.shield(renewing)
@@ -360,6 +385,41 @@ class LogsPoller:
             self._record(name, result, now, quiet=True)  # the claim's failure is logged once
             report[name] = result
         return {name: report[name] for name in self._accounts if name in report}
+
+    async def _deliver_inboxes(self, names: list[str]) -> None:
+        """Deliver the reports waiting in these accounts' inboxes (failures are logged)."""
+        if self._store_inbox is None or not self._core.has_inbox:
+            return
+        held = {name for name in names if self._leases.held(name) is not None}
+        try:
+            waiting = await self._store_inbox.inbox_accounts(held) if held else set()
+        except Exception as exc:
+            logger.warning("looking at the inbox failed (%s: %s)", type(exc).__name__, exc)
+            return
+        await asyncio.gather(*(self._deliver_inbox(name) for name in sorted(waiting)))
+
+    async def _deliver_inbox(self, name: str) -> None:
+        lease = self._leases.held(name)
+        if lease is None:
+            return
+        try:
+            await self._core.inbox(lease)
+        except LeaseLostError:
+            self._lost(name)
+        except Exception as exc:
+            logger.warning(
+                "account %s: delivering its reports failed (%s: %s); they stay in the inbox",
+                name,
+                type(exc).__name__,
+                exc,
+                extra={"account": name, "outcome": type(exc).__name__},
+            )
+
+    def _lost(self, name: str) -> None:
+        """A commit found the lease on `name` gone: hand it back to the keeper."""
+        self._leases.forget(name)
+        self._checkpoints.forget(name)
+        self._mark_leases()
 
     def _unclaimed(self, held: list[str]) -> dict[str, AccountResult]:
         """After a failed claim, a result for each account nobody here knows the holder of."""
@@ -400,6 +460,8 @@ class LogsPoller:
         tasks.add(asyncio.create_task(self._prune_loop(), name="infobip-voicelogs prune"))
         tasks.add(asyncio.create_task(self._lease_loop(), name="infobip-voicelogs lease"))
         tasks.add(asyncio.create_task(self._flush_loop(), name="infobip-voicelogs advance"))
+        if self._inbox is not None:
+            tasks.add(asyncio.create_task(self._inbox.run(), name="infobip-voicelogs inbox"))
         self._runs += 1
         try:
             await self._shutdown.supervise(tasks)
@@ -466,6 +528,8 @@ class LogsPoller:
         """
         await self._leases.claim()
         self._mark_leases()
+        if self._inbox is not None:
+            self._inbox.look()  # accounts gained may have reports waiting
         await self._read_report_activity()
 
     async def _read_report_activity(self) -> None:

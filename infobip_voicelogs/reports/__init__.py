@@ -13,9 +13,10 @@ item names; anything else is a `DecodeError` naming the report and the field. Th
 path is the logs' hardened one: no DOCTYPE, no entities, no network, no huge trees.
 
 `ReportsReceiver` is an ASGI application that takes the provider's report POSTs; the
-`ReportsAuth` classes beside it say how it authenticates them. Given the poller's store
-and a handler, it delivers into the same stream: each state once, whichever source
-brought it first.
+`ReportsAuth` classes beside it say how it authenticates them. Given the poller's store,
+it records each batch in the store's inbox and the account's holder delivers it into the
+same stream (`infobip_voicelogs.delivery`): each state once, whichever source brought it
+first.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import inspect
 
 from ._auth import BasicCredentials, HeaderSecret, HmacSignature, NoAuth, ReportsAuth
 from ._codec import decode_reports, encode_reports
-from ._flow import ReportHandler
 from ._model import Ivr, ReportShape, VoiceCall, VoiceReport
-from ._receiver import Deliver, ReportsReceiver
+from ._inbox import decode_inbox, encode_inbox
+from ._receiver import Deliver, ReportHandler, ReportsReceiver
 
 __all__ = [
     "BasicCredentials",
@@ -41,7 +42,9 @@ __all__ = [
     "ReportsReceiver",
     "VoiceCall",
     "VoiceReport",
+    "decode_inbox",
     "decode_reports",
+    "encode_inbox",
     "encode_reports",
 ]
 

@@ -105,13 +105,23 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def lifespan(receive: Receive, send: Send) -> None:
-    """Answer the server's lifespan messages: the receiver has nothing to start or stop."""
+async def lifespan(
+    receive: Receive,
+    send: Send,
+    *,
+    startup: Callable[[], object] | None = None,
+    shutdown: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Answer the server's lifespan messages, calling `startup` and `shutdown` on the way."""
     while True:
         message = await receive()
         kind = message["type"]
         if kind == "lifespan.startup":
+            if startup is not None:
+                startup()
             await send({"type": "lifespan.startup.complete"})
         elif kind == "lifespan.shutdown":
+            if shutdown is not None:
+                await shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -13,9 +13,10 @@ authenticate (401); the content type is JSON or XML (415); the declared length i
 ``max_body`` (413); the body arrives within ``read_timeout`` (408) and within ``max_body``
 (413); an HMAC matches the raw body (401); the body decodes (400); ``deliver`` returns
 (503 with `Retry-After` if it raised or overran ``deliver_timeout``); then 200. So a
-batch is handed over whole or not at all, and acknowledged only once it is committed.
-With ``store=`` and ``handler=``, delivering is `StoreDelivery` (`_flow`): the batch's new
-and changed states to the handler, then the commit.
+batch is acknowledged only once it is durable. With ``store=``, delivering is recording:
+the batch goes into the store's inbox in one statement, and the account's holder (the
+poller, or this receiver's own `InboxHolder` when given a ``handler``) hands its new and
+changed states over through the delivery core, after the 200.
 """
 
 from __future__ import annotations
@@ -27,27 +28,26 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
-from .._time import utc_now
+from .._time import seconds, utc_now
 from ..codec._media_types import Format, format_of, media_type
+from ..delivery import DEFAULT_LEASE_TTL, InboxHolder
 from ..errors import DecodeError
+from ..store import InboxStore
 from . import _http
 from ._auth import ReportsAuth
 from ._codec import decode_reports
-from ._flow import ReportHandler, StoreDelivery
 from ._http import BodyRefused, Receive, Scope, Send
+from ._inbox import decode_inbox, encode_inbox
 from ._model import VoiceReport
 
 if TYPE_CHECKING:
-    from ..store import ReportStore
+    from datetime import timedelta
 
-__all__ = [
-    "DEFAULT_DELIVER_TIMEOUT",
-    "DEFAULT_MAX_BODY",
-    "DEFAULT_READ_TIMEOUT",
-    "DEFAULT_RETRY_AFTER",
-    "Deliver",
-    "ReportsReceiver",
-]
+    from ..store import CheckpointStore
+
+#: Takes ``(account, reports)``: a batch of new and changed states, in the batch's order.
+#: A handler typed ``Sequence[VoiceLog | VoiceReport]`` serves the poller too.
+ReportHandler = Callable[[str, list[VoiceReport]], Awaitable[object]]
 
 logger = logging.getLogger("infobip_voicelogs")
 
@@ -72,20 +72,37 @@ _CLOSE = [(b"connection", b"close")]
 class ReportsReceiver:
     """An ASGI application that receives the provider's delivery reports, one batch a POST.
 
+    ```python
+    # Beside a poller on the same store: record each batch; the poller delivers it.
+    receiver = ReportsReceiver({"eu-shop"}, store=store, auth=auth)
+    # In a process that does not poll: record, and deliver through its own holder.
+    receiver = ReportsReceiver({"eu-shop"}, store=store, auth=auth, handler=handler)
+    ```
+
     Args:
         accounts: The account names it receives for: ``POST {root}/{account}`` for each; any
             other name is 404.
-        store: Where the batch's states are committed (`SqliteStore`, `PostgresStore`: a
-            `ReportStore`), the poller's store: its fingerprints span both sources.
+        store: The poller's store (`SqliteStore`, `PostgresStore`): each batch is recorded
+            in its inbox (one statement) and answered 200 once that committed. The
+            account's holder delivers it: the `LogsPoller` that holds the account, woken
+            at once, or this receiver when given a ``handler``. If recording fails the
+            answer is 503 with `Retry-After`, and the provider sends the batch again.
         handler: ``await handler(account, reports)`` with a batch's new and changed states
-            (never a state the store already has, from a report or a log); the batch is
-            committed only once it returned, and answered 200 only then. If it raises, the
-            answer is 503 and nothing is committed: the provider's retry delivers again.
-            The same handler may serve `LogsPoller` (type it ``Sequence[VoiceLog |
+            (never a state the store already has, from a report or a log), after the 200:
+            the receiver then holds its accounts' leases as a poller does (several worker
+            processes share them out; with SQLite one process delivers) and delivers their
+            inboxes through the delivery core, starting at its first request or at the
+            server's lifespan startup (a mounted app gets no lifespan events: call
+            `aclose` from the application's own shutdown). If the handler raises, the
+            batch stays in the inbox and is offered again. Give no handler where a
+            `LogsPoller` runs on the same store and accounts: the poller delivers. The
+            same handler may serve `LogsPoller` (type it ``Sequence[VoiceLog |
             VoiceReport]``; `item.source` tells which).
+        lease_ttl: With a ``handler``: seconds (or a `timedelta`) the receiver's leases
+            last unless renewed, as `LogsPoller`'s.
         clock: Gives the time a batch is received (the store's report activity, which the
             poller reads to know whose reports flow); tests move it.
-        deliver: The low-level alternative to ``store`` and ``handler``:
+        deliver: The low-level alternative to ``store``:
             ``await deliver(account, reports)`` with the decoded batch (never empty). It
             must hand the reports to the handler and commit them to the store before it
             returns: the 200 that follows tells the provider it may forget them. If it
@@ -106,8 +123,8 @@ class ReportsReceiver:
 
     Raises:
         TypeError: ``auth`` is not a `ReportsAuth` or a mapping of them (``None`` included),
-            ``accounts`` is one string, or not exactly one of ``deliver`` and ``store``
-            with ``handler`` is given.
+            ``accounts`` is one string, not exactly one of ``deliver`` and ``store`` is
+            given, a ``handler`` comes without a ``store``, or the store keeps no inbox.
         ValueError: No account, or a limit that is not positive.
     """
 
@@ -115,7 +132,7 @@ class ReportsReceiver:
         self,
         accounts: Iterable[str],
         *,
-        store: ReportStore | None = None,
+        store: CheckpointStore | None = None,
         handler: ReportHandler | None = None,
         deliver: Deliver | None = None,
         auth: ReportsAuth | Mapping[str, ReportsAuth],
@@ -125,6 +142,7 @@ class ReportsReceiver:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         deliver_timeout: float = DEFAULT_DELIVER_TIMEOUT,
         retry_after: int = DEFAULT_RETRY_AFTER,
+        lease_ttl: float | timedelta = DEFAULT_LEASE_TTL,
     ) -> None:
         if isinstance(accounts, str):
             raise TypeError("accounts must be a collection of names, not one string")
@@ -141,10 +159,30 @@ class ReportsReceiver:
         self.read_timeout = read_timeout
         self.deliver_timeout = deliver_timeout
         self.retry_after = retry_after
-        self._deliver = _deliverer(store, handler, deliver, clock)
+        self._holder: InboxHolder | None = None
+        if handler is not None:
+            if store is None:
+                raise TypeError("a handler= needs the store= the receiver records into")
+            ttl = seconds(lease_ttl)
+            self._holder = InboxHolder(
+                store,
+                handler,
+                self.accounts,
+                decode=decode_inbox,
+                lease_ttl=ttl,
+                claim_interval=ttl / 3,
+            )
+        self._deliver = _deliverer(store, deliver, clock)
 
     def __repr__(self) -> str:
         return f"ReportsReceiver(accounts={len(self.accounts)}, auth={self.auth!r})"
+
+    async def aclose(self) -> None:
+        """Stop delivering (with a ``handler``): hand-overs in flight get the shutdown grace,
+        then the leases go back. Recording goes on; a later request starts delivering again.
+        """
+        if self._holder is not None:
+            await self._holder.aclose()
 
     def auth_of(self, account: str) -> ReportsAuth:
         """How the POSTs for ``account`` authenticate (`KeyError` for an unknown account)."""
@@ -152,11 +190,15 @@ class ReportsReceiver:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point: HTTP requests and lifespan messages."""
+        holder = self._holder
         if scope["type"] == "lifespan":
-            await _http.lifespan(receive, send)
+            start = None if holder is None else holder.start
+            await _http.lifespan(receive, send, startup=start, shutdown=self.aclose)
             return
         if scope["type"] != "http":
             return  # a websocket: not accepted, so the server refuses it
+        if holder is not None and not holder.running:
+            holder.start()  # mounted, so no lifespan startup: the first request starts it
         started = False
 
         async def tracked(message: _http.Message) -> None:
@@ -263,19 +305,27 @@ _REASONS = {400: "bad_length", 408: "timeout", 413: "too_large"}
 
 
 def _deliverer(
-    store: ReportStore | None,
-    handler: ReportHandler | None,
-    deliver: Deliver | None,
-    clock: Callable[[], datetime],
+    store: CheckpointStore | None, deliver: Deliver | None, clock: Callable[[], datetime]
 ) -> Deliver:
-    """``deliver`` as given, or built from ``store`` and ``handler``: exactly one of the two."""
+    """``deliver`` as given, or recording into ``store``'s inbox: exactly one of the two."""
     if deliver is not None:
-        if store is not None or handler is not None:
-            raise TypeError("give either deliver= or store= and handler=, not both")
+        if store is not None:
+            raise TypeError("give either deliver= or store=, not both")
         return deliver
-    if store is None or handler is None:
-        raise TypeError("a receiver needs store= and handler= (or, low-level, deliver=)")
-    return StoreDelivery(store, handler, clock)
+    if store is None:
+        raise TypeError("a receiver needs store= (or, low-level, deliver=)")
+    if not isinstance(store, InboxStore):
+        raise TypeError(
+            f"{type(store).__name__} keeps no inbox of delivery reports (no record_reports):"
+            " use SqliteStore or PostgresStore"
+        )
+    inbox = store
+
+    async def record(account: str, reports: Sequence[VoiceReport]) -> None:
+        body = encode_inbox(reports)
+        await inbox.record_reports(account, body, count=len(reports), received_at=clock())
+
+    return record
 
 
 def _auth_per_account(

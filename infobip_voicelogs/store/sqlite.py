@@ -105,6 +105,9 @@ class SqliteStore:
         clock: Gives the current time for `first_seen_at` and `updated_at` (tests move it).
     """
 
+    #: Its leases do not lapse by time: the file lock makes its one poller the only one.
+    leases_expire = False
+
     def __init__(
         self,
         path: str | os.PathLike[str],

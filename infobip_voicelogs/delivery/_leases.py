@@ -30,8 +30,6 @@ from ..errors import LeaseLostError
 from ..store import Lease, LeaseStore
 from ._records import LeaseState, detached
 
-__all__ = ["DEFAULT_CLAIM_INTERVAL", "DEFAULT_LEASE_TTL", "LeaseKeeper", "new_owner_id"]
-
 logger = logging.getLogger("infobip_voicelogs")
 
 #: Seconds a lease lasts unless renewed. A dead process's accounts pass to the others within
@@ -93,7 +91,13 @@ class LeaseKeeper:
         self._shed: set[str] = set()
         self._trusted_until = -math.inf  # event loop time
         self._changed: asyncio.Future[None] | None = None
-        self._refreshing: asyncio.Future[None] | None = None
+        self._in_flight = 0  # claims sent and not answered
+        self._quiet: asyncio.Future[None] | None = None  # resolved when none is in flight
+        self._sent = 0  # claims sent, numbered from 1
+        self._applied = 0  # the number of the newest claim whose answer was applied
+        # Leases that lapse by the store's clock are trusted locally for less than their
+        # ttl; those that never lapse by time (one process per store) until released.
+        self._expire = bool(getattr(store, "leases_expire", True))
         #: Whether this process has claimed since it last released (so has something to free).
         self.registered = False
 
@@ -140,19 +144,24 @@ class LeaseKeeper:
         The claim tells the store which accounts are busy when it is sent; a hand-over that
         began while it was in flight could be on an account the store sheds meanwhile.
         """
-        if self._refreshing is not None:
-            await asyncio.wait({self._refreshing})
+        while self._in_flight:
+            if self._quiet is None or self._quiet.done():
+                self._quiet = asyncio.get_running_loop().create_future()
+            await asyncio.wait({self._quiet})
 
     async def refresh(self) -> tuple[set[str], set[str]]:
         """Renew, shed and claim (one store call); return the accounts gained and lost.
 
         Raises what the store raises (`StoreError`), or `TimeoutError` past the ttl (an answer
         that late is of no use); the leases then stay trusted only until their local deadline.
+        An answer that arrives after a newer claim's was applied changes nothing.
         """
         loop = asyncio.get_running_loop()
         before = self.holding()
         sent = loop.time()
-        self._refreshing = in_flight = loop.create_future()
+        self._sent += 1
+        number = self._sent
+        self._in_flight += 1
         self.registered = True
         try:
             async with asyncio.timeout(self.lease_ttl * _CLAIM_TIMEOUT_SHARE):
@@ -164,11 +173,15 @@ class LeaseKeeper:
                 self.failing_since = sent
             raise
         finally:
-            self._refreshing = None
-            in_flight.set_result(None)
+            self._in_flight -= 1
+            if not self._in_flight and self._quiet is not None and not self._quiet.done():
+                self._quiet.set_result(None)
+        if number < self._applied:
+            return set(), set()  # a newer claim answered first: its leases stand
+        self._applied = number
         self._leases = dict(leases)
         self._claimed, self.failing_since = True, None
-        self._trusted_until = sent + self.lease_ttl * _TRUST
+        self._trusted_until = sent + self.lease_ttl * _TRUST if self._expire else math.inf
         after = set(self._leases)
         gained, lost = after - before, before - after
         self._shed = (self._shed | lost) - after

@@ -13,27 +13,26 @@ checkpoint earlier: the next window is wider, and the stored fingerprints keep w
 fetches again from being delivered twice. A refused account's cached checkpoint is
 dropped (its lease is gone); a failed flush is queued again, newer times first.
 
-The fingerprints of the account's last window are kept the same way, as a filter: a log
+The fingerprints of the account's recent logs are kept the same way, as a filter: a log
 whose fingerprint is the one this process last read from the store or committed for it
-has nothing new to deliver, whoever wrote since (a report receiver writes fingerprints
-too, but only ever a state this log's is then the same as, or a final one this log could
-only be stale beside). Only the other logs of a window are looked up, so a quiet cycle
-over logs already delivered makes no store call at all. A window of more than
-`MAX_REMEMBERED` logs is not kept (memory stays bounded per account).
+has nothing new to deliver (under one lease, only this process's delivery core commits
+the account's states). Only the other logs of a window are looked up, so a quiet cycle
+over logs already delivered makes no store call at all. At most `limit` fingerprints are
+kept per account, the most recently remembered: memory stays bounded by the batch size,
+whatever a window holds; a window larger than that looks up what fell out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 
 from ..store import Lease, LeaseStore
 
-__all__ = ["MAX_REMEMBERED", "Checkpoints"]
-
-#: The most fingerprints kept for one account's window (about 200 bytes each).
+#: The fewest fingerprints kept for one account (about 200 bytes each); more with a larger
+#: `max_batch`, so that a batch's own fingerprints always fit.
 MAX_REMEMBERED = 2_000
 
 logger = logging.getLogger("infobip_voicelogs")
@@ -47,8 +46,9 @@ def _same(a: Lease, b: Lease) -> bool:
 class Checkpoints:
     """Checkpoints cached per lease, and the quiet advances waiting for the next flush."""
 
-    def __init__(self, store: LeaseStore) -> None:
+    def __init__(self, store: LeaseStore, *, limit: int = MAX_REMEMBERED) -> None:
         self._store = store
+        self._limit = max(limit, 1)
         self._known: dict[str, tuple[Lease, datetime | None]] = {}
         self._pending: dict[str, tuple[Lease, datetime]] = {}
         self._prints: dict[str, tuple[Lease, dict[str, str]]] = {}
@@ -84,22 +84,19 @@ class Checkpoints:
         return known[1] if known is not None and _same(known[0], lease) else {}
 
     def remember(self, lease: Lease, prints: Mapping[str, str]) -> None:
-        """These fingerprints are the store's now (read back, or committed) under `lease`."""
+        """These fingerprints are the store's now (read back, or committed) under `lease`.
+
+        The most recently remembered `limit` are kept; the oldest fall out.
+        """
         known = self._prints.get(lease.account)
         if known is None or not _same(known[0], lease):
             known = self._prints[lease.account] = (lease, {})
-        known[1].update(prints)
-
-    def keep_window(self, lease: Lease, message_ids: Collection[str]) -> None:
-        """A cycle ended: keep the fingerprints of its window's logs only (bounded)."""
-        known = self._prints.get(lease.account)
-        if known is None or not _same(known[0], lease):
-            return
-        if len(message_ids) > MAX_REMEMBERED:
-            del self._prints[lease.account]
-            return
-        prints = known[1]
-        self._prints[lease.account] = (lease, {i: prints[i] for i in message_ids if i in prints})
+        kept = known[1]
+        for message_id, print_ in prints.items():
+            kept.pop(message_id, None)  # to the end: the most recent
+            kept[message_id] = print_
+        for _ in range(len(kept) - self._limit):
+            del kept[next(iter(kept))]
 
     def forget(self, account: str) -> None:
         """The lease on `account` is gone: drop what is cached for it and its queued advance."""

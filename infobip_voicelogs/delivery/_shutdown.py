@@ -16,8 +16,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-__all__ = ["ABANDON_WAIT", "DEFAULT_SHUTDOWN_GRACE", "Shutdown"]
-
 logger = logging.getLogger("infobip_voicelogs")
 
 #: Seconds a shutdown (cancellation, `stop()`, `aclose()`) gives the cycles in flight, and a
