@@ -38,6 +38,7 @@ from infobip_voicelogs import (
     VoiceLog,
     telemetry,
 )
+from infobip_voicelogs.postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from infobip_voicelogs.postgres import PostgresStore
 from infobip_voicelogs.reports import (
     NoAuth,
@@ -47,6 +48,7 @@ from infobip_voicelogs.reports import (
     encode_reports,
 )
 from infobip_voicelogs.state import fingerprint
+from infobip_voicelogs.store import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from infobip_voicelogs.store import Delivered
 from infobip_voicelogs.telemetry import _instruments
 from infobip_voicelogs.testing import FakeClock, FakeInfobip, PushFaults
@@ -563,7 +565,7 @@ async def test_a_version_1_sqlite_file_migrates_and_keeps_its_data(
         assert merged.status == DELIVERED
 
     with contextlib.closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SQLITE_SCHEMA_VERSION,)
         assert db.execute("SELECT source, callback_data FROM voice_logs").fetchone() == (
             "report",
             "order 17",
@@ -603,7 +605,7 @@ async def test_a_version_1_postgres_schema_migrates_and_keeps_its_data(
 
     async with await psycopg.AsyncConnection.connect(postgres_dsn) as db:
         cursor = await db.execute("SELECT version FROM public.voicelogs_schema")
-        assert await cursor.fetchone() == (2,)
+        assert await cursor.fetchone() == (PG_SCHEMA_VERSION,)
         cursor = await db.execute("SELECT source, report->>'callbackData' FROM voice_logs")
         assert await cursor.fetchone() == ("report", "order 17")
 

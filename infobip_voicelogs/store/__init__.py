@@ -5,11 +5,20 @@ implementation, one SQLite file for one process. `LeaseStore` adds the fenced le
 poller commits through: `infobip_voicelogs.postgres.PostgresStore` shares them among a
 fleet, `SqliteStore` grants every account to its one poller (fence 0), and the poller
 wraps a `CheckpointStore` without leases to do the same. `ReportStore` is the delivery
-reports' side of the same tables (`SqliteStore` and `PostgresStore` offer it).
+reports' side of the same tables, and `InboxStore` the inbox of report batches waiting
+for their account's holder (`SqliteStore` and `PostgresStore` offer both).
 """
 
 from ..errors import LeaseLostError, StoreError
-from .base import CheckpointStore, Delivered, Lease, LeaseStore, ReportStore
+from .base import (
+    CheckpointStore,
+    Delivered,
+    InboxEntry,
+    InboxStore,
+    Lease,
+    LeaseStore,
+    ReportStore,
+)
 from .sqlite import DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION, SqliteStore
 
 __all__ = [
@@ -17,6 +26,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "CheckpointStore",
     "Delivered",
+    "InboxEntry",
+    "InboxStore",
     "Lease",
     "LeaseLostError",
     "LeaseStore",

@@ -120,8 +120,22 @@ class _SoloLeases:
         self._leases.release(owner, accounts)
 
     async def commit_leased(
-        self, lease: Lease, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+        self,
+        lease: Lease,
+        *,
+        checkpoint: datetime | None,
+        delivered: Sequence[Delivered],
+        known: Sequence[Delivered] = (),
+        inbox: Collection[int] = (),
+        reports: tuple[datetime, int] | None = None,
     ) -> None:
+        # A plain store has neither an inbox nor report activity to write to; `known` only
+        # fills archive rows of report-keeping stores, so it has nothing to write here.
+        if inbox or reports is not None:
+            raise TypeError(
+                f"{self._store!r} keeps no inbox: commit_leased cannot consume inbox "
+                "entries or count reports in it"
+            )
         self._leases.check(lease)
         await self._store.commit(lease.account, checkpoint=checkpoint, delivered=delivered)
 

@@ -21,6 +21,8 @@ from .base import Delivered, Item
 
 __all__ = [
     "ADVANCE_CHECKPOINT",
+    "DELETE_INBOX",
+    "INSERT_INBOX",
     "SCHEMA_VERSION",
     "TOUCH_REPORT_ACTIVITY",
     "UPSERT_ARCHIVE",
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 #: The layout of the tables this version writes (`PRAGMA user_version`).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each migration takes a file from the version before it to its own number (index + 1).
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -105,6 +107,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             reports        INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 3: the inbox. A receiver records each batch of reports here; the account's holder
+    # deletes it in the commit of its states. AUTOINCREMENT: an id is never used twice,
+    # even after the newest entry was deleted.
+    (
+        """CREATE TABLE report_inbox (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            account     TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            count       INTEGER NOT NULL,
+            body        BLOB NOT NULL
+        )""",
+        "CREATE INDEX report_inbox_by_account ON report_inbox (account, id)",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -156,6 +171,10 @@ ADVANCE_CHECKPOINT = (
     "checkpoint = excluded.checkpoint, updated_at = excluded.updated_at "
     "WHERE excluded.checkpoint > checkpoints.checkpoint"
 )
+# record_reports(): one batch into the inbox (rows: account, received_at, count, body).
+INSERT_INBOX = "INSERT INTO report_inbox (account, received_at, count, body) VALUES (?, ?, ?, ?)"
+# commit_leased(inbox=...): the consumed entries, only the account's own (rows: account, id).
+DELETE_INBOX = "DELETE FROM report_inbox WHERE account = ? AND id = ?"
 UPSERT_CHECKPOINT = (
     "INSERT INTO checkpoints (account, checkpoint, updated_at) VALUES (?, ?, ?) "
     "ON CONFLICT (account) DO UPDATE SET "

@@ -12,12 +12,17 @@ state delivered by a report is not delivered again by a poll, and the reverse. B
 A store may also offer `LeaseStore`: each account leased to one process at a time, and
 commits fenced so that a process which lost its lease writes nothing. `SqliteStore` does,
 for one process; the poller wraps a store that does not, so it has one commit path.
+
+A store may also offer `InboxStore`: a durable inbox of report batches. The reports
+receiver records each batch (one statement) and answers at once; the account's lease
+holder reads the inbox, hands the new states over, and consumes the entries in the same
+fenced transaction as the states' fingerprints (`LeaseStore.commit_leased(inbox=...)`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -31,6 +36,8 @@ if TYPE_CHECKING:  # the store reads a report's fields; `reports` imports the st
 __all__ = [
     "CheckpointStore",
     "Delivered",
+    "InboxEntry",
+    "InboxStore",
     "Item",
     "Lease",
     "LeaseStore",
@@ -192,13 +199,28 @@ class LeaseStore(CheckpointStore, Protocol):
         ...
 
     async def commit_leased(
-        self, lease: Lease, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+        self,
+        lease: Lease,
+        *,
+        checkpoint: datetime | None,
+        delivered: Sequence[Delivered],
+        known: Sequence[Delivered] = (),
+        inbox: Collection[int] = (),
+        reports: tuple[datetime, int] | None = None,
     ) -> None:
         """`commit`, but only while `lease` still holds: its owner, same fence, not expired.
 
         The check and the writes are one transaction, the lease row locked first; if the
         lease expired or passed to another process, nothing is written and
         `LeaseLostError` is raised.
+
+        A hand-over of reports adds, in the same transaction: `known`, reports of states
+        the store already has (not handed over), written like `delivered` when the store
+        archives (their fields fill the row a log of the same state wrote), else nothing of
+        them; `inbox`, the ids of the account's `InboxEntry`s this hand-over consumed,
+        deleted; `reports=(received_at, count)`, the account's `report_activity` touched
+        as `ReportStore.commit_reports` does. A store without an inbox raises `TypeError`
+        when given `inbox` or `reports`.
         """
         ...
 
@@ -259,6 +281,80 @@ class ReportStore(Protocol):
 
     async def report_activity(self, accounts: Collection[str]) -> dict[str, datetime]:
         """When each of these accounts last committed reports (aware UTC); absent: never."""
+        ...
+
+
+@attrs.frozen
+class InboxEntry:
+    """A batch of reports recorded by a receiver (or a pull), waiting for the account's holder.
+
+    The store keeps the batch as the recorder encoded it and never reads it: the holder
+    decodes `body`, hands the new states over and consumes the entry by its `id`
+    (`LeaseStore.commit_leased(..., inbox=[entry.id])`).
+
+    >>> from datetime import UTC
+    >>> InboxEntry(7, "eu-1", datetime(2026, 1, 1, tzinfo=UTC), count=2, body=b"[]").count
+    2
+    """
+
+    #: Increasing in recording order per store; never reused.
+    id: int
+    #: The account the batch was reported for.
+    account: str
+    #: When the batch was received (aware UTC).
+    received_at: datetime
+    #: How many reports the batch holds.
+    count: int
+    #: The batch, as the recorder encoded it (opaque to the store).
+    body: bytes
+
+
+@runtime_checkable
+class InboxStore(Protocol):
+    """A durable inbox of report batches, read by each account's lease holder.
+
+    A receiver records each batch in one statement and answers the provider once it is
+    committed; the account's holder is woken (`watch_inbox`), reads the waiting entries
+    oldest first, delivers them, and deletes them in the fenced commit of their states
+    (`LeaseStore.commit_leased(inbox=...)`). Wake-ups are hints: one may be lost (a
+    connection drop) or come twice, so a holder also looks (`inbox_accounts`) now and then.
+
+    ```python
+    entry_id = await store.record_reports("eu-1", body, count=3, received_at=now)
+    unsubscribe = store.watch_inbox(lambda account: wake(account))
+    for entry in await store.inbox("eu-1"):
+        ...  # decode entry.body, deliver, then commit_leased(..., inbox=[entry.id])
+    waiting = await store.inbox_accounts(["eu-1", "us-1"])   # {"eu-1"}
+    ```
+    """
+
+    #: Whether `watch_inbox` also hears batches recorded by other processes (PostgreSQL:
+    #: `LISTEN`/`NOTIFY`) or only this process's (SQLite).
+    inbox_wakes_other_processes: bool
+
+    async def record_reports(
+        self, account: str, body: bytes, *, count: int, received_at: datetime
+    ) -> int:
+        """Record a batch durably (committed when this returns) in one statement; return its id.
+
+        Wakes the account's holder. Safe to call from many requests at once.
+        """
+        ...
+
+    async def inbox(self, account: str, *, limit: int = 100) -> list[InboxEntry]:
+        """The account's waiting entries, oldest first (by id), at most `limit` of them."""
+        ...
+
+    async def inbox_accounts(self, accounts: Collection[str]) -> set[str]:
+        """Which of these accounts have entries waiting: one cheap indexed query."""
+        ...
+
+    def watch_inbox(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(account)` on the event loop whenever a batch is recorded.
+
+        Call it from a running event loop: the callbacks run on that loop. Returns the
+        function that unsubscribes (calling it again does nothing).
+        """
         ...
 
 

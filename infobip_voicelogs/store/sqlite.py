@@ -28,9 +28,12 @@ from ..errors import StoreError
 from ..models import VoiceLog
 from ._archive import log_from_row
 from ._file_claim import FileClaim
+from ._inbox import Watchers, check_batch
 from ._local import LocalLeases
 from ._schema import (
     ADVANCE_CHECKPOINT,
+    DELETE_INBOX,
+    INSERT_INBOX,
     SCHEMA_VERSION,
     TOUCH_REPORT_ACTIVITY,
     UPSERT_ARCHIVE,
@@ -43,7 +46,7 @@ from ._schema import (
     transaction,
     utc_text,
 )
-from .base import Delivered, Lease, lease_ttl_of
+from .base import Delivered, InboxEntry, Lease, lease_ttl_of
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -127,6 +130,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._leases = LocalLeases()
         self._claim = FileClaim(self._path)
+        self._watchers = Watchers()
 
     @property
     def path(self) -> str:
@@ -205,22 +209,7 @@ class SqliteStore:
         precision; the checkpoint keeps microseconds, so `checkpoint()` returns exactly
         what was committed.
         """
-        now = utc_text(self._clock())
-        checkpoint_text = (
-            None if checkpoint is None else utc_text(checkpoint, timespec="microseconds")
-        )
-        fingerprint_rows = [fingerprint_row(account, item, now) for item in delivered]
-        archive_params = archive_rows(account, delivered, now) if self._archive else []
-
-        def write(connection: sqlite3.Connection) -> None:
-            with transaction(connection):
-                connection.executemany(UPSERT_FINGERPRINT, fingerprint_rows)
-                if archive_params:
-                    connection.executemany(UPSERT_ARCHIVE, archive_params)
-                if checkpoint_text is not None:
-                    connection.execute(UPSERT_CHECKPOINT, (account, checkpoint_text, now))
-
-        await self._run(f"commit {len(delivered)} logs of {account!r} to", write)
+        await self._commit(account, checkpoint, delivered)
 
     async def prune(self, *, before: datetime) -> int:
         """Forget the fingerprints of logs sent before `before`; return how many were dropped.
@@ -286,11 +275,25 @@ class SqliteStore:
             self._claim.release()
 
     async def commit_leased(
-        self, lease: Lease, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+        self,
+        lease: Lease,
+        *,
+        checkpoint: datetime | None,
+        delivered: Sequence[Delivered],
+        known: Sequence[Delivered] = (),
+        inbox: Collection[int] = (),
+        reports: tuple[datetime, int] | None = None,
     ) -> None:
-        """`commit`, unless `lease` is not the live owner's (`LeaseLostError`, nothing written)."""
+        """`commit`, unless `lease` is not the live owner's (`LeaseLostError`, nothing written).
+
+        In the same transaction: `known` written like `delivered` with `archive=True`
+        (else nothing of them), the account's inbox entries `inbox` deleted, and with
+        `reports=(received_at, count)` its `report_activity` touched (see `commit_reports`).
+        """
         self._leases.check(lease)
-        await self.commit(lease.account, checkpoint=checkpoint, delivered=delivered)
+        await self._commit(
+            lease.account, checkpoint, delivered, known=known, inbox=inbox, reports=reports
+        )
 
     # -- beyond the protocol ---------------------------------------------------------------
 
@@ -346,25 +349,8 @@ class SqliteStore:
         (reports of states already stored) are written like `delivered`, so with
         `archive=True` their fields fill the row a log of the same state wrote.
         """
-        now = utc_text(self._clock())
-        activity = (
-            account,
-            utc_text(received_at),
-            len(delivered) if received is None else received,
-        )
-        # `known` only fills archive rows: without an archive it has nothing to write.
-        written = [*known, *delivered] if self._archive else list(delivered)
-        fingerprint_rows = [fingerprint_row(account, item, now) for item in written]
-        archive_params = archive_rows(account, written, now) if self._archive else []
-
-        def write(connection: sqlite3.Connection) -> None:
-            with transaction(connection):
-                connection.executemany(UPSERT_FINGERPRINT, fingerprint_rows)
-                if archive_params:
-                    connection.executemany(UPSERT_ARCHIVE, archive_params)
-                connection.execute(TOUCH_REPORT_ACTIVITY, activity)
-
-        await self._run(f"commit {len(delivered)} reports of {account!r} to", write)
+        count = len(delivered) if received is None else received
+        await self._commit(account, None, delivered, known=known, reports=(received_at, count))
 
     async def report_activity(self, accounts: Collection[str]) -> dict[str, datetime]:
         """When each of `accounts` last committed reports (aware UTC); never: absent."""
@@ -415,6 +401,124 @@ class SqliteStore:
         if rows:
             await self._run(f"advance {len(rows)} checkpoints in", write)
         return refused
+
+    # -- one commit, for commit, commit_leased and commit_reports ---------------------------
+
+    async def _commit(
+        self,
+        account: str,
+        checkpoint: datetime | None,
+        delivered: Sequence[Delivered],
+        *,
+        known: Sequence[Delivered] = (),
+        inbox: Collection[int] = (),
+        reports: tuple[datetime, int] | None = None,
+    ) -> None:
+        """Every write of a hand-over in one transaction; arguments checked before any."""
+        now = utc_text(self._clock())
+        checkpoint_text = (
+            None if checkpoint is None else utc_text(checkpoint, timespec="microseconds")
+        )
+        # `known` first: where a message is in both, its delivered state is written last.
+        # `known` only fills archive rows: without an archive it has nothing to write.
+        written = [*known, *delivered] if self._archive else list(delivered)
+        fingerprint_rows = [fingerprint_row(account, item, now) for item in written]
+        archive_params = archive_rows(account, written, now) if self._archive else []
+        activity = None if reports is None else (account, utc_text(reports[0]), int(reports[1]))
+        consumed = [(account, int(entry)) for entry in inbox]
+
+        def write(connection: sqlite3.Connection) -> None:
+            with transaction(connection):
+                connection.executemany(UPSERT_FINGERPRINT, fingerprint_rows)
+                if archive_params:
+                    connection.executemany(UPSERT_ARCHIVE, archive_params)
+                if checkpoint_text is not None:
+                    connection.execute(UPSERT_CHECKPOINT, (account, checkpoint_text, now))
+                if activity is not None:
+                    connection.execute(TOUCH_REPORT_ACTIVITY, activity)
+                connection.executemany(DELETE_INBOX, consumed)
+
+        what = "reports" if reports is not None else "logs"
+        await self._run(f"commit {len(delivered)} {what} of {account!r} to", write)
+
+    # -- the InboxStore protocol -----------------------------------------------------------
+
+    #: `watch_inbox` hears only this store object's recordings: a SQLite file has no
+    #: notifications between processes.
+    inbox_wakes_other_processes = False
+
+    async def record_reports(
+        self, account: str, body: bytes, *, count: int, received_at: datetime
+    ) -> int:
+        """Record a batch of reports in the inbox, committed when this returns; return its id.
+
+        One statement, safe from many requests at once (they run one at a time on the
+        store's worker thread). Wakes this store's `watch_inbox` callbacks after the commit.
+        """
+        body = check_batch(account, body, count, received_at)
+        row = (account, utc_text(received_at, timespec="microseconds"), count, body)
+
+        def write(connection: sqlite3.Connection) -> int:
+            with transaction(connection):
+                cursor = connection.execute(INSERT_INBOX, row)
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        entry = await self._run(f"record a batch of reports of {account!r} in", write)
+        self._watchers.wake(account)
+        return entry
+
+    async def inbox(self, account: str, *, limit: int = 100) -> list[InboxEntry]:
+        """The account's waiting entries, oldest first (by id), at most `limit` of them."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive int, not {limit!r}")
+
+        def read(connection: sqlite3.Connection) -> list[tuple[int, str, str, int, bytes]]:
+            return connection.execute(
+                "SELECT id, account, received_at, count, body FROM report_inbox "
+                "WHERE account = ? ORDER BY id LIMIT ?",
+                (account, limit),
+            ).fetchall()
+
+        rows = await self._run(f"read the inbox of {account!r} in", read)
+        return [
+            InboxEntry(entry, name, from_utc_text(at), count, bytes(body))
+            for entry, name, at, count, body in rows
+        ]
+
+    async def inbox_accounts(self, accounts: Collection[str]) -> set[str]:
+        """Which of `accounts` have inbox entries waiting (one index probe per account)."""
+        names = list(dict.fromkeys(accounts))
+
+        def read(connection: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            with transaction(connection, "DEFERRED"):
+                for start in range(0, len(names), _IN_CHUNK):
+                    chunk = names[start : start + _IN_CHUNK]
+                    marks = ", ".join(["(?)"] * len(chunk))
+                    found.update(
+                        name
+                        for (name,) in connection.execute(
+                            f"WITH listed (account) AS (VALUES {marks}) "
+                            "SELECT account FROM listed WHERE EXISTS (SELECT 1 FROM "
+                            "report_inbox i WHERE i.account = listed.account)",
+                            chunk,
+                        )
+                    )
+            return found
+
+        if not names:
+            return set()
+        return await self._run("read which accounts have reports waiting in", read)
+
+    def watch_inbox(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(account)` after each batch this store object records.
+
+        Call it from a running event loop: `callback` runs on that loop. Returns the
+        function that unsubscribes. Recordings by other processes are not heard
+        (`inbox_wakes_other_processes` is `False`).
+        """
+        return self._watchers.add(callback)
 
     # -- the worker thread -----------------------------------------------------------------
 
