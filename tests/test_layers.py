@@ -41,19 +41,23 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "connections": frozenset(),
     "store": frozenset({"models"}),
     "postgres": frozenset({"store", "models"}),
-    "poller": BELOW_FETCHER | {"fetcher", "store", "state", "connections"},
-    # The push side: reports decode on the codec, decide states and commit through the store.
-    "reports": frozenset({"codec", "models", "state", "store", "telemetry"}),
+    # The one way to the handler: decides states, hands over, commits through the store.
+    "delivery": frozenset({"models", "state", "store"}),
+    # The poller reads the inbox's reports with the reports' codec.
+    "poller": BELOW_FETCHER | {"fetcher", "store", "state", "connections", "delivery", "reports"},
+    # The push side: reports decode on the codec, record in the store's inbox, and a
+    # receiver given a handler delivers through the delivery core.
+    "reports": frozenset({"codec", "models", "state", "store", "telemetry", "delivery"}),
     # The fake pushes reports, so it encodes them with the reports' codec.
     "testing": frozenset({"codec", "models", "reports"}),
     # What serves a poller's health to a process manager: the CLI and applications use it.
-    "health": frozenset({"poller"}),
+    "health": frozenset({"poller", "delivery"}),
     # The CLI serves the reports receiver beside the poller; the demo judges states by `state`.
     "cli": BELOW_FETCHER
     | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health", "connections"}
-    | {"reports", "state"},
+    | {"reports", "state", "delivery"},
     # The package's face re-exports the library, never the command line or the fake.
-    "": BELOW_FETCHER | {"fetcher", "store", "poller", "redis", "postgres"},
+    "": BELOW_FETCHER | {"fetcher", "store", "poller", "redis", "postgres", "delivery"},
 }
 # Who may talk HTTP: below the fetcher only `auth` (an httpx.Auth) and `endpoint` (its URLs).
 HTTPX_USERS = frozenset({"auth", "endpoint", "fetcher", "connections", "poller", "testing", "cli"})

@@ -1,9 +1,10 @@
 """One stream: delivery reports and polled logs through one store to one kind of handler.
 
 Each test runs on `SqliteStore` and on `PostgresStore`: a receiver (`ReportsReceiver` with
-`store=` and `handler=`) and a poller (`LogsPoller`) share the store and the handler, as an
-application serving both would. What the handler sees is the contract: each state once,
-whichever source brought it first, and a final state never followed by an older one.
+`store=`) records each batch in the store's inbox, and a poller (`LogsPoller`) on the same
+store delivers both the inbox and the logs to one handler, as an application serving both
+would. What the handler sees is the contract: each state once, whichever source brought it
+first, and a final state never followed by an older one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +30,7 @@ from test_postgres import RoundTrips
 
 from infobip_voicelogs import (
     Account,
+    AccountResult,
     ErrorInfo,
     LogsPoller,
     Price,
@@ -119,10 +121,8 @@ def stream() -> Stream:
 async def receiver(
     store: Store, stream: Stream, clock: FakeClock
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client POSTing to a receiver that delivers into `store` and `stream`."""
-    app = ReportsReceiver(
-        {"acme", "globex"}, store=store, handler=stream, auth=NoAuth(), clock=clock.now
-    )
+    """A client POSTing to a receiver that records into `store` (the poller delivers)."""
+    app = ReportsReceiver({"acme", "globex"}, store=store, auth=NoAuth(), clock=clock.now)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
         yield client
@@ -150,6 +150,20 @@ async def poller_for(
             return LogsPoller(accounts, **settings)
 
         yield make
+
+
+Deliver = Callable[[], Awaitable[dict[str, AccountResult]]]
+
+
+@pytest.fixture
+def deliver(poller_for: Callable[..., LogsPoller]) -> Deliver:
+    """One `run_once` of a poller on the store: the inbox's reports, then the logs."""
+
+    async def run() -> dict[str, AccountResult]:
+        async with poller_for() as poller:
+            return await poller.run_once()
+
+    return run
 
 
 def log(message_id: str, fake: FakeInfobip, status: Status = DELIVERED) -> VoiceLog:
@@ -252,6 +266,7 @@ async def test_a_state_a_poll_delivered_is_not_delivered_again_by_a_late_report(
     fake: FakeInfobip,
     receiver: httpx.AsyncClient,
     poller_for: Callable[..., LogsPoller],
+    deliver: Deliver,
     stream: Stream,
     row_of: RowOf,
 ) -> None:
@@ -261,6 +276,7 @@ async def test_a_state_a_poll_delivered_is_not_delivered_again_by_a_late_report(
         await poller.run_once()
 
     assert await post(receiver, "acme", report_of(settled)) == 200
+    await deliver()
     assert stream.seen() == [("log", "m-1")]
     # Not handed over, but the report's own fields join the log's in the archive.
     row = await row_of("m-1")
@@ -332,63 +348,94 @@ async def test_a_redelivered_batch_hands_nothing_over_and_still_counts_as_activi
     clock: FakeClock,
     store: Store,
     receiver: httpx.AsyncClient,
+    deliver: Deliver,
     stream: Stream,
 ) -> None:
     reports = [report_of(log(f"m-{n}", fake)) for n in range(3)]
     assert await post(receiver, "acme", *reports) == 200
+    await deliver()
     first = await store.report_activity(["acme", "globex"])
     clock.advance(timedelta(seconds=30))
     assert await post(receiver, "acme", *reports) == 200  # the provider's retry
+    await deliver()
 
     assert sorted(stream.seen()) == [("report", f"m-{n}") for n in range(3)]
     later = await store.report_activity(["acme", "globex"])
     assert set(first) == set(later) == {"acme"}
     assert later["acme"] - first["acme"] == timedelta(seconds=30)
+    assert await store.inbox_accounts(["acme", "globex"]) == set()
 
 
 async def test_a_batch_of_one_message_twice_keeps_its_final_state(
-    fake: FakeInfobip, store: Store, receiver: httpx.AsyncClient, stream: Stream
+    fake: FakeInfobip, store: Store, receiver: httpx.AsyncClient, deliver: Deliver, stream: Stream
 ) -> None:
     settled = log("m-1", fake)
     # Reordered by the provider's retries: DELIVERED, then a late PENDING of the same call.
     assert await post(receiver, "acme", report_of(settled), report_of(settled, PENDING)) == 200
+    await deliver()
 
     assert stream.items == [("acme", "report", "m-1", fingerprint(settled))]
     assert await store.fingerprints("acme", ["m-1"]) == {"m-1": fingerprint(settled)}
 
 
-async def test_a_failing_handler_answers_503_commits_nothing_and_the_retry_delivers_once(
-    fake: FakeInfobip, store: Store, receiver: httpx.AsyncClient, stream: Stream
+async def test_two_batches_of_one_message_never_hand_over_an_older_state_after_a_newer(
+    fake: FakeInfobip, store: Store, receiver: httpx.AsyncClient, deliver: Deliver, stream: Stream
+) -> None:
+    settled = log("m-1", fake)
+    # Two POSTs in flight at once: the final state, and a late PENDING of the same call.
+    codes = await asyncio.gather(
+        post(receiver, "acme", report_of(settled)),
+        post(receiver, "acme", report_of(settled, PENDING)),
+    )
+    assert codes == [200, 200]
+    await deliver()
+
+    assert stream.items == [("acme", "report", "m-1", fingerprint(settled))]
+
+
+async def test_a_receiver_answers_before_the_handler_runs_and_a_failing_handler_loses_nothing(
+    fake: FakeInfobip,
+    store: Store,
+    receiver: httpx.AsyncClient,
+    deliver: Deliver,
+    stream: Stream,
 ) -> None:
     reports = [report_of(log(f"m-{n}", fake)) for n in range(2)]
     stream.fail_next = 1
 
-    assert await post(receiver, "acme", *reports) == 503
+    assert await post(receiver, "acme", *reports) == 200  # durable: recorded, not handled
+    assert stream.items == []
+    await deliver()  # the handler raises: nothing committed, the batch stays in the inbox
     assert await store.fingerprints("acme", ["m-0", "m-1"]) == {}
     assert await store.report_activity(["acme"]) == {}
+    assert await store.inbox_accounts(["acme"]) == {"acme"}
 
-    assert await post(receiver, "acme", *reports) == 200
-    assert await post(receiver, "acme", *reports) == 200
+    await deliver()
+    assert await post(receiver, "acme", *reports) == 200  # the provider's retry: no news
+    await deliver()
     assert sorted(stream.seen()) == [("report", "m-0"), ("report", "m-1")]
+    assert await store.inbox_accounts(["acme"]) == set()
 
 
 async def test_a_failing_store_answers_503(
     fake: FakeInfobip, store: Store, stream: Stream, clock: FakeClock
 ) -> None:
-    app = ReportsReceiver({"acme"}, store=store, handler=stream, auth=NoAuth(), clock=clock.now)
+    app = ReportsReceiver({"acme"}, store=store, auth=NoAuth(), clock=clock.now)
     await store.aclose()  # every call of a closed store fails
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
         assert await post(client, "acme", report_of(log("m-1", fake))) == 503
 
 
-def test_a_receiver_takes_deliver_or_a_store_and_a_handler(store: Store, stream: Stream) -> None:
+def test_a_receiver_takes_deliver_or_a_store(store: Store, stream: Stream) -> None:
     with pytest.raises(TypeError, match="not both"):
-        ReportsReceiver({"acme"}, store=store, handler=stream, deliver=stream, auth=NoAuth())
-    with pytest.raises(TypeError, match="store= and handler="):
-        ReportsReceiver({"acme"}, store=store, auth=NoAuth())
-    with pytest.raises(TypeError, match="keeps no delivery reports"):
-        ReportsReceiver({"acme"}, store=object(), handler=stream, auth=NoAuth())  # type: ignore[arg-type]
+        ReportsReceiver({"acme"}, store=store, deliver=stream, auth=NoAuth())
+    with pytest.raises(TypeError, match="needs store="):
+        ReportsReceiver({"acme"}, auth=NoAuth())
+    with pytest.raises(TypeError, match="needs the store="):
+        ReportsReceiver({"acme"}, handler=stream, deliver=stream, auth=NoAuth())
+    with pytest.raises(TypeError, match="keeps no inbox"):
+        ReportsReceiver({"acme"}, store=object(), auth=NoAuth())  # type: ignore[arg-type]
 
 
 def test_delivered_keeps_its_old_name_and_says_its_source() -> None:

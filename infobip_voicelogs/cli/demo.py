@@ -147,10 +147,9 @@ async def run_demo(
                 max_attempts=8,
             ) as poller,
         ):
-            receiver = ReportsReceiver(
+            receiver = ReportsReceiver(  # records each batch; the poller delivers it
                 fake.accounts,
                 store=store,
-                handler=seen,
                 auth=HmacSignature("X-Signature", secret),
                 clock=clock.now,
                 prefix=ROUTE,

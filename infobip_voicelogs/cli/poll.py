@@ -27,8 +27,8 @@ from ..errors import StoreError
 from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
 from ..poller import DEFAULT_RECONCILE, DEFAULT_SHUTDOWN_GRACE, Account, LogsPoller
-from ..reports import ReportHandler, ReportsAuth, ReportsReceiver, VoiceReport
-from ..store import ReportStore
+from ..reports import ReportsAuth, ReportsReceiver, VoiceReport
+from ..store import InboxStore
 from .backends import SharedRates, check_redis_url, open_store, parse_store
 from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
@@ -252,7 +252,7 @@ def poll(
                     stderr.print(f"/metrics and /healthz on http://{metrics_host}:{health.port}")
                 if auth is not None:
                     assert reports_port is not None
-                    receiver = _receiver(accounts, opened, handler, auth)
+                    receiver = _receiver(accounts, opened, auth)
                     try:
                         served = await serving.enter_async_context(
                             serving_reports(
@@ -315,14 +315,12 @@ def _reports_auth(
         fail(str(exc))
 
 
-def _receiver(
-    accounts: list[Account], store: object, handler: ReportHandler, auth: ReportsAuth
-) -> ReportsReceiver:
-    """The receiver into the poller's store and handler: one stream, both sources."""
-    if not isinstance(store, ReportStore):
+def _receiver(accounts: list[Account], store: object, auth: ReportsAuth) -> ReportsReceiver:
+    """The receiver into the poller's store: it records each batch, the poller delivers it."""
+    if not isinstance(store, InboxStore):
         fail(f"{type(store).__name__} keeps no delivery reports: use SQLite or PostgreSQL")
     names = [account.name for account in accounts]
-    return ReportsReceiver(names, store=store, handler=handler, auth=auth, prefix=ROUTE)
+    return ReportsReceiver(names, store=store, auth=auth, prefix=ROUTE)
 
 
 def _delivered_text(delivered: dict[str, int], reports: bool) -> str:

@@ -204,7 +204,7 @@ class DeliveryCore:
         ids = [entry.id for entry in entries]
         items = [item.item for item in batch]
         await self._hand_over(lease, items, batch, known=same, inbox=ids, reports=activity)
-        return AccountResult(delivered=len(batch), new=new, changed=changed)
+        return AccountResult(delivered=len(batch), new=new, changed=changed, reports=len(reports))
 
     async def _report_changes(
         self, account: str, reports: Sequence[VoiceReport]

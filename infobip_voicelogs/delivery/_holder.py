@@ -35,7 +35,7 @@ class InboxHolder:
 
     def __init__(
         self,
-        store: CheckpointStore,
+        store: InboxStore,
         handler: AnyHandler,
         accounts: Iterable[str],
         *,
@@ -47,7 +47,7 @@ class InboxHolder:
         max_batch: int = 5000,
         look_every: float = DEFAULT_LOOK_EVERY,
     ) -> None:
-        if not isinstance(store, InboxStore):
+        if not isinstance(store, InboxStore) or not isinstance(store, CheckpointStore):
             raise TypeError(
                 f"{type(store).__name__} keeps no inbox of reports: use SqliteStore or"
                 " PostgresStore"

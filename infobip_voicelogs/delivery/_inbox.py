@@ -95,12 +95,12 @@ class InboxWatch:
             if drains:
                 await self._shutdown.wind_down(drains)
 
-    async def _until_woken(self, timeout: float) -> None:
-        """Wait for a wake-up, the shutdown, or `timeout` seconds."""
+    async def _until_woken(self, within: float) -> None:
+        """Wait for a wake-up, the shutdown, or `within` seconds."""
         woken = asyncio.ensure_future(self._wake.wait())
         stopped = asyncio.ensure_future(self._shutdown.stopping.wait())
         try:
-            await asyncio.wait({woken, stopped}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait({woken, stopped}, timeout=within, return_when="FIRST_COMPLETED")
         finally:
             woken.cancel()
             stopped.cancel()
@@ -163,7 +163,7 @@ class InboxWatch:
                 self._failed(name, exc)
                 return
             self._failures.pop(name, None)
-            if self._on_result is not None and result.delivered:
+            if self._on_result is not None and result.reports:
                 self._on_result(name, result)
             if name not in self._again:
                 return

@@ -14,7 +14,7 @@ import attrs
 from ..models import VoiceLog
 
 if TYPE_CHECKING:
-    from ..reports import VoiceReport
+    pass
 
 #: A handler receives an account's name and its batch: new and changed logs, oldest first.
 Handler = Callable[[str, list[VoiceLog]], Awaitable[None]]
@@ -35,6 +35,8 @@ class AccountResult:
         settled: Logs delivered in their message's first final state (`DELIVERED`,
             `UNDELIVERABLE`, ...; no final state stored before, from a log or a report): in
             a reconciliation cycle, the states the account's delivery reports never brought.
+        reports: Delivery reports taken from the store's inbox (delivered, or not because
+            their state was known): the account's reports flow.
     """
 
     delivered: int = 0
@@ -43,6 +45,7 @@ class AccountResult:
     error: Exception | None = None
     newest_sent_at: datetime | None = None
     settled: int = 0
+    reports: int = 0
 
     @property
     def ok(self) -> bool:
@@ -72,6 +75,7 @@ def add_results(one: AccountResult, other: AccountResult) -> AccountResult:
         changed=one.changed + other.changed,
         newest_sent_at=max(dates, default=None),
         settled=one.settled + other.settled,
+        reports=one.reports + other.reports,
     )
 
 
@@ -93,5 +97,3 @@ def detached(error: Exception) -> Exception:
         if isinstance(link, BaseExceptionGroup):
             chain += link.exceptions
     return error
-
-

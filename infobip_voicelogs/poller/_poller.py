@@ -24,8 +24,6 @@ from .. import telemetry
 from .._time import RETENTION, seconds, utc_now
 from ..connections import poller_client
 from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
-from ..errors import LeaseLostError
-from ..fetcher import LogsFetcher, Throttle
 from ..delivery import (
     DEFAULT_CLAIM_INTERVAL,
     DEFAULT_LEASE_TTL,
@@ -43,6 +41,8 @@ from ..delivery import (
     Shutdown,
     new_owner_id,
 )
+from ..errors import LeaseLostError
+from ..fetcher import LogsFetcher, Throttle
 from ..reports import decode_inbox
 from ..store import CheckpointStore, InboxStore, ReportStore, solo_leases
 from ._cycle import Walk
@@ -241,6 +241,7 @@ class LogsPoller:
                 self._shutdown,
                 look_every=seconds(inbox_look_every),
                 on_lost=self._lost,
+                on_result=self._reports_delivered,
             )
             if isinstance(store, InboxStore)
             else None
@@ -372,8 +373,9 @@ class LogsPoller:
         done = asyncio.Event()
         renewing = asyncio.create_task(self._renew_until(done), name="infobip-voicelogs renew")
         try:
-            results = await asyncio.gather(*(self._cycle(name) for name in names))
+            # The reports waiting first: the logs then deliver only what no report brought.
             await self._deliver_inboxes(names)
+            results = await asyncio.gather(*(self._cycle(name) for name in names))
         finally:
             done.set()  # a claim in flight finishes (bounded by its own timeout), not cut
             await asyncio.shield(renewing)
@@ -403,7 +405,7 @@ class LogsPoller:
         if lease is None:
             return
         try:
-            await self._core.inbox(lease)
+            result = await self._core.inbox(lease)
         except LeaseLostError:
             self._lost(name)
         except Exception as exc:
@@ -413,6 +415,19 @@ class LogsPoller:
                 type(exc).__name__,
                 exc,
                 extra={"account": name, "outcome": type(exc).__name__},
+            )
+
+        else:
+            if result.reports:
+                self._reports_delivered(name, result)
+
+    def _reports_delivered(self, name: str, result: AccountResult) -> None:
+        """Reports of `name` came through the inbox: its reports flow, as of now."""
+        self._last_reports[name] = self._clock()
+        if result.delivered:
+            status = self._status[name]
+            self._status[name] = attrs.evolve(
+                status, new=status.new + result.new, changed=status.changed + result.changed
             )
 
     def _lost(self, name: str) -> None:
@@ -453,6 +468,8 @@ class LogsPoller:
         if self._closed:
             raise RuntimeError("the poller is closed")
         await self._claim()  # before the loops look for their leases
+        # The reports waiting first: the first cycles then deliver only what none brought.
+        await self._deliver_inboxes(list(self._accounts))
         tasks = {
             asyncio.create_task(self._account_loop(name), name=f"infobip-voicelogs poll {name}")
             for name in self._accounts

@@ -14,12 +14,10 @@ from ..delivery import AccountResult, LeaseState, detached
 from ..errors import AuthenticationError, LeaseLostError
 from ..fetcher import FetcherStats, Throttle
 
-
 #: The longest an account in trouble is left alone between attempts.
 MAX_BACKOFF = 3600.0
 #: A refused credential will not heal by itself soon: back off this many times longer.
 AUTH_BACKOFF_FACTOR = 10
-
 
 
 @attrs.frozen

@@ -25,8 +25,8 @@ import inspect
 
 from ._auth import BasicCredentials, HeaderSecret, HmacSignature, NoAuth, ReportsAuth
 from ._codec import decode_reports, encode_reports
-from ._model import Ivr, ReportShape, VoiceCall, VoiceReport
 from ._inbox import decode_inbox, encode_inbox
+from ._model import Ivr, ReportShape, VoiceCall, VoiceReport
 from ._receiver import Deliver, ReportHandler, ReportsReceiver
 
 __all__ = [

@@ -43,8 +43,6 @@ from ._model import VoiceReport
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from ..store import CheckpointStore
-
 #: Takes ``(account, reports)``: a batch of new and changed states, in the batch's order.
 #: A handler typed ``Sequence[VoiceLog | VoiceReport]`` serves the poller too.
 ReportHandler = Callable[[str, list[VoiceReport]], Awaitable[object]]
@@ -132,7 +130,7 @@ class ReportsReceiver:
         self,
         accounts: Iterable[str],
         *,
-        store: CheckpointStore | None = None,
+        store: InboxStore | None = None,
         handler: ReportHandler | None = None,
         deliver: Deliver | None = None,
         auth: ReportsAuth | Mapping[str, ReportsAuth],
@@ -305,7 +303,7 @@ _REASONS = {400: "bad_length", 408: "timeout", 413: "too_large"}
 
 
 def _deliverer(
-    store: CheckpointStore | None, deliver: Deliver | None, clock: Callable[[], datetime]
+    store: InboxStore | None, deliver: Deliver | None, clock: Callable[[], datetime]
 ) -> Deliver:
     """``deliver`` as given, or recording into ``store``'s inbox: exactly one of the two."""
     if deliver is not None:

@@ -10,11 +10,13 @@ for their account's holder (`SqliteStore` and `PostgresStore` offer both).
 """
 
 from ..errors import LeaseLostError, StoreError
+from ._local import solo_leases
 from .base import (
     CheckpointStore,
     Delivered,
     InboxEntry,
     InboxStore,
+    Item,
     Lease,
     LeaseStore,
     ReportStore,
@@ -28,10 +30,12 @@ __all__ = [
     "Delivered",
     "InboxEntry",
     "InboxStore",
+    "Item",
     "Lease",
     "LeaseLostError",
     "LeaseStore",
     "ReportStore",
     "SqliteStore",
     "StoreError",
+    "solo_leases",
 ]
