@@ -257,15 +257,14 @@ class DeliveryCore:
         self._leases.check(lease)
         committed = {item.item.message_id or "": item.fingerprint for item in batch}
 
+        # Only what the inbox adds is passed beyond the protocol's first form, so a store
+        # written for it (logs only) still takes every batch of logs.
+        extra: dict[str, Any] = {}
+        if inbox or reports is not None or known:
+            extra = {"known": known, "inbox": inbox, "reports": reports}
+
         async def commit() -> None:
-            await self._store.commit_leased(
-                lease,
-                checkpoint=checkpoint,
-                delivered=batch,
-                known=known,
-                inbox=inbox,
-                reports=reports,
-            )
+            await self._store.commit_leased(lease, checkpoint=checkpoint, delivered=batch, **extra)
             self._checkpoints.remember(lease, committed)
             if checkpoint is not None:
                 self._checkpoints.committed(lease, checkpoint)

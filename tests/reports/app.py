@@ -1,5 +1,8 @@
 """A receiver process of its own, for the tests and the benchmark: `ReportsReceiver` on a
-store, with a handler that records each state it is given to a file.
+store, with a handler that records each state it is given to a file (the receiver records
+each batch in the store's inbox, answers, then delivers it as the accounts' holder).
+
+- ``VOICELOGS_NO_HANDLER``: ``1`` for a receiver that only records (a poller delivers).
 
     python -m uvicorn --app-dir tests/reports --factory app:create --port 8000
 
@@ -109,10 +112,13 @@ class App:
         options: dict[str, Any] = {}
         if env.get("VOICELOGS_MAX_BODY"):
             options["max_body"] = int(env["VOICELOGS_MAX_BODY"])
+        if env.get("VOICELOGS_NO_HANDLER") != "1":
+            options["handler"] = Recorder(
+                env.get("VOICELOGS_RECORD"), env.get("VOICELOGS_BLOCK_FILE")
+            )
         self.receiver = ReportsReceiver(
             env["VOICELOGS_ACCOUNTS"].split(","),
             store=self.store,
-            handler=Recorder(env.get("VOICELOGS_RECORD"), env.get("VOICELOGS_BLOCK_FILE")),
             auth=auth,
             clock=file_clock(env.get("VOICELOGS_CLOCK_FILE")),
             **options,
@@ -126,6 +132,7 @@ class App:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.receiver.aclose()  # the hand-overs in flight, then the leases
                 await self.store.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return None
