@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_RATE",
     "DEFAULT_TIMEOUT",
     "MAX_PAGE_SIZE",
+    "MAX_PULL_LIMIT",
 ]
 
 #: Requests per second per account: the provider's documented 120 requests per minute.
@@ -35,3 +36,7 @@ DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_MAX_RETRY_AFTER = 60.0
 #: The largest `limit` the provider accepts (the sibling SMS endpoint documents 1000).
 MAX_PAGE_SIZE = 1000
+#: The largest `limit` a report pull asks for: none is documented for voice; the sibling
+#: SMS reports allow 1000, and a pull's reports exist nowhere else once answered, so
+#: larger answers would only put more at risk of one lost response.
+MAX_PULL_LIMIT = 1000

@@ -12,10 +12,20 @@ from urllib.parse import quote
 
 import httpx
 
-__all__ = ["LOGS_PATH", "logs_url", "query_string", "validate_base_url", "with_client_params"]
+__all__ = [
+    "LOGS_PATH",
+    "REPORTS_PATH",
+    "logs_url",
+    "query_string",
+    "reports_url",
+    "validate_base_url",
+    "with_client_params",
+]
 
 #: The path of the voice message logs endpoint below an account's base URL.
 LOGS_PATH = "/tts/3/logs"
+#: The path of the voice delivery reports kept for pulling (calls sent without a notifyUrl).
+REPORTS_PATH = "/voice/1/reports"
 
 
 def validate_base_url(base_url: str, *, allow_insecure: bool = False) -> str:
@@ -60,6 +70,11 @@ def validate_base_url(base_url: str, *, allow_insecure: bool = False) -> str:
 def logs_url(base_url: str, *, allow_insecure: bool = False) -> str:
     """The endpoint's URL below ``base_url``, checked by `validate_base_url`."""
     return validate_base_url(base_url, allow_insecure=allow_insecure) + LOGS_PATH
+
+
+def reports_url(base_url: str, *, allow_insecure: bool = False) -> str:
+    """The pull reports endpoint's URL below ``base_url``, checked by `validate_base_url`."""
+    return validate_base_url(base_url, allow_insecure=allow_insecure) + REPORTS_PATH
 
 
 def query_string(params: Mapping[str, str]) -> str:

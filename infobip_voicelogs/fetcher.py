@@ -1,4 +1,5 @@
-"""`LogsFetcher`: one account's requests to `GET /tts/3/logs`, its pages and time-window walks.
+"""`LogsFetcher`: one account's requests to `GET /tts/3/logs`, its pages and time-window walks,
+and its pulls of the delivery reports kept at `GET /voice/1/reports`.
 
 ```python
 async with LogsFetcher("https://xyz.api.infobip.com", auth="API-KEY") as fetcher:
@@ -24,7 +25,7 @@ import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self, TypeVar
 
 import attrs
 import httpx
@@ -42,8 +43,9 @@ from .defaults import (
     DEFAULT_RATE,
     DEFAULT_TIMEOUT,
     MAX_PAGE_SIZE,
+    MAX_PULL_LIMIT,
 )
-from .endpoint import logs_url, query_string, with_client_params
+from .endpoint import logs_url, query_string, reports_url, with_client_params
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -55,6 +57,7 @@ from .errors import (
     TransportError,
 )
 from .models import LogsQuery, VoiceLog
+from .reports import VoiceReport, decode_reports
 from .retry import (
     Budget,
     RateLimitListener,
@@ -100,6 +103,10 @@ class _Default(enum.Enum):
 FETCHER_BUDGET: Final = _Default.FETCHER_BUDGET
 #: What a ``budget`` argument takes: seconds, a `timedelta`, or `None` for no bound.
 BudgetArg = float | timedelta | None
+
+_Item = TypeVar("_Item")
+#: Reads a 200's body (and its `Content-Type`) into what the call returns.
+_Decode = Callable[[bytes, str], list[_Item]]
 
 
 class Throttle(RateLimitListener, Protocol):
@@ -171,6 +178,35 @@ async def _read_body(response: httpx.Response) -> bytes:
                 raise DecodeError(f"the body is larger than {limit:,} bytes; a page never is")
             break
     return b"".join(chunks)
+
+
+def _decode_page(body: bytes, content_type: str) -> list[VoiceLog]:
+    """A logs page, its size and decoding time recorded."""
+    started = time.perf_counter()
+    logs = decode_logs(body, content_type)
+    telemetry.decoded(len(logs), time.perf_counter() - started)
+    return logs
+
+
+def _pull_params(limit: int | None, bulk_id: str | None, message_id: str | None) -> dict[str, str]:
+    """The query of a report pull, each argument checked (`InvalidQueryError`)."""
+    params: dict[str, str] = {}
+    if limit is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise InvalidQueryError("limit", f"must be an integer, not {type(limit).__name__}")
+        if not 1 <= limit <= MAX_PULL_LIMIT:
+            raise InvalidQueryError("limit", f"must be 1 to {MAX_PULL_LIMIT}, not {limit}")
+        params["limit"] = str(limit)
+    for field, wire, value in (
+        ("bulk_id", "bulkId", bulk_id),
+        ("message_id", "messageId", message_id),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidQueryError(field, f"must be a non-empty string, not {value!r}")
+        params[wire] = value
+    return params
 
 
 def _error_for(response: httpx.Response, content: bytes) -> ApiError:
@@ -275,6 +311,7 @@ class LogsFetcher:
         self._deadline = max(float(deadline), float(timeout))
         self._budget = budget_seconds(budget)
         self._url = logs_url(base_url, allow_insecure=allow_insecure)
+        self._reports_url = reports_url(base_url, allow_insecure=allow_insecure)
         self._host = _host_of(self._url)
         self._base_url = base_url
         self._auth = auth_from(auth)
@@ -364,12 +401,54 @@ class LogsFetcher:
         """
         params = query.to_params() if query is not None else {}
         url = f"{self._url}?{query_string(params)}" if params else self._url
+        return await self._call(url, _decode_page, budget)
+
+    async def pull_reports(
+        self,
+        *,
+        limit: int | None = None,
+        bulk_id: str | None = None,
+        message_id: str | None = None,
+        budget: BudgetArg | Literal[_Default.FETCHER_BUDGET] = FETCHER_BUDGET,
+    ) -> list[VoiceReport]:
+        """One `GET /voice/1/reports`: the delivery reports kept for pulling, each only once.
+
+        ```python
+        reports = await fetcher.pull_reports(limit=500)
+        await store_them_first(reports)   # these reports exist nowhere else now
+        ```
+
+        The provider keeps the reports of calls sent without a ``notifyUrl`` and hands
+        each out to one pull only: a second pull never returns it again. ``limit`` (1 to
+        1000; the provider's default is 50) caps how many come; ``bulk_id`` and
+        ``message_id`` narrow the pull to one bulk or one message. Arguments are checked
+        before any request (`InvalidQueryError`).
+
+        The request is the one `fetch` makes: the same throttle (a pull spends the
+        account's rate like a logs request), format, retries, ``budget`` and errors. A
+        retried pull whose earlier answer was lost (a 5xx or a dropped connection after
+        the provider had consumed its reports) does not get those reports again: they
+        are gone from this channel, and only the logs (48 hours) still tell their calls'
+        states. A 200 whose body does not decode raises `DecodeError` and loses its
+        reports the same way.
+        """
+        params = _pull_params(limit, bulk_id, message_id)
+        url = f"{self._reports_url}?{query_string(params)}" if params else self._reports_url
+        return await self._call(url, decode_reports, budget)
+
+    async def _call(
+        self,
+        url: str,
+        decode: _Decode[_Item],
+        budget: BudgetArg | Literal[_Default.FETCHER_BUDGET],
+    ) -> list[_Item]:
+        """One request to ``url``, retried per the policy within its budget, decoded."""
         seconds = self._budget if budget is FETCHER_BUDGET else budget_seconds(budget)
         with telemetry.FetchSpan(self._account):
             if seconds is None:
-                return await self._policy.call(self._send, url)
+                return await self._policy.call(self._send, url, decode)
             within = Budget.start(seconds, self._monotonic)
-            return await self._policy.call(self._send, url, within, budget=within)
+            return await self._policy.call(self._send, url, decode, within, budget=within)
 
     async def _acquire_within(self, budget: Budget) -> float:
         """The throttle's wait, cut to what is left of the budget."""
@@ -386,7 +465,9 @@ class LogsFetcher:
         budget.throttle_wait += budget.clock() - started
         return waited
 
-    async def _send(self, url: str, budget: Budget | None = None) -> list[VoiceLog]:
+    async def _send(
+        self, url: str, decode: _Decode[_Item], budget: Budget | None = None
+    ) -> list[_Item]:
         """One try: wait for the throttle, send, and translate the outcome."""
         if budget is None:
             waited = await self._throttle.acquire()
@@ -417,10 +498,7 @@ class LogsFetcher:
                 budget.try_time += budget.clock() - try_started
         if response.is_success:
             self._throttle.on_success()
-            started = time.perf_counter()
-            logs = decode_logs(body, response.headers.get("content-type", ""))
-            telemetry.decoded(len(logs), time.perf_counter() - started)
-            return logs
+            return decode(body, response.headers.get("content-type", ""))
         if response.status_code == 429:
             self._rate_limited += 1
             telemetry.rate_limited()

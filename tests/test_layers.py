@@ -36,7 +36,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "window": frozenset({"models"}),
     # The one place that decides about a message's state (fingerprints, finality).
     "state": frozenset({"models"}),
-    "fetcher": BELOW_FETCHER,
+    # The pull side of reports (`pull_reports`) decodes on the reports' codec.
+    "fetcher": BELOW_FETCHER | {"reports"},
     # The poller's own HTTP client: a pool per host (httpx only, nothing of ours).
     "connections": frozenset(),
     "store": frozenset({"models"}),

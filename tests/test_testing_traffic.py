@@ -8,9 +8,12 @@ from decimal import Decimal
 
 import pytest
 from conftest import START
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infobip_voicelogs import GeneralStatus, decode_logs
-from infobip_voicelogs.testing import FakeClock, FakeInfobip
+from infobip_voicelogs.reports import ReportShape
+from infobip_voicelogs.testing import FakeClock, FakeInfobip, report_of
 
 FINAL = {
     GeneralStatus.DELIVERED,
@@ -297,3 +300,39 @@ async def test_every_arrived_log_is_found_by_its_own_millisecond(
             )
             got = decode_logs(response.content, response.headers["content-type"])
             assert len(got) == by_ms[at], at
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    settle_ms=st.integers(0, 200_000),
+    rate=st.floats(0.5, 50.0),
+    shape=st.sampled_from(["current", "flat"]),
+)
+def test_every_generated_call_starts_before_it_is_answered_and_ends_after(
+    seed: int, settle_ms: int, rate: float, shape: ReportShape
+) -> None:
+    clock = FakeClock(START)
+    account = FakeInfobip(clock=clock, seed=seed).add_account("acme")
+    settle = timedelta(milliseconds=settle_ms)
+    account.generate(40, within=timedelta(minutes=10), settle_after=settle)
+    account.traffic(rate, settle_after=settle)
+    clock.advance(timedelta(seconds=5) + settle)
+    finals = [log for log in account.logs if log.done_at is not None]
+    assert len(finals) >= 40
+    for log in finals:
+        report = report_of(log, shape)
+        call = report.voice_call if shape == "current" else report
+        assert call is not None
+        start, answer, end = call.start_time, call.answer_time, call.end_time
+        assert start is not None
+        assert end is not None
+        assert start <= end
+        assert call.duration == log.duration
+        if log.general_status is GeneralStatus.DELIVERED:
+            assert answer is not None
+            assert start <= answer <= end
+            assert timedelta(seconds=call.duration or 0) == end - answer
+        else:
+            assert answer is None
+            assert call.duration == 0

@@ -20,6 +20,7 @@ from .account import FakeAccount
 from .clock import Clock, FakeClock, SystemClock
 from .fake import IN_PROCESS_URL, FakeInfobip, JournalEntry
 from .faults import Fault
+from .pull import Pull, PullBox
 from .pusher import PushBasic, PushFaults, PushHmac, PushStats, ReportPusher, report_of
 from .server import FakeServer, running, serve
 from .traffic import Traffic
@@ -37,6 +38,8 @@ __all__ = [
     "FakeTransport",
     "Fault",
     "JournalEntry",
+    "Pull",
+    "PullBox",
     "PushBasic",
     "PushFaults",
     "PushHmac",

@@ -18,6 +18,7 @@ from .._time import floor_ms
 from ..models import GeneralStatus, VoiceLog
 from .clock import Clock
 from .faults import Fault, FaultPlan
+from .pull import PullBox
 from .query import LogFilter
 from .traffic import DEFAULT_OUTCOMES, LogLife, LogMaker, Traffic, random_uuid
 
@@ -65,6 +66,7 @@ class FakeAccount:
         currency: str = "EUR",
         settle_after: timedelta = timedelta(seconds=30),
         outcomes: Mapping[GeneralStatus, float] = DEFAULT_OUTCOMES,
+        pull_share: float = 0.0,
     ) -> None:
         if rate_limit_per_minute < 1:
             raise ValueError("rate_limit_per_minute must be at least 1")
@@ -84,6 +86,9 @@ class FakeAccount:
         self._lock = threading.RLock()
         #: The faults this account's requests get: see `script` and `random_faults`.
         self.faults = FaultPlan(self._seed)
+        #: The reports of the calls sent without a notify URL (a ``pull_share`` of them),
+        #: kept for `GET /voice/1/reports`, and the ground truth of every pull.
+        self.pull = PullBox(self, pull_share)
 
     def __repr__(self) -> str:
         return f"FakeAccount({self.name!r})"
@@ -260,7 +265,8 @@ class FakeAccount:
         return [life.final for life in lives if life.final is not None]
 
     def push_reports(self, url: str, **options: Any) -> ReportPusher:
-        """Give this account a notify URL: each call's report is POSTed there as it settles.
+        """Give this account a notify URL: each call's report is POSTed there as it settles
+        (but for the calls sent without one, whose reports wait in `pull`).
 
         Keyword arguments go to `ReportPusher` (`fmt`, `shape`, `auth`, `faults`,
         `batch_size`, `client`, `app`). Reports go only when `await pusher.step()` is

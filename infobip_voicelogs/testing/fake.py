@@ -1,9 +1,11 @@
-"""`FakeInfobip`: an ASGI application that behaves like the provider's `GET /tts/3/logs`.
+"""`FakeInfobip`: an ASGI application that behaves like the provider's `GET /tts/3/logs`
+and `GET /voice/1/reports`.
 
 A raw ASGI app (no framework): `await fake(scope, receive, send)`. It serves the logs
 of its accounts, told apart by their credentials, with the provider's filters, limit,
 ordering, formats, error bodies, rate limit and 48-hour retention, and with faults
-on demand. Every request is written to `fake.journal`.
+on demand; and the reports of the calls sent without a notify URL, each to one pull
+only, on the same rate limit. Every request is written to `fake.journal`.
 """
 
 from __future__ import annotations
@@ -20,30 +22,54 @@ from typing import Any
 import attrs
 import httpx
 
-from ..codec import encode_logs
+from ..codec import Format, encode_logs
 from ..models import GeneralStatus
+from ..reports import encode_reports
 from .account import FakeAccount
 from .clock import Clock, SystemClock
 from .faults import Fault
+from .pull import REPORTS_PATH, parse_pull
 from .query import BadQuery, parse_query, query_dict
 from .responses import ErrorShape, Response, RetryAfterStyle, error_response, negotiate
 from .traffic import DEFAULT_OUTCOMES
 from .transport import FakeTransport
 
-__all__ = ["IN_PROCESS_URL", "LOGS_PATH", "TRANSPORT_EXTENSION", "FakeInfobip", "JournalEntry"]
+__all__ = [
+    "IN_PROCESS_URL",
+    "LOGS_PATH",
+    "REPORTS_PATH",
+    "TRANSPORT_EXTENSION",
+    "FakeInfobip",
+    "JournalEntry",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: The one path the fake serves.
+#: The logs' path; the fake also serves the pull reports' (`REPORTS_PATH`).
 LOGS_PATH = "/tts/3/logs"
 #: The base URL of `in_process_client`; nothing resolves it, the transport is the app.
 IN_PROCESS_URL = "https://fake-infobip.test"
 #: The scope extension under which `serve` hands the app its connection, so a
 #: reset or a truncation can really drop it.
 TRANSPORT_EXTENSION = "infobip_voicelogs.transport"
+
+
+# Faults that spoil an answer already made: a pull's reports were taken, and are lost.
+_SPOILING = frozenset({"truncate", "malformed"})
+
+
+@attrs.frozen
+class _Request:
+    """One authenticated request to answer: whose, to which endpoint, and its journal index."""
+
+    account: FakeAccount
+    endpoint: str
+    params: dict[str, str]
+    fmt: Format
+    index: int
 
 
 @attrs.frozen
@@ -65,7 +91,8 @@ class JournalEntry:
 
 
 class FakeInfobip:
-    """The provider, faked: an ASGI app for `GET /tts/3/logs`, with accounts and faults.
+    """The provider, faked: an ASGI app for `GET /tts/3/logs` and `GET /voice/1/reports`,
+    with accounts and faults.
 
     >>> from datetime import timedelta
     >>> from infobip_voicelogs.testing import FakeClock, FakeInfobip
@@ -129,6 +156,7 @@ class FakeInfobip:
         currency: str = "EUR",
         settle_after: timedelta = timedelta(seconds=30),
         outcomes: Mapping[GeneralStatus, float] = DEFAULT_OUTCOMES,
+        pull_share: float = 0.0,
     ) -> FakeAccount:
         """Add an account; its requests are recognised by any of its credentials.
 
@@ -143,6 +171,9 @@ class FakeInfobip:
             settle_after: The longest a new log stays `PENDING`.
             outcomes: How likely each final status group is, e.g.
                 `{GeneralStatus.DELIVERED: 0.9, GeneralStatus.EXPIRED: 0.1}`.
+            pull_share: The share of calls sent without a notify URL (0 to 1; 1.0: a
+                pulling account): their reports are kept for `GET /voice/1/reports`
+                (`account.pull`) and never pushed. Decided per call by the seed.
         """
         if name in self._accounts:
             raise ValueError(f"there is already an account named {name!r}")
@@ -166,6 +197,7 @@ class FakeInfobip:
             currency=currency,
             settle_after=settle_after,
             outcomes=outcomes,
+            pull_share=pull_share,
         )
         self._accounts[name] = account
         self._credentials.update(dict.fromkeys(credentials, account))
@@ -232,44 +264,65 @@ class FakeInfobip:
         entry = JournalEntry(arrived, name, method, path, params, None, None)
         index = len(self.journal)
         self.journal.append(entry)
+        endpoint = path.rstrip("/")
         try:
-            if method != "GET" or path.rstrip("/") != LOGS_PATH:
+            if method != "GET" or endpoint not in (LOGS_PATH, REPORTS_PATH):
                 response = error_response(404, fmt, self.error_shape, text=f"Not found: {path}")
             elif account is None:
                 response = error_response(401, fmt, self.error_shape)
             else:
                 fault = account.faults.take()
-                response = await self._answer(account, fault, params, fmt)
+                request = _Request(account, endpoint, params, fmt, index)
+                response = await self._answer(request, fault)
         finally:
             status = response.status if response is not None else None
             self.journal[index] = attrs.evolve(entry, status=status, fault=fault)
         await _deliver(response, fault, scope, receive, send)
 
-    async def _answer(
-        self, account: FakeAccount, fault: Fault | None, params: dict[str, str], fmt: Any
-    ) -> Response | None:
+    async def _answer(self, request: _Request, fault: Fault | None) -> Response | None:
         """The answer the provider gives, or `None` for a dropped connection."""
-        if fault is not None and fault.kind == "status":
-            assert fault.status_code is not None
-            retry = None
-            if fault.retry_after is not None:
-                style = "seconds" if self.retry_after == "none" else self.retry_after
-                retry = (style, timedelta(seconds=fault.retry_after), self.clock.now())
-            return error_response(fault.status_code, fmt, self.error_shape, retry_after=retry)
-        if fault is not None and fault.kind == "reset":
-            return None
+        if fault is not None and fault.kind in ("status", "reset") and not fault.after_work:
+            return self._spoiled(fault, request.fmt)
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
         now = self.clock.now()
-        wait = account.admit(now)
+        wait = request.account.admit(now)
         if wait is not None:
             retry = (self.retry_after, wait, now) if self.retry_after != "none" else None
-            return error_response(429, fmt, self.error_shape, retry_after=retry)
+            return error_response(429, request.fmt, self.error_shape, retry_after=retry)
         try:
-            query = parse_query(params)
+            if request.endpoint == REPORTS_PATH:
+                response = self._pull(request, fault)
+            else:
+                query = parse_query(request.params)
+                response = Response(
+                    200, encode_logs(request.account.select(query), request.fmt), request.fmt
+                )
         except BadQuery as exc:
-            return error_response(400, fmt, self.error_shape, text=str(exc))
-        return Response(200, encode_logs(account.select(query), fmt), fmt)
+            return error_response(400, request.fmt, self.error_shape, text=str(exc))
+        if fault is not None and fault.after_work:
+            return self._spoiled(fault, request.fmt)
+        return response
+
+    def _pull(self, request: _Request, fault: Fault | None) -> Response:
+        """Take the reports a pull asks for: each is handed out once, whatever the answer."""
+        query = parse_pull(request.params)
+        lost = fault is not None and (fault.after_work or fault.kind in _SPOILING)
+        reports = request.account.pull.take(
+            query, request=request.index, answered=not lost, fault=fault
+        )
+        return Response(200, encode_reports(reports, request.fmt), request.fmt)
+
+    def _spoiled(self, fault: Fault, fmt: Format) -> Response | None:
+        """A `status` fault's error answer, or `None` (a dropped connection) for a `reset`."""
+        if fault.kind == "reset":
+            return None
+        assert fault.status_code is not None
+        retry = None
+        if fault.retry_after is not None:
+            style = "seconds" if self.retry_after == "none" else self.retry_after
+            retry = (style, timedelta(seconds=fault.retry_after), self.clock.now())
+        return error_response(fault.status_code, fmt, self.error_shape, retry_after=retry)
 
     def _identify(self, authorization: str | None) -> FakeAccount | None:
         scheme, _, credential = (authorization or "").strip().partition(" ")

@@ -30,7 +30,7 @@ class Fault:
     """One misbehaviour of the fake, for one request. Build it with the class methods.
 
     >>> Fault.status(503)
-    Fault(kind='status', status_code=503, seconds=0.0, retry_after=None)
+    Fault(kind='status', status_code=503, seconds=0.0, retry_after=None, after_work=False)
     """
 
     #: What goes wrong.
@@ -41,31 +41,45 @@ class Fault:
     seconds: float = 0.0
     #: The `Retry-After` a `status` fault sends, in seconds (written as the fake is configured).
     retry_after: float | None = None
+    #: A `status` or `reset` fault that strikes after the provider did the work: the
+    #: request counted against the limit, and a pull consumed its reports (a lost answer).
+    after_work: bool = False
 
     @classmethod
-    def status(cls, code: int, *, retry_after: float | None = None) -> Fault:
+    def status(
+        cls, code: int, *, retry_after: float | None = None, after_work: bool = False
+    ) -> Fault:
         """Answer with an error status (429, 408, 500, 502, 503 or 504) and the provider's body.
 
-        The request does not reach the rate limiter, so it does not count against it.
+        The request does not reach the rate limiter, so it does not count against it;
+        with ``after_work=True`` it does, and the answer replaces the real one after it
+        was made: a pull's reports are consumed and lost, as when a proxy's 502 replaces
+        the provider's answer.
         """
         if code not in FAULT_STATUSES:
             allowed = ", ".join(str(s) for s in sorted(FAULT_STATUSES))
             raise ValueError(f"Fault.status takes one of {allowed}, not {code}")
-        return cls("status", status_code=code, retry_after=retry_after)
+        return cls("status", status_code=code, retry_after=retry_after, after_work=after_work)
 
     @classmethod
-    def reset(cls) -> Fault:
-        """Drop the connection without answering."""
-        return cls("reset")
+    def reset(cls, *, after_work: bool = False) -> Fault:
+        """Drop the connection without answering.
+
+        With ``after_work=True`` the provider did the work first (the request counted
+        against the limit, a pull consumed its reports), and the answer was lost.
+        """
+        return cls("reset", after_work=after_work)
 
     @classmethod
     def truncate(cls) -> Fault:
-        """Answer 200 but send only half the body announced by `Content-Length`."""
+        """Answer 200 but send only half the body announced by `Content-Length` (a pull's
+        reports were consumed: they are lost)."""
         return cls("truncate")
 
     @classmethod
     def malformed(cls) -> Fault:
-        """Answer 200 with a complete body that is not valid JSON or XML."""
+        """Answer 200 with a complete body that is not valid JSON or XML (a pull's reports
+        were consumed: they are lost)."""
         return cls("malformed")
 
     @classmethod

@@ -112,7 +112,8 @@ class PushFaults:
 class PushStats:
     """What the pusher did, counted per report copy: the ground truth for a test."""
 
-    #: Calls whose report fell due (each counted once, whatever became of it).
+    #: Calls whose report fell due (each counted once, whatever became of it); a call
+    #: sent without a notify URL has none (its report waits for a pull).
     settled: int = 0
     #: Report copies POSTed, every try counted.
     sent: int = 0
@@ -276,9 +277,12 @@ class ReportPusher:
             early = self.account.settling(self._seen_until, self._seen_until + lag)
             settled += [f for f in early if f.sent_at and f.sent_at > self._seen_until]
         self._seen_until = now
+        keeps = self.account.pull.keeps
         for final in settled:
             assert final.message_id is not None
             assert final.done_at is not None
+            if keeps(final.message_id):  # sent without a notify URL: its report is pulled
+                continue
             rng = random.Random(f"{self._seed}:{final.message_id}")
             self.stats.settled += 1
             if rng.random() < faults.drop:

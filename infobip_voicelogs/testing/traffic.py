@@ -87,6 +87,8 @@ TEXTS = (
     "Test voice message {code}.",
 )
 NUMBER_LENGTH = 11
+#: The longest answered call, in seconds.
+MAX_DURATION = 90
 
 
 def random_uuid(rng: random.Random) -> str:
@@ -171,9 +173,12 @@ class LogMaker:
         group = rng.choices(list(self.outcomes), weights=list(self.outcomes.values()))[0]
         final = attrs.evolve(pending, done_at=settles_at, status=FINAL_STATUS[group])
         if group is GeneralStatus.DELIVERED:
+            # The call rang, was answered and ended by `settles_at`: it lasted whole seconds,
+            # at most 90 and never longer than from its sending to its end.
+            longest = min(MAX_DURATION, int((settles_at - sent_at).total_seconds()))
             final = attrs.evolve(
                 final,
-                duration=rng.randint(1, 90),
+                duration=rng.randint(1, longest) if longest >= 1 else 0,
                 price=Price(self.price_per_second, self.currency),
             )
         else:
