@@ -7,6 +7,7 @@ base_url = "https://xyz.api.infobip.com"
 api_key_env = "INFOBIP_EU1_KEY"   # or api_key = "..." (keep such a file private)
 format = "json"                    # optional: json or xml
 rate = 2.0                          # optional: requests per second for this account
+pull_reports = true                 # optional: pull delivery reports (GET /voice/1/reports)
 ```
 """
 
@@ -29,7 +30,16 @@ __all__ = ["ConfigError", "load_accounts"]
 
 # The only top-level key: everything else is an option of the command, not of the file.
 _TOP_LEVEL = {"account"}
-_KEYS = {"name", "base_url", "api_key", "api_key_env", "format", "rate", "allow_insecure"}
+_KEYS = {
+    "name",
+    "base_url",
+    "api_key",
+    "api_key_env",
+    "format",
+    "rate",
+    "allow_insecure",
+    "pull_reports",
+}
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -106,6 +116,9 @@ def _account(entry: Any, where: str, environ: Mapping[str, str]) -> Account:
     insecure = entry.get("allow_insecure", False)
     if not isinstance(insecure, bool):
         raise ConfigError(f"{where}: allow_insecure must be true or false")
+    pull = entry.get("pull_reports", False)
+    if not isinstance(pull, bool):
+        raise ConfigError(f"{where}: pull_reports must be true or false")
     # What a fetcher would refuse later, at every cycle, is refused here, once.
     try:
         validate_base_url(base_url, allow_insecure=insecure)
@@ -120,6 +133,7 @@ def _account(entry: Any, where: str, environ: Mapping[str, str]) -> Account:
         throttle=TokenBucket(float(rate)) if rate is not None else None,
         format=fmt,
         allow_insecure=insecure,
+        pull_reports=pull,
     )
 
 

@@ -54,6 +54,7 @@ The accounts file (TOML), one [[account]] table per account:
   format = "json"                   # optional: json or xml
   rate = 2.0                        # optional: requests per second
   allow_insecure = false            # optional: http:// to a remote host
+  pull_reports = true               # optional: pull delivery reports each cycle
 """
 
 

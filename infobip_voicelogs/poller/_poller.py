@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ import httpx
 from .. import telemetry
 from .._time import RETENTION, seconds, utc_now
 from ..connections import poller_client
-from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
+from ..defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_PAGE_SIZE, MAX_PULL_LIMIT
 from ..delivery import (
     DEFAULT_CLAIM_INTERVAL,
     DEFAULT_LEASE_TTL,
@@ -39,17 +40,21 @@ from ..delivery import (
     LeaseKeeper,
     LeaseState,
     Shutdown,
+    add_results,
     new_owner_id,
 )
 from ..errors import LeaseLostError
 from ..fetcher import LogsFetcher, Throttle
-from ..reports import decode_inbox
-from ..store import CheckpointStore, InboxStore, ReportStore, solo_leases
+from ..reports import VoiceReport, decode_inbox, encode_inbox
+from ..store import CheckpointStore, InboxStore, Lease, ReportStore, solo_leases
 from ._cycle import Walk
 from ._records import Account, AccountStatus, next_status
 
 logger = logging.getLogger("infobip_voicelogs")
 
+#: The most pulls of an account's reports in one cycle (each of up to `MAX_PULL_LIMIT`):
+#: a backlog larger than that is pulled on by the next cycles.
+MAX_PULLS_PER_CYCLE = 20
 #: Fingerprints are kept this much longer than the retention, for clocks that disagree.
 PRUNE_MARGIN = timedelta(hours=1)
 #: Seconds between the cycles of an account whose delivery reports flow: the logs then only
@@ -183,6 +188,8 @@ class LogsPoller:
         # store without reports: nobody's; a failed read keeps the last one).
         self._reports = store if isinstance(store, ReportStore) else None
         self._store_inbox = store if isinstance(store, InboxStore) else None
+        # Pulling accounts: when their logs are next walked (loop time), every `reconcile`.
+        self._walk_due: dict[str, float] = {}
         self._last_reports: dict[str, datetime] = {}
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -426,9 +433,11 @@ class LogsPoller:
         self._last_reports[name] = self._clock()
         if result.delivered:
             status = self._status[name]
-            self._status[name] = attrs.evolve(
-                status, new=status.new + result.new, changed=status.changed + result.changed
-            )
+            counts: dict[str, Any] = {
+                "new": status.new + result.new,
+                "changed": status.changed + result.changed,
+            }
+            self._status[name] = attrs.evolve(status, **counts)
 
     def _lost(self, name: str) -> None:
         """A commit found the lease on `name` gone: hand it back to the keeper."""
@@ -598,7 +607,9 @@ class LogsPoller:
         task = asyncio.current_task()
         assert task is not None
         started = asyncio.get_running_loop().time()
-        reconciling = self._flowing(name)  # decided once, as the cycle starts
+        # Decided once, as the cycle starts. A pulling account's reports always flow.
+        pulls = self._accounts[name].pull_reports
+        reconciling = pulls or self._flowing(name)
         with self._shutdown.cycle(task):
             try:
                 async with self._turns[name]:  # a cycle of this account in flight: after it
@@ -616,7 +627,7 @@ class LogsPoller:
                     )
                 )
         now = asyncio.get_running_loop().time()
-        self._record(name, result, now, reconciling=reconciling)
+        self._record(name, result, now, reconciling=reconciling, pulls=pulls)
         if reconciling and result.settled:
             telemetry.reports_lost(name, result.settled)
         status = self._status[name]
@@ -645,7 +656,57 @@ class LogsPoller:
                 fetcher = self._fetcher(name)
             except Exception as exc:  # an account no fetcher can be made for: its own failure
                 return AccountResult(error=exc)
-            return await self._walk.cycle(name, fetcher, lease)
+            if not self._accounts[name].pull_reports:
+                return await self._walk.cycle(name, fetcher, lease)
+            pulled = await self._pull(name, fetcher, lease)
+            loop = asyncio.get_running_loop()
+            if pulled.error is not None or loop.time() < self._walk_due.get(name, -math.inf):
+                return pulled
+            walked = await self._walk.cycle(name, fetcher, lease)
+            if walked.error is None:  # the logs again in `reconcile`: what no report brought
+                self._walk_due[name] = loop.time() + self._reconcile
+            return attrs.evolve(add_results(pulled, walked), error=walked.error)
+
+    async def _pull(self, name: str, fetcher: LogsFetcher, lease: Lease) -> AccountResult:
+        """Pull the account's reports until a pull comes back short, record each batch in
+        the inbox before anything else, then deliver the inbox; failures in the result."""
+        store = self._store_inbox
+        if store is None:
+            error = TypeError(
+                f"account {name!r} pulls reports, but {type(self._store).__name__} keeps no"
+                " inbox to record them in: use SqliteStore or PostgresStore"
+            )
+            return AccountResult(error=error)
+        try:
+            for _ in range(MAX_PULLS_PER_CYCLE):
+                self._leases.check(lease)
+                reports = await fetcher.pull_reports(limit=MAX_PULL_LIMIT)
+                if reports:
+                    await self._record_pulled(store, name, reports)
+                if len(reports) < MAX_PULL_LIMIT:
+                    break
+            return await self._core.inbox(lease)
+        except Exception as exc:  # the account's own failure, in its result
+            return AccountResult(error=exc)
+
+    async def _record_pulled(
+        self, store: InboxStore, name: str, reports: list[VoiceReport]
+    ) -> None:
+        """Record a pulled batch: these reports exist nowhere else once read."""
+        try:
+            body = encode_inbox(reports)
+            await store.record_reports(name, body, count=len(reports), received_at=self._clock())
+        except Exception as exc:
+            logger.warning(
+                "account %s: %d pulled reports could not be recorded (%s: %s); the pull"
+                " channel has no copy: their states come from the logs",
+                name,
+                len(reports),
+                type(exc).__name__,
+                exc,
+                extra={"account": name, "outcome": "pull_unrecorded"},
+            )
+            raise
 
     def _fetcher(self, name: str) -> LogsFetcher:
         fetcher = self._fetchers.get(name)
@@ -682,6 +743,7 @@ class LogsPoller:
         *,
         reconciling: bool = False,
         quiet: bool = False,
+        pulls: bool = False,
     ) -> None:
         fetcher = self._fetchers.get(name)
         before = self._status[name]
@@ -690,8 +752,9 @@ class LogsPoller:
             result,
             now=now,
             polled_at=self._clock(),
-            # While its reports flow, the logs only reconcile: what no report brought.
-            interval=self._reconcile if reconciling else self._interval,
+            # While its reports flow, the logs only reconcile: what no report brought. A
+            # pulling account cycles every interval to pull, and walks every reconcile.
+            interval=self._reconcile if reconciling and not pulls else self._interval,
             stats=fetcher.stats if fetcher is not None else None,
             reconciling=reconciling,
         )

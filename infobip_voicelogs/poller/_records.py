@@ -36,6 +36,11 @@ class Account:
     throttle: Throttle | None = attrs.field(default=None, repr=False, eq=False)
     format: Format = "json"
     allow_insecure: bool = attrs.field(default=False, repr=False)
+    #: Pull the account's delivery reports (`GET /voice/1/reports`) every cycle: for calls
+    #: sent without a ``notifyUrl``. Each pulled batch is recorded in the store's inbox
+    #: before anything else and delivered with source ``"report"``; the logs are then
+    #: walked every ``reconcile`` only, for what no report brought.
+    pull_reports: bool = False
 
 
 @attrs.frozen(init=False)
