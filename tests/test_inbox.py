@@ -494,8 +494,14 @@ async def test_the_listener_ends_with_the_last_watcher_and_with_aclose(postgres_
         await asyncio.sleep(0.05)
     assert await listeners(postgres_dsn) == []
 
-    store.watch_inbox(Wakes())
-    await until_listening(postgres_dsn)
+    unsubscribe = store.watch_inbox(Wakes())
+    [old] = await until_listening(postgres_dsn)
+    unsubscribe()
+    wakes = Wakes()  # subscribed while the last listener is still ending: a new one starts
+    store.watch_inbox(wakes)
+    await until_listening(postgres_dsn, not_=[pid, old])
+    await store.record_reports("eu-1", b"a", count=1, received_at=AT)
+    assert "eu-1" in await wakes.next()
     await store.aclose()
     assert await listeners(postgres_dsn) == []
     store.watch_inbox(Wakes())  # after aclose: no listener starts

@@ -58,6 +58,7 @@ class Listener:
         self._label = label
         self._describe = describe
         self._task: asyncio.Task[None] | None = None
+        self._ending: set[asyncio.Task[None]] = set()  # cancelled, not yet ended
 
     @property
     def running(self) -> bool:
@@ -72,18 +73,20 @@ class Listener:
             )
 
     def stop(self) -> None:
-        """Cancel the listening task (its connection closes as it ends)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Cancel the listening task (its connection closes as it ends); `start` makes anew."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
 
     async def stop_and_wait(self) -> None:
         """Cancel the listening task and wait (at most a few seconds) until it ended."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        if task.get_loop() is asyncio.get_running_loop():
-            await asyncio.wait({task}, timeout=_STOP_GRACE)
+        self.stop()
+        loop = asyncio.get_running_loop()
+        ending = {task for task in self._ending if task.get_loop() is loop}
+        if ending:
+            await asyncio.wait(ending, timeout=_STOP_GRACE)
 
     async def _listen(self) -> None:
         delay, down = FIRST_RETRY, False
