@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from pg_server import PgBouncer, PostgresCluster
+from test_postgres import RoundTrips
 from test_store import NOON, Clock, delivered, voice_log
 
 from infobip_voicelogs import CheckpointStore, LeaseLostError, SqliteStore
 from infobip_voicelogs.postgres import PostgresStore
+from infobip_voicelogs.postgres._pool import LISTENER_NAME
 from infobip_voicelogs.reports import VoiceCall, VoiceReport
 from infobip_voicelogs.store import Delivered, InboxEntry, InboxStore, Lease, LeaseStore
 from infobip_voicelogs.store._local import solo_leases
@@ -359,4 +362,225 @@ async def test_a_version_2_sqlite_file_migrates_to_the_inbox(tmp_path: Path) -> 
 
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert SCHEMA_VERSION >= 3
+
+
+# -- PostgreSQL: one round trip, wake-ups across processes ---------------------------------
+
+
+@pytest.mark.postgres
+async def test_a_recording_and_a_whole_hand_over_are_one_round_trip_each(
+    pg_cluster: PostgresCluster, postgres_dsn: str
+) -> None:
+    counter = RoundTrips(pg_cluster.port)
+    server = await asyncio.start_server(counter.client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    database = postgres_dsn.rsplit("/", 1)[1]
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable"
+    async with PostgresStore(dsn, archive=True, max_size=1) as store:
+        lease = await leased(store)  # connects and migrates
+        before = counter.count
+        entry = await store.record_reports("eu-1", b"a", count=2, received_at=AT)
+        assert counter.count - before == 1
+        before = counter.count
+        await store.commit_leased(
+            lease,
+            checkpoint=NOON,
+            delivered=delivered(voice_log("m-1")),
+            known=[Delivered(report_of("m-2"), "7:None")],
+            inbox=[entry],
+            reports=(AT, 2),
+        )
+        assert counter.count - before == 1
+        before = counter.count
+        assert await store.inbox_accounts(["eu-1"]) == set()
+        assert counter.count - before == 1
+    server.close()
+
+
+async def listeners(dsn: str) -> list[int]:
+    """The pids of the stores' listening connections that have run their LISTEN."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as db:
+        cursor = await db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database() AND query LIKE 'LISTEN%%' AND state = 'idle'",
+            (LISTENER_NAME,),
+        )
+        return [int(pid) for (pid,) in await cursor.fetchall()]
+
+
+async def until_listening(dsn: str, count: int = 1, *, not_: Collection[int] = ()) -> list[int]:
+    """Wait (bounded) until `count` listeners (none of the pids `not_`) listen; their pids."""
+    for _ in range(200):
+        pids = [pid for pid in await listeners(dsn) if pid not in not_]
+        if len(pids) >= count:
+            return pids
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} listener(s) did not start within the bound")
+
+
+@pytest.mark.postgres
+async def test_a_recording_in_one_process_wakes_the_watchers_of_another(
+    postgres_dsn: str,
+) -> None:
+    async with (
+        PostgresStore(postgres_dsn) as receiver,
+        PostgresStore(postgres_dsn) as holder,
+    ):
+        wakes = Wakes()
+        holder.watch_inbox(wakes)
+        await until_listening(postgres_dsn)
+
+        await receiver.record_reports("eu-1", b"a", count=1, received_at=AT)
+        assert await wakes.next() == ["eu-1"]
+        await receiver.record_reports("us-1", b"b", count=1, received_at=AT)
+        assert (await wakes.next())[-1] == "us-1"
+
+
+@pytest.mark.postgres
+async def test_the_listener_survives_a_dropped_connection(postgres_dsn: str) -> None:
+    async with (
+        PostgresStore(postgres_dsn) as receiver,
+        PostgresStore(postgres_dsn) as holder,
+    ):
+        wakes = Wakes()
+        holder.watch_inbox(wakes)
+        [first] = await until_listening(postgres_dsn)
+        async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as db:
+            await db.execute("SELECT pg_terminate_backend(%s)", (first,))
+
+        await until_listening(postgres_dsn, not_=[first])  # reconnected, listening again
+        await receiver.record_reports("eu-1", b"a", count=1, received_at=AT)
+        assert await wakes.next() == ["eu-1"]
+
+
+@pytest.mark.postgres
+async def test_two_schemas_on_one_database_do_not_wake_each_other(postgres_dsn: str) -> None:
+    async with (
+        PostgresStore(postgres_dsn, schema="tenant_a") as a,
+        PostgresStore(postgres_dsn, schema="tenant_b") as b,
+        PostgresStore(postgres_dsn, schema="tenant_a") as a_holder,
+        PostgresStore(postgres_dsn, schema="tenant_b") as b_holder,
+    ):
+        heard_by_a, heard_by_b = Wakes(), Wakes()
+        a_holder.watch_inbox(heard_by_a)
+        b_holder.watch_inbox(heard_by_b)
+        await until_listening(postgres_dsn, 2)
+
+        # One channel, heard in commit order: when a listener hears its schema's later
+        # recording, it has passed over the other schema's earlier one.
+        await b.record_reports("eu-1", b"b", count=1, received_at=AT)
+        await a.record_reports("us-1", b"a", count=1, received_at=AT)
+        await b.record_reports("ap-1", b"b", count=1, received_at=AT)
+        assert await heard_by_a.next() == ["us-1"]
+        for _ in range(2):  # one wake-up each, perhaps heard in one go
+            if heard_by_b.accounts != ["eu-1", "ap-1"]:
+                await heard_by_b.next()
+        assert heard_by_b.accounts == ["eu-1", "ap-1"]
+        assert await a.inbox_accounts(["eu-1", "us-1", "ap-1"]) == {"us-1"}
+
+
+@pytest.mark.postgres
+async def test_the_listener_ends_with_the_last_watcher_and_with_aclose(postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn)
+    first, second = store.watch_inbox(Wakes()), store.watch_inbox(Wakes())
+    [pid] = await until_listening(postgres_dsn)  # one connection for both watchers
+    first()
+    assert await listeners(postgres_dsn) == [pid]
+    second()
+    for _ in range(200):  # bounded: the connection closes as its task ends
+        if not await listeners(postgres_dsn):
+            break
+        await asyncio.sleep(0.05)
+    assert await listeners(postgres_dsn) == []
+
+    unsubscribe = store.watch_inbox(Wakes())
+    [old] = await until_listening(postgres_dsn)
+    unsubscribe()
+    wakes = Wakes()  # subscribed while the last listener is still ending: a new one starts
+    store.watch_inbox(wakes)
+    await until_listening(postgres_dsn, not_=[pid, old])
+    await store.record_reports("eu-1", b"a", count=1, received_at=AT)
+    assert "eu-1" in await wakes.next()
+    await store.aclose()
+    assert await listeners(postgres_dsn) == []
+    store.watch_inbox(Wakes())  # after aclose: no listener starts
+    await asyncio.sleep(0)
+    assert await listeners(postgres_dsn) == []
+
+
+@pytest.mark.postgres
+async def test_an_unreachable_listener_logs_once_per_outage_and_keeps_trying(
+    postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts = 0
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    secret = "s3cret-listen-pw"
+    listen_dsn = f"postgresql://postgres:{secret}@127.0.0.1:{port}/x?sslmode=disable"
+    async with PostgresStore(postgres_dsn, listen_dsn=listen_dsn) as store:
+        store.watch_inbox(Wakes())
+        for _ in range(400):  # bounded: 0.5 s, then 1 s between attempts
+            if attempts >= 3:
+                break
+            await asyncio.sleep(0.025)
+        assert attempts >= 3
+        # The inbox itself works meanwhile: the listener is only the fast path.
+        await store.record_reports("eu-1", b"a", count=1, received_at=AT)
+        assert await store.inbox_accounts(["eu-1"]) == {"eu-1"}
+    server.close()
+    warnings = [r for r in caplog.records if "not listening" in r.getMessage()]
+    assert len(warnings) == 1
+    assert secret not in caplog.text
+
+
+@pytest.mark.postgres
+async def test_behind_a_pgbouncer_the_listener_goes_to_listen_dsn(
+    pg_cluster: PostgresCluster, postgres_dsn: str
+) -> None:
+    bouncer = PgBouncer(pg_cluster)
+    try:
+        database = postgres_dsn.rsplit("/", 1)[1]
+        async with (
+            PostgresStore(bouncer.dsn(database)) as receiver,
+            PostgresStore(bouncer.dsn(database), listen_dsn=postgres_dsn) as holder,
+        ):
+            wakes = Wakes()
+            holder.watch_inbox(wakes)
+            await until_listening(postgres_dsn)
+            await receiver.record_reports("eu-1", b"a", count=1, received_at=AT)
+            assert await wakes.next() == ["eu-1"]
+    finally:
+        bouncer.stop()
+
+
+@pytest.mark.postgres
+async def test_a_version_2_postgres_schema_migrates_to_the_inbox(postgres_dsn: str) -> None:
+    from infobip_voicelogs.postgres import SCHEMA_VERSION, _schema
+
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as db:
+        await db.execute(
+            "CREATE TABLE public.voicelogs_schema (one boolean PRIMARY KEY DEFAULT true "
+            "CHECK (one), version integer NOT NULL)"
+        )
+        for migration in _schema._MIGRATIONS[:2]:
+            for statement in migration:
+                await db.execute(statement.format(s='"public"'))
+        await db.execute("INSERT INTO public.voicelogs_schema (version) VALUES (2)")
+        await db.execute("INSERT INTO checkpoints VALUES ('eu-1', %s, now())", (NOON,))
+
+    async with PostgresStore(postgres_dsn) as store:
+        assert await store.checkpoint("eu-1") == NOON
+        entry = await store.record_reports("eu-1", b"a", count=1, received_at=AT)
+        assert [e.id for e in await store.inbox("eu-1")] == [entry]
+
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as db:
+        cursor = await db.execute("SELECT version FROM public.voicelogs_schema")
+        assert await cursor.fetchone() == (SCHEMA_VERSION,)
         assert SCHEMA_VERSION >= 3

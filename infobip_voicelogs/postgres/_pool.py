@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import AsyncClientCursor, AsyncConnection
@@ -40,11 +41,15 @@ __all__ = [
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_STARTUP_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "LISTENER_NAME",
     "ConnectFailures",
     "Connector",
     "Statement",
+    "connection_settings",
     "make_pool",
 ]
+
+T = TypeVar("T")
 
 #: One statement of a call and its parameters.
 Statement = tuple[str, Any]
@@ -74,6 +79,8 @@ DEFAULT_IDLE_TIMEOUT = 10.0
 DEFAULT_MAX_SIZE = 10
 #: The name of every pool the store makes (and of no pool a caller gives it).
 _POOL_NAME = "infobip-voicelogs"
+#: The listening connection's `application_name`, as `pg_stat_activity` shows it.
+LISTENER_NAME = "infobip-voicelogs-listener"
 
 
 class Connector:
@@ -94,6 +101,7 @@ class Connector:
         pool_timeout: float,
         timeout: float,
         idle_timeout: float,
+        listen_dsn: str | None = None,
     ) -> None:
         self._schema = schema
         self._label = label
@@ -112,18 +120,10 @@ class Connector:
             self._pool = None
             self._dsn = dsn_or_pool
             self._owns_pool = True
-            try:
-                params = conninfo_to_dict(dsn_or_pool)
-            except psycopg.Error:
-                # libpq's message quotes the string, password and all: not repeated here.
-                raise StoreError(
-                    "not a PostgreSQL connection string (neither a postgresql:// URL nor "
-                    "key=value pairs that libpq can read)"
-                ) from None
-            if params.get("password"):
-                self._secrets.append(str(params["password"]))
-            shown = ("host", "port", "dbname", "user")  # never the password
-            self._where = " ".join(f"{key}={params[key]}" for key in shown if key in params)
+            self._where = self._read_dsn(dsn_or_pool)
+        self._listen_dsn = listen_dsn
+        if listen_dsn is not None:
+            self._read_dsn(listen_dsn)  # refused now if malformed; its password kept out
         self._min_size, self._max_size = min_size, max(max_size, min_size)
         self._connect_timeout = max(2, math.ceil(connect_timeout))  # libpq takes whole seconds
         self._failures = ConnectFailures()
@@ -132,6 +132,45 @@ class Connector:
         self._closed = False
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
+
+    def _read_dsn(self, dsn: str) -> str:
+        """Where `dsn` points (never its password, which is kept for scrubbing)."""
+        try:
+            params = conninfo_to_dict(dsn)
+        except psycopg.Error:
+            # libpq's message quotes the string, password and all: not repeated here.
+            raise StoreError(
+                "not a PostgreSQL connection string (neither a postgresql:// URL nor "
+                "key=value pairs that libpq can read)"
+            ) from None
+        if params.get("password"):
+            self._secrets.append(str(params["password"]))
+        shown = ("host", "port", "dbname", "user")  # never the password
+        return " ".join(f"{key}={params[key]}" for key in shown if key in params)
+
+    async def connect_listener(self) -> AsyncConnection[Any]:
+        """A connection of its own, outside the pool, for `LISTEN` (autocommit, bounded).
+
+        To `listen_dsn` if given, else where the pool connects, with the pool's settings.
+        """
+        settings = connection_settings(self._connect_timeout)
+        async with asyncio.timeout(self._connect_timeout + 1):
+            if self._listen_dsn is not None:
+                conninfo = self._listen_dsn
+            elif self._owns_pool:
+                conninfo = self._dsn
+            else:  # a given pool: where and how it connects (each may be computed)
+                assert self._pool is not None
+                conninfo = await _value(self._pool.conninfo)
+                given = self._pool.kwargs
+                settings.update((await _value(given) if given is not None else None) or {})
+            settings.update(autocommit=True, application_name=LISTENER_NAME)
+            return await psycopg.AsyncConnection.connect(conninfo, **settings)
+
+    def describe(self, exc: BaseException) -> str:
+        """`exc` in one line for a log, without any password of the connection strings."""
+        text = one_line(str(exc))
+        return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
     @property
     def where(self) -> str:
@@ -319,18 +358,31 @@ def make_pool(
         timeout=pool_timeout,
         # No check before each loan (a round trip of its own): `Connector.run` finds a
         # restart's dead sockets on use and retries once after `pool.check()`.
-        kwargs={
-            "autocommit": True,
-            "prepare_threshold": None,  # no server-side prepared statements: PgBouncer-safe
-            "connect_timeout": connect_timeout,
-            "application_name": "infobip-voicelogs",
-            # A peer gone without a word (host lost, partition) is noticed within ~1 min.
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-        },
+        kwargs=connection_settings(connect_timeout),
     )
+
+
+def connection_settings(connect_timeout: int) -> dict[str, Any]:
+    """The settings of every connection the store opens (its pool's and its listener's)."""
+    return {
+        "autocommit": True,
+        "prepare_threshold": None,  # no server-side prepared statements: PgBouncer-safe
+        "connect_timeout": connect_timeout,
+        "application_name": "infobip-voicelogs",
+        # A peer gone without a word (host lost, partition) is noticed within ~1 min.
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+
+
+async def _value(given: T | Callable[[], T] | Callable[[], Awaitable[T]]) -> T:
+    """A pool's setting: the value itself, or what its function returns (awaited if need be)."""
+    if not callable(given):
+        return given
+    value = given()
+    return await value if inspect.isawaitable(value) else value
 
 
 def one_line(text: str) -> str:

@@ -16,10 +16,14 @@ from psycopg import AsyncConnection
 from ..errors import StoreError
 from ..store._archive import ARCHIVE_STATE_COLUMNS
 
-__all__ = ["SCHEMA_VERSION", "Statements", "migrate", "quote_ident"]
+__all__ = ["INBOX_CHANNEL", "SCHEMA_VERSION", "Statements", "migrate", "quote_ident"]
+
+#: The channel every recording notifies, with the payload `schema + "\n" + account`: one
+#: channel for every schema of a database, each listener keeping its own schema's.
+INBOX_CHANNEL = "voicelogs_inbox"
 
 #: The layout of the tables this version writes (the row of `voicelogs_schema`).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each migration takes a schema from the version before it to its own number (index + 1).
 # `{s}` is the quoted schema name.
@@ -98,6 +102,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_report_at timestamptz NOT NULL,
             reports        bigint NOT NULL
         )""",
+    ),
+    # 3: the inbox. A receiver records each batch of reports here; the account's holder
+    # deletes it in the commit of its states. An identity: ids grow and are never reused.
+    (
+        """CREATE TABLE {s}.report_inbox (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            account     text NOT NULL,
+            received_at timestamptz NOT NULL,
+            count       integer NOT NULL,
+            body        bytea NOT NULL
+        )""",
+        "CREATE INDEX report_inbox_by_account ON {s}.report_inbox (account, id)",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -271,6 +287,7 @@ class Statements:
         self.fenced_upsert_fingerprints = fingerprints_only.replace("{guard}", fenced)
         self.fenced_upsert_fingerprints_and_archive = with_archive.replace("{guard}", fenced)
         self.fenced_upsert_checkpoint = write_checkpoint.replace("{guard}", fenced)
+
         # advance(): every account's checkpoint in one statement, only where its lease
         # still holds (rows locked in account order, as claims lock them) and only forward.
         self.advance = (
@@ -287,11 +304,35 @@ class Statements:
             "SELECT account FROM given WHERE account NOT IN (SELECT account FROM held)"
         )
         # commit_reports(): the account's reports flow; its last report never moves back.
-        self.touch_report_activity = (
+        touch_report_activity = (
             f"INSERT INTO {s}.report_activity (account, last_report_at, reports) "
-            "VALUES (%(account)s, %(received_at)s, %(received)s) ON CONFLICT (account) DO UPDATE "
+            "SELECT %(account)s, %(received_at)s::timestamptz, %(received)s::bigint "
+            "WHERE {guard} ON CONFLICT (account) DO UPDATE "
             f"SET reports = {s}.report_activity.reports + excluded.reports, last_report_at = "
             f"GREATEST({s}.report_activity.last_report_at, excluded.last_report_at)"
+        )
+        self.touch_report_activity = touch_report_activity.replace("{guard}", "TRUE")
+        self.fenced_touch_report_activity = touch_report_activity.replace("{guard}", fenced)
+        # commit_leased(inbox=...): the consumed entries, only the lease's account's.
+        delete_inbox = (
+            f"DELETE FROM {s}.report_inbox WHERE account = %(account)s AND id IN "
+            "(SELECT json_array_elements_text(%(inbox)s::json)::bigint) AND {guard}"
+        )
+        self.fenced_delete_inbox = delete_inbox.replace("{guard}", fenced)
+        # record_reports(): one statement; the NOTIFY goes out when it commits.
+        self.record_reports = (
+            f"WITH entry AS (INSERT INTO {s}.report_inbox (account, received_at, count, body) "
+            "VALUES (%(account)s, %(received_at)s, %(count)s, %(body)s) RETURNING id) "
+            f"SELECT id, pg_notify('{INBOX_CHANNEL}', %(payload)s) FROM entry"
+        )
+        self.inbox = (
+            f"SELECT id, account, received_at, count, body FROM {s}.report_inbox "
+            "WHERE account = %s ORDER BY id LIMIT %s"
+        )
+        # One index probe per listed account, however many entries wait.
+        self.inbox_accounts = (
+            "SELECT a FROM json_array_elements_text(%s::json) AS a WHERE EXISTS "
+            f"(SELECT 1 FROM {s}.report_inbox i WHERE i.account = a)"
         )
         self.report_activity = (
             f"SELECT account, last_report_at FROM {s}.report_activity "

@@ -20,7 +20,9 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import LeaseLostError
 from ..models import VoiceLog
 from ..store._archive import log_from_row
-from ..store.base import Delivered, Lease, lease_ttl_of
+from ..store._inbox import Watchers, check_batch
+from ..store.base import Delivered, InboxEntry, Lease, lease_ttl_of
+from ._listener import Listener
 from ._pool import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
@@ -75,6 +77,9 @@ class PostgresStore:
             (`idle_in_transaction_session_timeout`), releasing its locks.
         clock: Gives `first_seen_at` and `updated_at`; `None` (the default) uses the
             database's `now()`, one clock for the whole fleet.
+        listen_dsn: Where `watch_inbox`'s listening connection goes, when the store's own
+            connections go through a PgBouncer in transaction pooling mode (which loses
+            `LISTEN`): a DSN that reaches PostgreSQL directly. `None`: where the pool goes.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class PostgresStore:
         timeout: float = DEFAULT_TIMEOUT,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         clock: Callable[[], datetime] | None = None,
+        listen_dsn: str | None = None,
     ) -> None:
         self._archive = archive
         self._schema = schema
@@ -105,8 +111,17 @@ class PostgresStore:
             pool_timeout=pool_timeout,
             timeout=timeout,
             idle_timeout=idle_timeout,
+            listen_dsn=listen_dsn,
         )
         self._run = self._connector.run
+        self._watchers = Watchers()
+        self._listener = Listener(
+            connect=self._connector.connect_listener,
+            schema=schema,
+            wake=self._watchers.wake,
+            label=self.__repr__,
+            describe=self._connector.describe,
+        )
 
     @property
     def archive(self) -> bool:
@@ -178,9 +193,10 @@ class PostgresStore:
     async def aclose(self) -> None:
         """Let the calls already made finish, then close the store's own pool.
 
-        A pool given to the store is left open. Any call after `aclose` raises `StoreError`;
-        calling it again does nothing.
+        A pool given to the store is left open, and `watch_inbox`'s listening connection
+        closed. Any call after `aclose` raises `StoreError`; calling it again does nothing.
         """
+        await self._listener.stop_and_wait()
         await self._connector.aclose()
 
     # -- beyond the protocol ---------------------------------------------------------------
@@ -226,16 +242,8 @@ class PostgresStore:
         process may commit any account's reports. A retry after a lost answer may count
         the batch's reports twice in `reports`; nothing else is counted.
         """
-        # `known` first: where a message is in both, its delivered state is written last.
-        # `known` only fills archive rows: without an archive it has nothing to write.
-        written = [*known, *delivered] if self._archive else list(delivered)
-        writes = self._writes(account, None, written)
-        activity = {
-            "account": account,
-            "received_at": utc(received_at, milliseconds=True),
-            "received": len(delivered) if received is None else received,
-        }
-        writes.append((self._sql.touch_report_activity, activity))
+        count = len(delivered) if received is None else received
+        writes = self._writes(account, None, delivered, known=known, reports=(received_at, count))
         await self._run("commit a batch of reports", writes)
 
     async def report_activity(self, accounts: Collection[str]) -> dict[str, datetime]:
@@ -247,6 +255,67 @@ class PostgresStore:
             "read the report activity", [(self._sql.report_activity, (_json(names),))]
         )
         return {str(account): utc(at) for account, at in rows}
+
+    # -- the InboxStore protocol -----------------------------------------------------------
+
+    #: `watch_inbox` hears every process's recordings in this schema (`LISTEN`/`NOTIFY`).
+    inbox_wakes_other_processes = True
+
+    async def record_reports(
+        self, account: str, body: bytes, *, count: int, received_at: datetime
+    ) -> int:
+        """Record a batch of reports in the inbox, committed when this returns; return its id.
+
+        One statement in one round trip, safe from many requests at once. Its transaction
+        also notifies every listening store on the database (`watch_inbox`, in this process
+        or any other); this store's own watchers are woken at once, without waiting for it.
+        """
+        args = {
+            "account": account,
+            "body": check_batch(account, body, count, received_at),
+            "count": count,
+            "received_at": utc(received_at),
+            "payload": f"{self._schema}\n{account}",
+        }
+        [rows] = await self._run("record a batch of reports", [(self._sql.record_reports, args)])
+        self._watchers.wake(account)
+        return int(rows[0][0])
+
+    async def inbox(self, account: str, *, limit: int = 100) -> list[InboxEntry]:
+        """The account's waiting entries, oldest first (by id), at most `limit` of them."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive int, not {limit!r}")
+        [rows] = await self._run("read the inbox", [(self._sql.inbox, (account, limit))])
+        return [
+            InboxEntry(int(entry), str(name), utc(at), int(count), bytes(body))
+            for entry, name, at, count, body in rows
+        ]
+
+    async def inbox_accounts(self, accounts: Collection[str]) -> set[str]:
+        """Which of `accounts` have inbox entries waiting: one index probe per account."""
+        names = sorted(set(accounts))
+        if not names:
+            return set()
+        [rows] = await self._run(
+            "read which accounts have reports waiting",
+            [(self._sql.inbox_accounts, (_json(names),))],
+        )
+        return {str(name) for (name,) in rows}
+
+    def watch_inbox(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(account)` whenever a batch is recorded in this store's schema.
+
+        Call it from a running event loop: `callback` runs on that loop. The first watcher
+        starts one listening connection of the store's own (`LISTEN`, outside the pool, to
+        `listen_dsn` if given), which hears every process's recordings; the last
+        unsubscription, or `aclose`, closes it. A wake-up is a hint: one may come twice,
+        and the ones sent while the connection is down are lost (it reconnects with a
+        backoff, logging once per outage), so look at `inbox_accounts` now and then too.
+        """
+        unsubscribe = self._watchers.add(callback, on_empty=self._listener.stop)
+        if not self._connector.closed:
+            self._listener.start()
+        return unsubscribe
 
     # -- the LeaseStore protocol -----------------------------------------------------------
 
@@ -302,16 +371,35 @@ class PostgresStore:
         await self._run("release leases", statements)
 
     async def commit_leased(
-        self, lease: Lease, *, checkpoint: datetime | None, delivered: Sequence[Delivered]
+        self,
+        lease: Lease,
+        *,
+        checkpoint: datetime | None,
+        delivered: Sequence[Delivered],
+        known: Sequence[Delivered] = (),
+        inbox: Collection[int] = (),
+        reports: tuple[datetime, int] | None = None,
     ) -> None:
         """`commit`, but only while `lease` still holds: same owner, same fence, not expired.
 
-        One transaction: the lease row is locked and checked first (by the database's
-        now()), then the batch is written as `commit` would. If the lease expired or
-        passed to another process, nothing is written and `LeaseLostError` is raised.
+        One transaction in one round trip: the lease row is locked and checked first (by
+        the database's now()), then the batch is written as `commit` would, with `known`
+        (written like `delivered` with `archive=True`, else nothing of them), the deletion
+        of the account's inbox entries `inbox`, and with `reports=(received_at, count)`
+        the touch of its `report_activity` (as `commit_reports`). Every statement carries
+        the lease check: if the lease expired or passed to another process, nothing is
+        written (nor deleted) and `LeaseLostError` is raised.
         """
         check = (self._sql.check_lease, (lease.owner, lease.fence, lease.account))
-        writes = self._writes(lease.account, checkpoint, delivered, fence=lease)
+        writes = self._writes(
+            lease.account,
+            checkpoint,
+            delivered,
+            known=known,
+            inbox=inbox,
+            reports=reports,
+            fence=lease,
+        )
         [rows, *_] = await self._run("commit a leased batch", [check, *writes])
         if not rows or rows[0][0] is not True:
             # Every write carried the same check, so nothing of the batch was written.
@@ -357,15 +445,22 @@ class PostgresStore:
         checkpoint: datetime | None,
         delivered: Sequence[Delivered],
         *,
+        known: Sequence[Delivered] = (),
+        inbox: Collection[int] = (),
+        reports: tuple[datetime, int] | None = None,
         fence: Lease | None = None,
     ) -> list[Statement]:
-        """A batch's statements, checked and converted (`ValueError` before any I/O).
+        """A hand-over's statements, checked and converted (`ValueError` before any I/O).
 
-        With `fence`, each statement writes only while that lease holds.
+        The one commit of `commit`, `commit_leased` and `commit_reports`. With `fence`,
+        each statement writes only while that lease holds.
         """
         now = None if self._clock is None else utc(self._clock(), milliseconds=True)
         at = None if checkpoint is None else utc(checkpoint)
-        batch = latest_per_message(delivered)  # one statement cannot upsert a key twice
+        # `known` first: where a message is in both, its delivered state is written last.
+        # `known` only fills archive rows: without an archive it has nothing to write.
+        written = [*known, *delivered] if self._archive else list(delivered)
+        batch = latest_per_message(written)  # one statement cannot upsert a key twice
         sql = self._sql
         args: dict[str, Any] = {"account": account, "now": now}
         if fence is not None:
@@ -388,9 +483,19 @@ class PostgresStore:
         if at is not None:
             upsert = sql.upsert_checkpoint if fence is None else sql.fenced_upsert_checkpoint
             writes.append((upsert, {**args, "checkpoint": at}))
+        if reports is not None:
+            received_at, count = reports
+            touch = sql.touch_report_activity if fence is None else sql.fenced_touch_report_activity
+            activity = {"received_at": utc(received_at, milliseconds=True), "received": count}
+            writes.append((touch, {**args, **activity}))
+        if inbox:
+            if fence is None:  # only a holder consumes the inbox
+                raise TypeError("inbox entries are consumed by commit_leased only")
+            entries = _json([int(entry) for entry in inbox])
+            writes.append((sql.fenced_delete_inbox, {**args, "inbox": entries}))
         return writes
 
 
-def _json(names: list[str]) -> Document:
-    """A list of names as the JSON array the statements read."""
+def _json(names: list[str] | list[int]) -> Document:
+    """A list of names (or ids) as the JSON array the statements read."""
     return Document(orjson.dumps(names).decode())
