@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 
 from ._auth import BasicCredentials, HeaderSecret, HmacSignature, NoAuth, ReportsAuth
-from ._codec import decode_reports, encode_reports
+from ._codec import decode_reports, encode_reports, encode_reports_ndjson
 from ._flow import ReportHandler
 from ._model import Ivr, ReportShape, VoiceCall, VoiceReport
 from ._receiver import Deliver, ReportsReceiver
@@ -43,6 +43,7 @@ __all__ = [
     "VoiceReport",
     "decode_reports",
     "encode_reports",
+    "encode_reports_ndjson",
 ]
 
 # Public names say they live here, as httpx's do: in reprs, `help()` and pickles.
