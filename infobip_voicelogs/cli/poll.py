@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import typer
 from rich.live import Live
 from rich.markup import escape
@@ -27,14 +26,20 @@ from ..errors import StoreError
 from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
 from ..poller import DEFAULT_RECONCILE, DEFAULT_SHUTDOWN_GRACE, Account, LogsPoller
-from ..reports import ReportHandler, ReportsAuth, ReportsReceiver, VoiceReport
+from ..reports import (
+    ReportHandler,
+    ReportsAuth,
+    ReportsReceiver,
+    VoiceReport,
+    encode_reports_ndjson,
+)
 from ..store import ReportStore
 from .backends import SharedRates, check_redis_url, open_store, parse_store
 from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
-from .output import BackgroundWriter, LogWriter, OutputFormat
-from .reports import ROUTE, as_log, report_lines, reports_auth
+from .output import BackgroundWriter, LogWriter, OutputFormat, opening_with
+from .reports import ROUTE, as_log, reports_auth
 from .reports import serving as serving_reports
 
 __all__ = ["EPILOG", "SERVICE_NAME", "poll"]
@@ -397,19 +402,13 @@ class _Output:
 def _ndjson_of(account: str, items: Sequence[VoiceLog | VoiceReport]) -> bytes:
     """NDJSON in the provider's shape, each line opening with ``"account"`` and ``"source"``.
 
-    A handler call carries one source's items: the poller's logs or one report batch.
+    A handler call carries one source's items: the poller's logs or one report batch. Both
+    write a field alike in every line (a price is a JSON number, as the provider sends it).
     """
     logs = [item for item in items if isinstance(item, VoiceLog)]
     reports = [item for item in items if isinstance(item, VoiceReport)]
-    return _log_lines(account, logs) + report_lines(account, reports)
-
-
-def _log_lines(account: str, logs: list[VoiceLog]) -> bytes:
-    """The logs' lines through the codec's fast NDJSON encoder, the two keys put in front."""
-    opening = b'{"account":' + orjson.dumps(account) + b',"source":"log"'
-    return b"".join(
-        opening + (b"}\n" if line == b"{}" else b"," + line[1:] + b"\n")
-        for line in encode_ndjson(logs).splitlines()
+    return opening_with({"account": account, "source": "log"}, encode_ndjson(logs)) + opening_with(
+        {"account": account, "source": "report"}, encode_reports_ndjson(reports)
     )
 
 
@@ -460,11 +459,11 @@ def _polling_gc() -> Iterator[None]:
     """Collect less often while polling; the process's own settings come back afterwards.
 
     Every account's request in flight is a few dozen live objects (coroutines, futures,
-    httpx and httpcore state), and each young collection walks all of them again: with
-    CPython's threshold of 700, that walk was a third of a quiet cycle's CPU (measured in
-    docs/performance.md). A larger threshold walks them less often, for at most that many
-    more objects of cyclic garbage at a time. What startup made (modules, the accounts,
-    the store) is frozen out of every collection: it lives as long as the process.
+    httpx and httpcore state), and each young collection walks all of them again. A larger
+    threshold walks them less often, for at most that many more objects of cyclic garbage
+    at a time (docs/performance.md says what the walk costs a quiet cycle). What startup
+    made (modules, the accounts, the store) is frozen out of every collection: it lives as
+    long as the process.
     """
     before = gc.get_threshold()
     gc.collect()

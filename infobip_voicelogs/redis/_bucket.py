@@ -45,7 +45,7 @@ DEFAULT_RATE = 2.0
 #: The fleet paces itself this fraction under ``rate``. At exactly the limit, request n+120
 #: leaves 60.000 s after request n and, against a provider counting any 60-second window,
 #: is refused whenever it travels faster than request n did (about half the time once the
-#: window is full); 1% under leaves 0.6 s for that jitter, measured enough.
+#: window is full); 1% under leaves 0.6 s a minute for that jitter.
 DEFAULT_HEADROOM = 0.01
 
 OutagePolicy = Literal["local", "raise"]

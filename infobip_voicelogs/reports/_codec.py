@@ -268,7 +268,7 @@ def encode_reports(
 
 
 def encode_reports_ndjson(reports: Iterable[VoiceReport]) -> bytes:
-    """Encode reports as NDJSON: one report a line, each in the provider's JSON shape.
+    r"""Encode reports as NDJSON: one report a line, each in the provider's JSON shape.
 
     A line is the report in its own `shape`, by wire name, with prices as JSON numbers
     written digit for digit (as `infobip_voicelogs.codec.encode_ndjson` writes a log's, so a
