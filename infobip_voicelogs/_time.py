@@ -14,6 +14,7 @@ __all__ = [
     "floor_ms",
     "format_offset",
     "format_wire_timestamp",
+    "require_aware",
     "seconds",
     "utc_now",
 ]
@@ -36,6 +37,22 @@ def seconds(value: float | timedelta) -> float:
     (60.0, 2.0)
     """
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def require_aware(value: datetime, why: str) -> timedelta:
+    """`value`'s UTC offset; `ValueError` saying it is naive, and `why` that matters, if it
+    has none. Every layer that refuses naive datetimes (the wire, the stores) says so here.
+
+    >>> require_aware(datetime(2024, 1, 1, tzinfo=UTC), "the wire needs an offset")
+    datetime.timedelta(0)
+    >>> require_aware(datetime(2024, 1, 1), "the wire needs an offset")
+    Traceback (most recent call last):
+    ValueError: datetime.datetime(2024, 1, 1, 0, 0) is naive; the wire needs an offset
+    """
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError(f"{value!r} is naive; {why}")
+    return offset
 
 
 def floor_ms(value: datetime) -> datetime:
@@ -74,9 +91,7 @@ def format_wire_timestamp(dt: datetime) -> str:
     ...                                tzinfo=timezone(timedelta(hours=1))))
     '2015-02-23T17:40:31.773+0100'
     """
-    offset = dt.utcoffset()
-    if offset is None:
-        raise ValueError(f"{dt!r} is naive; the wire needs an offset")
+    offset = require_aware(dt, "the wire needs an offset")
     if offset % timedelta(minutes=1):
         raise ValueError(f"{dt!r} has an offset the wire cannot write (seconds)")
     return (

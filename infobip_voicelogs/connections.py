@@ -52,8 +52,8 @@ def _origin(url: httpx.URL) -> _Origin:
 class HostTransport(httpx.AsyncBaseTransport):
     """An httpx transport with one small connection pool per (scheme, host, port).
 
-    Pools are made on a host's first request and share one `ssl.SSLContext` (building a
-    context and loading its CA bundle costs about a millisecond and a few hundred KiB).
+    Pools are made on a host's first request and share one `ssl.SSLContext` (a context
+    loads the whole CA bundle: one is made, not one per host).
     A host's pool keeps ``keepalive`` idle connections (more for hosts listed in
     ``keepalive_for``) and closes them after ``idle_timeout`` seconds unused; a pool idle
     that long is dropped with them, so memory follows the hosts in use, not those ever

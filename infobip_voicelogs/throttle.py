@@ -33,7 +33,7 @@ from typing import Protocol
 
 from . import telemetry
 
-__all__ = ["TokenBucket"]
+__all__ = ["BucketSettings", "TokenBucket", "check_bucket"]
 
 # Adaptive rate, after the CUBIC-based client-side rate limiter of the AWS SDKs' "adaptive"
 # retry mode (botocore/retries/adaptive.py, itself after RFC 8312):
@@ -100,7 +100,51 @@ class _SleepTimer:
         self._task.cancel()
 
 
-class TokenBucket:
+def check_bucket(rate: float, burst: int, min_rate: float | None) -> float:
+    """Check a bucket's settings as every bucket does; return ``min_rate``, defaulted.
+
+    Raises `ValueError` for a rate that is not a finite positive number, a ``burst`` below
+    1, or a ``min_rate`` outside ``(0, rate]``; the default is a tenth of ``rate``.
+    """
+    if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a finite number of grants per second > 0, not {rate!r}")
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ValueError(f"burst must be an int >= 1, not {burst!r}")
+    if min_rate is None:
+        return rate * DEFAULT_MIN_RATE_FRACTION
+    if not (isinstance(min_rate, int | float) and 0 < min_rate <= rate):
+        raise ValueError(f"min_rate must be in (0, rate={rate!r}], not {min_rate!r}")
+    return min_rate
+
+
+class BucketSettings:
+    """The settings a bucket was made with, read alike from every kind of bucket
+    (`TokenBucket` here, `infobip_voicelogs.redis.RedisBucket` across a fleet)."""
+
+    __slots__ = ()
+
+    #: The rate asked for at construction, in grants per second: the adaptive ceiling.
+    _configured: float
+    _burst: int
+    _adaptive: bool
+
+    @property
+    def configured_rate(self) -> float:
+        """The rate given at construction; adaptive growth never goes above it."""
+        return self._configured
+
+    @property
+    def burst(self) -> int:
+        """How many slots may be granted at once after an idle spell."""
+        return self._burst
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether 429s and successes move the effective rate."""
+        return self._adaptive
+
+
+class TokenBucket(BucketSettings):
     """An asyncio GCRA rate limiter: ``rate`` grants per second, up to ``burst`` at once.
 
     ```python
@@ -155,13 +199,9 @@ class TokenBucket:
         "_waiting",
     )
 
-    #: The rate asked for at construction, in grants per second: the adaptive ceiling.
-    _configured: float
     #: The effective rate now, and its emission interval ``1 / _rate`` in seconds.
     _rate: float
     _interval: float
-    _burst: int
-    _adaptive: bool
     _min_rate: float
     #: Theoretical arrival time: the GCRA clock. Absolute times below are in ``_clock``'s time.
     _tat: float
@@ -212,14 +252,7 @@ class TokenBucket:
         Raises `ValueError` for a rate that is not a finite positive number, a ``burst``
         below 1, a ``min_rate`` outside ``(0, rate]``, or a ``sleep`` without a ``clock``.
         """
-        if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
-            raise ValueError(f"rate must be a finite number of grants per second > 0, not {rate!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be an int >= 1, not {burst!r}")
-        if min_rate is None:
-            min_rate = rate * DEFAULT_MIN_RATE_FRACTION
-        elif not (isinstance(min_rate, int | float) and 0 < min_rate <= rate):
-            raise ValueError(f"min_rate must be in (0, rate={rate!r}], not {min_rate!r}")
+        min_rate = check_bucket(rate, burst, min_rate)
         if sleep is not None and clock is None:
             raise ValueError("sleep needs the clock it sleeps on: pass clock= too")
         self._configured = float(rate)
@@ -254,21 +287,6 @@ class TokenBucket:
     def rate(self) -> float:
         """The effective rate in grants per second: `configured_rate` unless cut after 429s."""
         return self._rate
-
-    @property
-    def configured_rate(self) -> float:
-        """The rate given at construction; adaptive growth never goes above it."""
-        return self._configured
-
-    @property
-    def burst(self) -> int:
-        """How many slots may be granted at once after an idle spell."""
-        return self._burst
-
-    @property
-    def adaptive(self) -> bool:
-        """Whether 429s and successes move the effective rate."""
-        return self._adaptive
 
     @property
     def clock(self) -> Callable[[], float] | None:

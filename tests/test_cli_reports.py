@@ -149,9 +149,12 @@ def test_poll_receives_a_basic_authenticated_report_and_prints_it_as_ndjson(
     assert line["callbackData"] == "order:r-basic-1"
     assert line["voiceCall"]["duration"] == 9
     assert "startTime" in line["voiceCall"]
-    assert line["price"] == {"pricePerSecond": "0.010", "currency": "EUR"}
+    # A price is a JSON number, digit for digit, in a report's line as in a log's.
+    assert line["price"] == {"pricePerSecond": 0.01, "currency": "EUR"}
+    assert '"price":{"pricePerSecond":0.010,"currency":"EUR"}' in out
     logs = [orjson.loads(x) for x in out.splitlines() if '"source":"log"' in x]
     assert len(logs) == 20
+    assert {type(x["price"]["pricePerSecond"]) for x in logs if "price" in x} <= {int, float}
     assert all(list(x)[:2] == ["account", "source"] for x in logs)
     assert "20 logs and 1 reports delivered" in err
     assert PASSWORD not in out + err

@@ -39,7 +39,7 @@ from infobip_voicelogs.codec import (
     parse_wire_timestamp,
 )
 from infobip_voicelogs.codec._codegen import direct_setters, fast_hook
-from infobip_voicelogs.codec._convert import structure_all
+from infobip_voicelogs.codec._convert import each_by, structure_all
 from infobip_voicelogs.codec._json import JSON, JSON_PRECISE, quote_prices
 from infobip_voicelogs.codec._readers import JSON_READERS, XML_READERS
 from infobip_voicelogs.codec._xml import XML, XML_PRECISE, parse_xml, xml_dict
@@ -386,7 +386,7 @@ def test_generated_names_never_clash_with_field_names() -> None:
 def test_a_disagreement_between_the_paths_chains_the_generated_line() -> None:
     # A bug, staged: the XML hooks reject a JSON number that the JSON precise hooks accept.
     with pytest.raises(DecodeError, match="expected shape") as info:
-        structure_all([{"duration": 5}], XML, JSON_PRECISE, b"{}")
+        structure_all(VoiceLog, [{"duration": 5}], each_by(XML, VoiceLog), JSON_PRECISE, b"{}")
 
     assert isinstance(info.value.__cause__, ValueError)
     assert "duration = read_duration(duration)" in "".join(traceback.format_exception(info.value))

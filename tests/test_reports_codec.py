@@ -21,6 +21,7 @@ from infobip_voicelogs.reports import (
     _codec,
     decode_reports,
     encode_reports,
+    encode_reports_ndjson,
 )
 
 # The provider's examples (api/REPORTS.md), as its documentation shows them...
@@ -242,6 +243,42 @@ def test_a_malformed_xml_batch_names_the_report_and_the_field(body: bytes, where
     assert caught.value.path == where
 
 
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1E400", " 1e999 "])
+@pytest.mark.parametrize("nested", [True, False])
+def test_a_file_duration_beyond_any_float_is_refused_in_xml_as_in_json(
+    number: str, nested: bool
+) -> None:
+    # A float that overflows to infinity could not be encoded again: refused, naming it.
+    field = f"<fileDuration>{number}</fileDuration>"
+    inner = f"<voiceCall>{field}</voiceCall>" if nested else f"<messageId>m</messageId>{field}"
+    xml = f"<r><results><x>{inner}</x></results></r>".encode()
+    call = f'{{"fileDuration":{number}}}'
+    json_body = (
+        f'{{"results":[{{"voiceCall":{call}}}]}}'
+        if nested
+        else f'{{"results":[{{"messageId":"m","fileDuration":{number}}}]}}'
+    ).encode()
+    where = "results[0].voiceCall.fileDuration" if nested else "results[0].fileDuration"
+
+    with pytest.raises(DecodeError, match="not a finite number") as from_xml:
+        decode_reports(xml, "application/xml")
+    with pytest.raises(DecodeError):
+        decode_reports(json_body, "application/json")
+
+    assert from_xml.value.path == where
+
+
+def test_the_largest_file_duration_a_float_holds_is_read() -> None:
+    call = b"<voiceCall><fileDuration>1.5e308</fileDuration></voiceCall>"
+    body = b"<r><results><x>" + call + b"</x></results></r>"
+
+    [report] = decode_reports(body, "application/xml")
+
+    assert report.voice_call is not None
+    assert report.voice_call.file_duration == 1.5e308
+    assert decode_reports(encode_reports([report], "xml"), "application/xml") == [report]
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "message"),
     [
@@ -451,6 +488,25 @@ def test_to_dict_round_trips_through_any_json_library(report: VoiceReport) -> No
     body = json.dumps({"results": [report.to_dict()]}).encode()
 
     assert decode_reports(body, "application/json") == [report]
+
+
+def test_ndjson_writes_a_price_as_a_number_digit_for_digit_as_the_logs_lines_do() -> None:
+    report = VoiceReport(message_id="m1", price=Price(Decimal("0.0100"), "EUR"))
+
+    [line] = encode_reports_ndjson([report]).splitlines()
+
+    assert b'"pricePerSecond":0.0100,' in line
+    assert json.loads(line, parse_float=Decimal)["price"]["pricePerSecond"] == Decimal("0.0100")
+
+
+@given(st.lists(reports, max_size=4))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+def test_each_ndjson_line_decodes_as_the_report(original: list[VoiceReport]) -> None:
+    lines = encode_reports_ndjson(original).splitlines()
+
+    decoded = [decode_reports(b'{"results":[' + line + b"]}", "application/json") for line in lines]
+
+    assert decoded == [[report] for report in original]
 
 
 @given(st.binary(max_size=300), st.sampled_from(["application/json", "application/xml"]))

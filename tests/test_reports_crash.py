@@ -112,7 +112,7 @@ async def test_a_receiver_killed_in_its_handler_hands_the_batch_over_again_after
             # Restarted: its holder delivers what the inbox kept, with no POST at all.
             with receiver_process(port, receiver_env(store_spec, tmp_path), tmp_path / "2.log"):
                 async with asyncio.timeout(30):
-                    while await store.inbox_accounts(["acme"]):
+                    while await store.inbox_accounts(["acme"]):  # noqa: ASYNC110 (another process delivers)
                         await asyncio.sleep(0.05)
     finally:
         first.kill()
@@ -158,7 +158,7 @@ async def test_wrong_credentials_an_oversized_and_a_malformed_body_deliver_nothi
             # were refusals, not a receiver that delivers nothing at all.
             accepted = await client.post("/globex", content=good, headers=json_type, auth=right)
             async with asyncio.timeout(30):  # recorded, answered: then handed over
-                while await store.inbox_accounts(["acme", "globex"]):
+                while await store.inbox_accounts(["acme", "globex"]):  # noqa: ASYNC110 (another process delivers)
                     await asyncio.sleep(0.05)
 
     assert (wrong.status_code, unsigned.status_code) == (401, 401)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import orjson
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -22,7 +23,14 @@ from rich.text import Text
 from ..codec import encode_ndjson
 from ..models import VoiceLog
 
-__all__ = ["CSV_COLUMNS", "BackgroundWriter", "LogWriter", "OutputFormat", "resolve_format"]
+__all__ = [
+    "CSV_COLUMNS",
+    "BackgroundWriter",
+    "LogWriter",
+    "OutputFormat",
+    "opening_with",
+    "resolve_format",
+]
 
 
 class OutputFormat(enum.StrEnum):
@@ -86,6 +94,19 @@ def csv_row(log: VoiceLog) -> list[str]:
         log.text,
     ]
     return ["" if value is None else str(value) for value in values]
+
+
+def opening_with(fields: dict[str, str], ndjson: bytes) -> bytes:
+    r"""NDJSON lines of objects, each with `fields` put first (`{"account": ...}`).
+
+    >>> opening_with({"source": "log"}, b'{"messageId":"m1"}\n{}\n')
+    b'{"source":"log","messageId":"m1"}\n{"source":"log"}\n'
+    """
+    opening = orjson.dumps(fields)[:-1]  # `{"source":"log"`, the object left open
+    return b"".join(
+        opening + (b"}\n" if line == b"{}" else b"," + line[1:] + b"\n")
+        for line in ndjson.splitlines()
+    )
 
 
 class LogWriter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import io
 import logging
@@ -14,9 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import aclosing, suppress
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import orjson
 import typer
 from rich.live import Live
 from rich.markup import escape
@@ -27,14 +27,19 @@ from ..errors import StoreError
 from ..health import DEFAULT_LATE_AFTER, HealthServer, install_prometheus
 from ..models import VoiceLog
 from ..poller import DEFAULT_RECONCILE, DEFAULT_SHUTDOWN_GRACE, Account, LogsPoller
-from ..reports import ReportsAuth, ReportsReceiver, VoiceReport
+from ..reports import (
+    ReportsAuth,
+    ReportsReceiver,
+    VoiceReport,
+    encode_reports_ndjson,
+)
 from ..store import InboxStore
-from .backends import SharedRates, check_redis_url, open_store, parse_store
+from .backends import SharedRates, StoreSpec, check_redis_url, open_store, parse_store
 from .common import fail, parse_span, run, stderr
 from .config import ConfigError, load_accounts
 from .live import status_table
-from .output import BackgroundWriter, LogWriter, OutputFormat
-from .reports import ROUTE, as_log, report_lines, reports_auth
+from .output import BackgroundWriter, LogWriter, OutputFormat, opening_with
+from .reports import ROUTE, as_log, reports_auth
 from .reports import serving as serving_reports
 
 __all__ = ["EPILOG", "SERVICE_NAME", "poll"]
@@ -43,6 +48,8 @@ __all__ = ["EPILOG", "SERVICE_NAME", "poll"]
 SERVICE_NAME = "infobip-voicelogs"
 #: The garbage collector's first-generation threshold while `poll` runs (CPython's is 700).
 GC_THRESHOLD = 20_000
+
+T = TypeVar("T")
 
 #: The end of `poll --help`: the accounts file's format (click keeps a `\b` paragraph as is).
 EPILOG = """\b
@@ -54,7 +61,6 @@ The accounts file (TOML), one [[account]] table per account:
   format = "json"                   # optional: json or xml
   rate = 2.0                        # optional: requests per second
   allow_insecure = false            # optional: http:// to a remote host
-  pull_reports = true               # optional: pull delivery reports each cycle
 """
 
 
@@ -164,136 +170,262 @@ def poll(
     ),
 ) -> None:
     """Poll many accounts: every new log and every change, once, into the store."""
-    try:
-        store = parse_store(store_spec)
-        if redis_url:
-            check_redis_url(redis_url)
-        accounts = load_accounts(accounts_file)
-    except (ValueError, ConfigError) as exc:  # ConfigError is one too; named for the reader
-        fail(str(exc))
-    seconds = {
-        "interval": parse_span(interval, option="--interval").total_seconds(),
-        "backfill": parse_span(backfill, option="--backfill").total_seconds(),
-        "revisit": parse_span(revisit, option="--revisit").total_seconds(),
-        "reconcile": parse_span(reconcile, option="--reconcile").total_seconds(),
-    }
-    if min(seconds["interval"], seconds["backfill"], seconds["reconcile"]) <= 0:
-        fail("--interval, --backfill and --reconcile must be positive")
-    if seconds["revisit"] < 0:
-        fail("--revisit cannot be negative")
-    auth = _reports_auth(
-        reports_port,
-        user=reports_user,
-        hmac_header=reports_hmac_header,
-        hmac_alg=reports_hmac_alg,
-        no_auth=reports_no_auth,
+    plan = _Plan(
+        store=_parsed(lambda: parse_store(store_spec)),
+        redis_url=_redis(redis_url),
+        accounts=_parsed(lambda: load_accounts(accounts_file)),
+        archive=archive,
+        spans=_spans(interval=interval, backfill=backfill, revisit=revisit, reconcile=reconcile),
+        once=once,
+        live=live,
+        grace=grace,
+        keepalive=keepalive,
+        metrics=None if metrics_port is None else (metrics_host, metrics_port, late_after),
+        reports=_reports_plan(
+            reports_host,
+            reports_port,
+            user=reports_user,
+            hmac_header=reports_hmac_header,
+            hmac_alg=reports_hmac_alg,
+            no_auth=reports_no_auth,
+        ),
     )
-    printing = output is not OutputFormat.auto or not sys.stdout.isatty()
-    fmt = OutputFormat.ndjson if output is OutputFormat.auto else output
-    out = _Output(fmt) if printing else None
-    delivered = {"log": 0, "report": 0}
-
-    # One handler for both sources: each item says its own (`item.source`).
-    async def handler(account: str, items: Sequence[VoiceLog | VoiceReport]) -> None:
-        if out is not None:
-            await out.write(account, items)
-        for item in items:
-            delivered[item.source] += 1
-
+    delivery = _Delivery(_output(output))
     shutdown = _Shutdown(once=once)
-    if metrics_port is not None:
-        # The SDK's resource reads it as the provider is made: a user's own name wins.
-        os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
-        try:
-            install_prometheus()
-        except RuntimeError as exc:
-            fail(str(exc))
-
-    async def poll_until_stopped() -> LogsPoller:
-        shared = SharedRates(redis_url) if redis_url else None
-        try:
-            return await poll_accounts(shared.share(accounts) if shared else accounts)
-        finally:
-            if shared is not None:
-                await shared.aclose()
-
-    async def poll_accounts(accounts: list[Account]) -> LogsPoller:
-        # Without keep-alive the client is ours to close; with it the poller makes its own.
-        urls = [account.base_url for account in accounts]
-        client = None if keepalive else poller_client(urls, max_connections=200, keepalive=0)
-        async with (
-            aclosing(open_store(store, archive=archive)) as opened,
-            client if client is not None else contextlib.nullcontext(),
-            LogsPoller(
-                accounts,
-                store=opened,
-                handler=handler,
-                client=client,
-                interval=seconds["interval"],
-                backfill=timedelta(seconds=seconds["backfill"]),
-                revisit=timedelta(seconds=seconds["revisit"]),
-                reconcile=seconds["reconcile"],
-                shutdown_grace=grace,
-            ) as poller,
-        ):
-            try:
-                await opened.checkpoint(accounts[0].name)  # one that cannot open: a usage error
-            except StoreError as exc:
-                fail(str(exc))
-            shutdown.install(poller, asyncio.current_task())
-            async with contextlib.AsyncExitStack() as serving:
-                if metrics_port is not None:
-                    health = HealthServer(
-                        poller, host=metrics_host, port=metrics_port, late_after=late_after
-                    )
-                    try:
-                        await serving.enter_async_context(health)
-                    except OSError as exc:
-                        fail(f"cannot serve /metrics on {metrics_host}:{metrics_port}: {exc}")
-                    stderr.print(f"/metrics and /healthz on http://{metrics_host}:{health.port}")
-                if auth is not None:
-                    assert reports_port is not None
-                    receiver = _receiver(accounts, opened, auth)
-                    try:
-                        served = await serving.enter_async_context(
-                            serving_reports(
-                                receiver, host=reports_host, port=reports_port, grace=grace
-                            )
-                        )
-                    except OSError as exc:
-                        fail(f"cannot serve reports on {reports_host}:{reports_port}: {exc}")
-                    shutdown.also(served.stop)  # drains beside the poller, in its grace
-                    stderr.print(f"delivery reports on POST {served.url}{ROUTE}/{{account}}")
-                await _poll(poller, once=once, live=live, reports=auth is not None)
-        return poller
-
-    async def main() -> None:
-
-        try:
-            poller = await poll_until_stopped()
-        except asyncio.CancelledError:
-            if shutdown.signal is None:
-                raise
-            poller = None  # cancelled by a second signal: the store is closed all the same
-        finally:
-            if out is not None:
-                out.close()
-        # The store's name is the user's text, not markup: `logs[1].db` prints as it is.
-        stderr.print(
-            f"\nstopped; {_delivered_text(delivered, auth is not None)}; "
-            f"store {escape(store.shown)}"
-        )
-        if shutdown.signal is not None:
-            raise typer.Exit(128 + shutdown.signal)  # 130 for SIGINT, 143 for SIGTERM
-        assert poller is not None
-        failing = [name for name, s in poller.status().items() if s.consecutive_failures]
-        if once and failing:
-            fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
-
+    if plan.metrics is not None:
+        _install_metrics()
     # A `--once` run makes no next attempt, nor does one stopping on a signal: their
     # failures (a cycle cut by the shutdown) are logged without announcing one.
     with _without_next_attempt(lambda: once or shutdown.signal is not None):
-        run(main(), ctx)
+        run(_main(plan, delivery, shutdown), ctx)
+
+
+# -- the plan: the options, parsed and checked -----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spans:
+    """The command's spans of time, in seconds."""
+
+    interval: float
+    backfill: float
+    revisit: float
+    reconcile: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReportsPlan:
+    """Where and how the delivery reports' receiver listens."""
+
+    host: str
+    port: int
+    auth: ReportsAuth
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one `poll` run does: its options, parsed and checked."""
+
+    store: StoreSpec
+    accounts: list[Account]
+    redis_url: str | None
+    archive: bool
+    spans: _Spans
+    once: bool
+    live: bool
+    grace: float
+    keepalive: bool
+    #: ``(host, port, late_after)`` of /metrics and /healthz, if served.
+    metrics: tuple[str, int, float] | None
+    reports: _ReportsPlan | None
+
+
+def _parsed(parse: Callable[[], T]) -> T:
+    """What `parse` returns; its `ValueError` (a `ConfigError` too) is one line and exit 2."""
+    try:
+        return parse()
+    except (ValueError, ConfigError) as exc:  # ConfigError is one too; named for the reader
+        fail(str(exc))
+
+
+def _redis(url: str | None) -> str | None:
+    """`--redis`, checked; `None` when the rates are not shared."""
+    if not url:
+        return None
+    _parsed(lambda: check_redis_url(url))
+    return url
+
+
+def _spans(*, interval: str, backfill: str, revisit: str, reconcile: str) -> _Spans:
+    spans = _Spans(
+        interval=parse_span(interval, option="--interval").total_seconds(),
+        backfill=parse_span(backfill, option="--backfill").total_seconds(),
+        revisit=parse_span(revisit, option="--revisit").total_seconds(),
+        reconcile=parse_span(reconcile, option="--reconcile").total_seconds(),
+    )
+    if min(spans.interval, spans.backfill, spans.reconcile) <= 0:
+        fail("--interval, --backfill and --reconcile must be positive")
+    if spans.revisit < 0:
+        fail("--revisit cannot be negative")
+    return spans
+
+
+def _reports_plan(
+    host: str,
+    port: int | None,
+    *,
+    user: str | None,
+    hmac_header: str | None,
+    hmac_alg: str,
+    no_auth: bool,
+) -> _ReportsPlan | None:
+    auth = _reports_auth(
+        port, user=user, hmac_header=hmac_header, hmac_alg=hmac_alg, no_auth=no_auth
+    )
+    if auth is None:
+        return None
+    assert port is not None
+    return _ReportsPlan(host, port, auth)
+
+
+def _output(output: OutputFormat) -> _Output | None:
+    """Where delivered states are printed: stdout unless `auto` on a terminal."""
+    if output is OutputFormat.auto and sys.stdout.isatty():
+        return None
+    return _Output(OutputFormat.ndjson if output is OutputFormat.auto else output)
+
+
+def _install_metrics() -> None:
+    # The SDK's resource reads it as the provider is made: a user's own name wins.
+    os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
+    try:
+        install_prometheus()
+    except RuntimeError as exc:
+        fail(str(exc))
+
+
+# -- the run: poll until stopped, then say what was delivered --------------------------------
+
+
+class _Delivery:
+    """The handler of both sources (each item says its own, `item.source`): prints the
+    states, if asked, and counts them."""
+
+    def __init__(self, out: _Output | None) -> None:
+        self.out = out
+        self.delivered = {"log": 0, "report": 0}
+
+    async def __call__(self, account: str, items: Sequence[VoiceLog | VoiceReport]) -> None:
+        if self.out is not None:
+            await self.out.write(account, items)
+        for item in items:
+            self.delivered[item.source] += 1
+
+    def text(self, reports: bool) -> str:
+        if not reports:
+            return f"{self.delivered['log']} logs delivered"
+        return f"{self.delivered['log']} logs and {self.delivered['report']} reports delivered"
+
+
+async def _main(plan: _Plan, delivery: _Delivery, shutdown: _Shutdown) -> None:
+    try:
+        poller = await _poll_until_stopped(plan, delivery, shutdown)
+    except asyncio.CancelledError:
+        if shutdown.signal is None:
+            raise
+        poller = None  # cancelled by a second signal: the store is closed all the same
+    finally:
+        if delivery.out is not None:
+            delivery.out.close()
+    # The store's name is the user's text, not markup: `logs[1].db` prints as it is.
+    stderr.print(
+        f"\nstopped; {delivery.text(plan.reports is not None)}; store {escape(plan.store.shown)}"
+    )
+    if shutdown.signal is not None:
+        raise typer.Exit(128 + shutdown.signal)  # 130 for SIGINT, 143 for SIGTERM
+    assert poller is not None
+    failing = [name for name, s in poller.status().items() if s.consecutive_failures]
+    if plan.once and failing:
+        fail(f"accounts failing: {', '.join(sorted(failing))}", 4)
+
+
+async def _poll_until_stopped(plan: _Plan, delivery: _Delivery, shutdown: _Shutdown) -> LogsPoller:
+    """Poll the accounts, their rates shared through Redis when asked."""
+    shared = SharedRates(plan.redis_url) if plan.redis_url else None
+    try:
+        accounts = shared.share(plan.accounts) if shared else plan.accounts
+        return await _poll_accounts(plan, accounts, delivery, shutdown)
+    finally:
+        if shared is not None:
+            await shared.aclose()
+
+
+async def _poll_accounts(
+    plan: _Plan, accounts: list[Account], handler: _Delivery, shutdown: _Shutdown
+) -> LogsPoller:
+    """Open the store, poll the accounts, and serve beside them what was asked for."""
+    # Without keep-alive the client is ours to close; with it the poller makes its own.
+    urls = [account.base_url for account in accounts]
+    client = None if plan.keepalive else poller_client(urls, max_connections=200, keepalive=0)
+    spans = plan.spans
+    async with (
+        aclosing(open_store(plan.store, archive=plan.archive)) as store,
+        client if client is not None else contextlib.nullcontext(),
+        LogsPoller(
+            accounts,
+            store=store,
+            handler=handler,
+            client=client,
+            interval=spans.interval,
+            backfill=timedelta(seconds=spans.backfill),
+            revisit=timedelta(seconds=spans.revisit),
+            reconcile=spans.reconcile,
+            shutdown_grace=plan.grace,
+        ) as poller,
+    ):
+        try:
+            await store.checkpoint(accounts[0].name)  # one that cannot open: a usage error
+        except StoreError as exc:
+            fail(str(exc))
+        shutdown.install(poller, asyncio.current_task())
+        async with contextlib.AsyncExitStack() as serving:
+            if plan.metrics is not None:
+                await _serve_metrics(serving, poller, *plan.metrics)
+            if plan.reports is not None:
+                receiver = _receiver(accounts, store, plan.reports.auth)
+                await _serve_reports(serving, receiver, plan.reports, plan.grace, shutdown)
+            await _poll(poller, once=plan.once, live=plan.live, reports=plan.reports is not None)
+    return poller
+
+
+async def _serve_metrics(
+    serving: contextlib.AsyncExitStack, poller: LogsPoller, host: str, port: int, late: float
+) -> None:
+    """Serve /metrics and /healthz while `serving` is open."""
+    health = HealthServer(poller, host=host, port=port, late_after=late)
+    try:
+        await serving.enter_async_context(health)
+    except OSError as exc:
+        fail(f"cannot serve /metrics on {host}:{port}: {exc}")
+    stderr.print(f"/metrics and /healthz on http://{host}:{health.port}")
+
+
+async def _serve_reports(
+    serving: contextlib.AsyncExitStack,
+    receiver: ReportsReceiver,
+    plan: _ReportsPlan,
+    grace: float,
+    shutdown: _Shutdown,
+) -> None:
+    """Serve the reports receiver while `serving` is open; it stops with the poller."""
+    try:
+        served = await serving.enter_async_context(
+            serving_reports(receiver, host=plan.host, port=plan.port, grace=grace)
+        )
+    except OSError as exc:
+        fail(f"cannot serve reports on {plan.host}:{plan.port}: {exc}")
+    shutdown.also(served.stop)  # drains beside the poller, in its grace
+    stderr.print(f"delivery reports on POST {served.url}{ROUTE}/{{account}}")
 
 
 def _reports_auth(
@@ -322,12 +454,6 @@ def _receiver(accounts: list[Account], store: object, auth: ReportsAuth) -> Repo
         fail(f"{type(store).__name__} keeps no delivery reports: use SQLite or PostgreSQL")
     names = [account.name for account in accounts]
     return ReportsReceiver(names, store=store, auth=auth, prefix=ROUTE)
-
-
-def _delivered_text(delivered: dict[str, int], reports: bool) -> str:
-    if not reports:
-        return f"{delivered['log']} logs delivered"
-    return f"{delivered['log']} logs and {delivered['report']} reports delivered"
 
 
 @contextlib.contextmanager
@@ -396,19 +522,13 @@ class _Output:
 def _ndjson_of(account: str, items: Sequence[VoiceLog | VoiceReport]) -> bytes:
     """NDJSON in the provider's shape, each line opening with ``"account"`` and ``"source"``.
 
-    A handler call carries one source's items: the poller's logs or one report batch.
+    A handler call carries one source's items: the poller's logs or one report batch. Both
+    write a field alike in every line (a price is a JSON number, as the provider sends it).
     """
     logs = [item for item in items if isinstance(item, VoiceLog)]
     reports = [item for item in items if isinstance(item, VoiceReport)]
-    return _log_lines(account, logs) + report_lines(account, reports)
-
-
-def _log_lines(account: str, logs: list[VoiceLog]) -> bytes:
-    """The logs' lines through the codec's fast NDJSON encoder, the two keys put in front."""
-    opening = b'{"account":' + orjson.dumps(account) + b',"source":"log"'
-    return b"".join(
-        opening + (b"}\n" if line == b"{}" else b"," + line[1:] + b"\n")
-        for line in encode_ndjson(logs).splitlines()
+    return opening_with({"account": account, "source": "log"}, encode_ndjson(logs)) + opening_with(
+        {"account": account, "source": "report"}, encode_reports_ndjson(reports)
     )
 
 
@@ -459,11 +579,11 @@ def _polling_gc() -> Iterator[None]:
     """Collect less often while polling; the process's own settings come back afterwards.
 
     Every account's request in flight is a few dozen live objects (coroutines, futures,
-    httpx and httpcore state), and each young collection walks all of them again: with
-    CPython's threshold of 700, that walk was a third of a quiet cycle's CPU (measured in
-    docs/performance.md). A larger threshold walks them less often, for at most that many
-    more objects of cyclic garbage at a time. What startup made (modules, the accounts,
-    the store) is frozen out of every collection: it lives as long as the process.
+    httpx and httpcore state), and each young collection walks all of them again. A larger
+    threshold walks them less often, for at most that many more objects of cyclic garbage
+    at a time (docs/performance.md says what the walk costs a quiet cycle). What startup
+    made (modules, the accounts, the store) is frozen out of every collection: it lives as
+    long as the process.
     """
     before = gc.get_threshold()
     gc.collect()

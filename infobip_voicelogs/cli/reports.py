@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Mapping
 
-import orjson
 import uvicorn
 
 from ..models import VoiceLog
@@ -26,7 +25,6 @@ __all__ = [
     "SECRET_ENV",
     "Serving",
     "as_log",
-    "report_lines",
     "reports_auth",
     "serving",
 ]
@@ -212,9 +210,3 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
-
-
-def report_lines(account: str, items: Sequence[VoiceReport]) -> bytes:
-    """NDJSON lines of reports, each ``{"account": ..., "source": "report", ...}``."""
-    opening = {"account": account, "source": "report"}
-    return b"".join(orjson.dumps({**opening, **item.to_dict()}) + b"\n" for item in items)

@@ -1,11 +1,15 @@
 """The fast structuring hooks: straight-line Python written per class, the way cattrs does.
 
-cattrs's generic hooks cost a call per field and per `X | None`; on a page of logs that
-made decoding 4x slower than pydantic. The function written here takes all of an object's
-fields out of its dict in one `itemgetter` call (one `get` each when some are missing),
-checks each by an inline type test or one reader call, inlines the nested classes, shares
-equal prices, statuses and errors between logs, and writes the instance's slots directly.
+The function written here takes all of an object's fields out of its dict in one
+`itemgetter` call (one `get` each when some are missing), checks each by an inline type
+test or one reader call, inlines the nested classes, shares equal prices, statuses and
+errors between logs, and writes the instance's slots directly: none of the per-field and
+per-`X | None` calls of cattrs's generic hooks (docs/performance.md has the numbers).
 Any failure just raises: the precise cattrs hooks (`_convert`) then say where and why.
+
+The same writer serves every wire model: the logs' and the delivery reports'. A model of
+several shapes gets a hook per shape that reads only that shape's fields (`only`), and a
+model whose times may come as epoch milliseconds and are kept in UTC asks for `utc`.
 
 The source is registered in `linecache` under a name of its own, so a traceback through
 a generated function shows its lines, as it does for cattrs's own generated code. The
@@ -29,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import linecache
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from operator import itemgetter
 from types import MemberDescriptorType
@@ -39,7 +43,7 @@ import attrs
 
 from ..models import ErrorInfo, Price, Status
 from ._readers import TYPE_CHECKS, Reader, bad, optional_reader
-from ._timestamps import canonical_test, fromisoformat, parse_wire_timestamp
+from ._timestamps import canonical_test, fromisoformat
 from ._wire import ALIASES, split_optional, wire_name
 
 __all__ = ["direct_setters", "fast_hook", "respeller"]
@@ -56,10 +60,22 @@ _SHARED_CACHE_SIZE = 1024
 
 
 def fast_hook(
-    cls: type[T], readers: Mapping[type, Reader], *, xml: bool
+    cls: type[T],
+    readers: Mapping[Any, Reader],
+    *,
+    xml: bool,
+    only: frozenset[str] | None = None,
+    utc: bool = False,
 ) -> Callable[[Any, Any], T]:
-    """A generated function that structures a wire dict as a `cls`, or raises."""
-    return _HookBuilder(readers, xml=xml).structure(cls)
+    """A generated function that structures a wire dict as a `cls`, or raises.
+
+    `readers` has one reader per field type (`_readers`). With `only`, the hook reads just
+    those fields of `cls` and leaves the others at their defaults: a hook for one shape of
+    a model. With `utc`, every datetime comes out in UTC, and its reader may take more than
+    text (epoch milliseconds), so the inline check of the provider's form tests the type
+    first.
+    """
+    return _HookBuilder(readers, xml=xml, only=only, utc=utc).structure(cls)
 
 
 def respeller(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -74,11 +90,10 @@ def respeller(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
 def direct_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
     """The slot setters that build `cls` without its `__init__`, if that builds the same.
 
-    An attrs frozen class's `__init__` sets each slot through `object.__setattr__`. Writing
-    the slots through their descriptors does the same a quarter faster (about 0.35 µs a
-    log, an eighth of structuring it), but only for a class whose `__init__` does nothing
-    else: no validator, converter, default factory, init hook or cached hash. Anything
-    else gets `None`, and the generated code then calls the class.
+    An attrs frozen class's `__init__` sets each slot through `object.__setattr__`; writing
+    the slots through their descriptors does the same for less, but only for a class whose
+    `__init__` does nothing else: no validator, converter, default factory, init hook or
+    cached hash. Anything else gets `None`, and the generated code then calls the class.
     """
     fields = attrs.fields(cls)
     names = [field.name for field in fields]
@@ -122,9 +137,19 @@ class _HookBuilder:
     is checked to be fresh, so a field called `type` or `row` cannot shadow another.
     """
 
-    def __init__(self, readers: Mapping[type, Reader], *, xml: bool) -> None:
+    def __init__(
+        self,
+        readers: Mapping[Any, Reader],
+        *,
+        xml: bool,
+        only: frozenset[str] | None = None,
+        utc: bool = False,
+    ) -> None:
         self._readers = readers
         self._xml = xml
+        self._only = only
+        self._utc = utc
+        self._top: type | None = None  # the class `structure` writes for; `only` is its
         self._lines: list[str] = []
         self._indent = ""
         # Everything the function uses is a global of its own namespace: 3.11 caches those
@@ -133,7 +158,6 @@ class _HookBuilder:
             "bad": bad,
             "dict": dict,
             "fromisoformat": fromisoformat,
-            "parse_timestamp": parse_wire_timestamp,
             "KeyError": KeyError,
             "len": len,
             "new": object.__new__,
@@ -143,6 +167,7 @@ class _HookBuilder:
 
     def structure(self, cls: type[T]) -> Callable[[Any, Any], T]:
         """Write, compile and return the function that structures a `cls`."""
+        self._top = cls
         function = self._fresh(f"structure_{cls.__name__}")
         wire, built = self._fresh("wire"), self._fresh("built")
         self._taken.add("_")
@@ -151,7 +176,8 @@ class _HookBuilder:
             self._object(cls, source=wire, target=built, prefix="")
             self._line(f"return {built}")
         fmt = "xml" if self._xml else "json"
-        return self._compile(function, f"structure {cls.__qualname__} ({fmt})")
+        subset = "" if self._only is None else f", {len(self._only)} fields"
+        return self._compile(function, f"structure {cls.__qualname__} ({fmt}{subset})")
 
     def respeller(self, cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """Write, compile and return the function that respells a `cls`'s wire dict."""
@@ -171,9 +197,16 @@ class _HookBuilder:
 
     # -- one object ------------------------------------------------------------------------
 
+    def _fields(self, cls: type) -> list[attrs.Attribute[Any]]:
+        """The fields of `cls` the hook reads: every one, or `only`'s of the top class."""
+        fields = list(attrs.fields(cls))
+        if cls is not self._top or self._only is None:
+            return fields
+        return [field for field in fields if field.name in self._only]
+
     def _object(self, cls: type, *, source: str, target: str, prefix: str) -> None:
         """Structure the dict in variable `source` as a `cls` into variable `target`."""
-        fields = attrs.fields(cls)
+        fields = self._fields(cls)
         self._require_dict(source)
         self._respell(cls, source)
         row = self._take_row(cls, source, prefix)
@@ -201,7 +234,7 @@ class _HookBuilder:
 
     def _take_row(self, cls: type, source: str, prefix: str) -> str:
         """Take every field's wire value into a tuple; return the tuple's variable."""
-        wires = [wire_name(cls, field.name) for field in attrs.fields(cls)]
+        wires = [wire_name(cls, field.name) for field in self._fields(cls)]
         getter = self._global(f"{prefix}getter", itemgetter(*wires))
         row, get = self._fresh(f"{prefix}row"), self._fresh(f"{prefix}get")
         # itemgetter of one key returns the value itself, not a 1-tuple.
@@ -246,20 +279,33 @@ class _HookBuilder:
         return cache_name
 
     def _construct(self, cls: type, row: str, target: str, prefix: str) -> None:
-        """Unpack the row, read each field, and build the instance into `target`."""
-        fields = attrs.fields(cls)
-        values = [self._fresh(f"{prefix}{field.name}") for field in fields]
-        self._line(f"{''.join(f'{value}, ' for value in values)}= {row}")
-        for field, value in zip(fields, values, strict=True):
-            self._field(cls, field, value, prefix)
+        """Unpack the row, read each field, and build the instance into `target`.
+
+        A field the hook does not read (`only`) gets its default.
+        """
+        fields = self._fields(cls)
+        values = {field.name: self._fresh(f"{prefix}{field.name}") for field in fields}
+        self._line(f"{''.join(f'{value}, ' for value in values.values())}= {row}")
+        for field in fields:
+            self._field(cls, field, values[field.name], prefix)
         cls_name = self._global(cls.__name__, cls)
         setters = direct_setters(cls)
         if setters is None:
-            self._line(f"{target} = {cls_name}({', '.join(values)})")
+            arguments = ", ".join(f"{field.alias}={values[field.name]}" for field in fields)
+            self._line(f"{target} = {cls_name}({arguments})")
             return
         self._line(f"{target} = new({cls_name})")
-        for field, value, setter in zip(fields, values, setters, strict=True):
+        for field, setter in zip(attrs.fields(cls), setters, strict=True):
+            value = values.get(field.name) or self._default(field, prefix)
             self._line(f"{self._global(f'{prefix}set_{field.name}', setter)}({target}, {value})")
+
+    def _default(self, field: attrs.Attribute[Any], prefix: str) -> str:
+        """The source of the default of a field the hook does not read."""
+        if field.default is attrs.NOTHING:
+            raise TypeError(f"{field.name} has no default: a hook cannot leave it unread")
+        if field.default is None:
+            return "None"
+        return self._global(f"{prefix}default_{field.name}", field.default)
 
     # -- one field -------------------------------------------------------------------------
 
@@ -288,18 +334,31 @@ class _HookBuilder:
     def _read_timestamp(self, value: str, optional: bool) -> None:
         # The provider's own form by a cheap shape check and fromisoformat, which together
         # take exactly what the grammar does (see `_timestamps`); anything else through the
-        # reader the precise path uses, so both paths accept and refuse the same strings.
-        # XML text is stripped first, and a blank optional one is absent.
+        # format's reader, which the precise path uses too, so both paths accept and refuse
+        # the same. XML text is stripped first, and a blank optional one is absent.
         if self._xml:
             self._line(f"if {value} is not None: {value} = {value}.strip()")
             if optional:
                 self._line(f"if not {value}: {value} = None")
+        read = self._global("read_time", self._readers[datetime])
+        canonical = canonical_test(value)
+        if self._utc and not self._xml:  # the reader takes numbers too: `len` must not see one
+            canonical = f"type({value}) is str and {canonical}"
         with contextlib.ExitStack() as stack:
             if optional:
                 self._line(f"if {value} is not None:")
                 stack.enter_context(self._block())
-            self._line(f"if {canonical_test(value)}: {value} = fromisoformat({value})")
-            self._line(f"else: {value} = parse_timestamp({value})")
+            if self._utc:
+                utc = self._global("UTC", UTC)
+                self._line(f"if {canonical}:")
+                with self._block():
+                    self._line(f"{value} = fromisoformat({value})")
+                    self._line(
+                        f"if {value}.tzinfo is not {utc}: {value} = {value}.astimezone({utc})"
+                    )
+            else:
+                self._line(f"if {canonical}: {value} = fromisoformat({value})")
+            self._line(f"else: {value} = {read}({value})")
 
     def _read(self, read: Reader, value: str, optional: bool, reader_name: str) -> None:
         if optional and not self._xml:

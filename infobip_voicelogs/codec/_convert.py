@@ -2,13 +2,13 @@
 
 A page is structured by the generated hooks (`_codegen`). Only when one of them raises is
 the page run again through cattrs's own hooks with detailed validation, whose notes say
-which log and which field, so `DecodeError` reads `results[3].sentAt: 'yesterday' is not
-a timestamp`.
+which item and which field, so `DecodeError` reads `results[3].sentAt: 'yesterday' is not
+a timestamp`. `structure_all` is that fallback, for the logs and the reports alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -17,25 +17,37 @@ from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.orjson import make_converter
 
 from ..errors import DecodeError
-from ..models import VoiceLog
 from ._codegen import fast_hook, respeller
 from ._readers import Reader, bad, optional_reader
 from ._wire import MODELS, excerpt, renames, wire_name
 
-__all__ = ["build_converter", "structure_all"]
+__all__ = ["build_converter", "each_by", "structure_all"]
 
 T = TypeVar("T")
 
 
 def build_converter(
-    readers: Mapping[type, Reader], *, xml: bool, precise: bool
+    readers: Mapping[Any, Reader],
+    *,
+    xml: bool,
+    precise: bool,
+    models: Iterable[type] = MODELS,
 ) -> cattrs.Converter:
-    """One converter per format and precision, built once at import, one hook per class."""
+    """One converter per format and precision, built once at import, one hook per class.
+
+    `readers` has one reader per field type: a class, or a type such as a `Literal` (its
+    hook is found by equality). `models` lists the classes, inner ones first.
+    """
     converter = make_converter(detailed_validation=precise)
     for tp, read in readers.items():
-        converter.register_structure_hook(tp, _as_hook(read))
-        converter.register_structure_hook(tp | None, _as_hook(optional_reader(read, xml=xml)))
-    for cls in MODELS:
+        optional = optional_reader(read, xml=xml)
+        if isinstance(tp, type):
+            converter.register_structure_hook(tp, _as_hook(read))
+            converter.register_structure_hook(tp | None, _as_hook(optional))
+        else:
+            converter.register_structure_hook_func(_equal_to(tp), _as_hook(read))
+            converter.register_structure_hook_func(_equal_to(tp | None), _as_hook(optional))
+    for cls in models:
         hook: Callable[[Any, Any], Any] = (
             _precise_hook(cls, converter) if precise else fast_hook(cls, readers, xml=xml)
         )
@@ -45,6 +57,10 @@ def build_converter(
 
 def _as_hook(read: Reader) -> Callable[[Any, Any], Any]:
     return lambda value, _: read(value)
+
+
+def _equal_to(tp: Any) -> Callable[[Any], bool]:
+    return lambda other: bool(other == tp)
 
 
 def _precise_hook(cls: type[T], converter: cattrs.Converter) -> Callable[[Any, Any], T]:
@@ -68,25 +84,37 @@ def _precise_hook(cls: type[T], converter: cattrs.Converter) -> Callable[[Any, A
 
 
 def structure_all(
-    items: list[Any], fast: cattrs.Converter, precise: cattrs.Converter, body: bytes
-) -> list[VoiceLog]:
-    """Structure a page's results as logs; `DecodeError` naming the first that is wrong."""
-    structure = fast.get_structure_hook(VoiceLog)
+    cls: type[T],
+    items: list[Any],
+    fast: Callable[[list[Any]], list[T]],
+    precise: cattrs.Converter,
+    body: bytes,
+) -> list[T]:
+    """Structure a page's results as `cls` instances with `fast`; should it raise, run each
+    item through `precise` and raise `DecodeError` naming the first that is wrong."""
     try:
-        return [structure(item, VoiceLog) for item in items]
+        return fast(items)
     except Exception as exc:  # any failure is re-run precisely just below
         refused = exc
-    slow = precise.get_structure_hook(VoiceLog)
+    slow = precise.get_structure_hook(cls)
     for index, item in enumerate(items):
         try:
-            slow(item, VoiceLog)
+            slow(item, cls)
         except Exception as exc:
-            path, leaf = _locate(exc, VoiceLog)
+            path, leaf = _locate(exc, cls)
             raise DecodeError(
                 _describe(leaf), path=f"results[{index}]{path}", excerpt=excerpt(body)
             ) from exc
     # The two paths disagree, which is a bug: the cause shows the generated line that failed.
-    raise DecodeError("the logs do not have the expected shape", excerpt=excerpt(body)) from refused
+    raise DecodeError(
+        f"the results do not have the expected shape ({cls.__name__})", excerpt=excerpt(body)
+    ) from refused
+
+
+def each_by(converter: cattrs.Converter, cls: type[T]) -> Callable[[list[Any]], list[T]]:
+    """The fast structuring of a page by `converter`'s hook for `cls`, for `structure_all`."""
+    structure = converter.get_structure_hook(cls)
+    return lambda items: [structure(item, cls) for item in items]
 
 
 def _locate(exc: BaseException, cls: type | None) -> tuple[str, BaseException]:

@@ -12,7 +12,7 @@ from lxml import etree
 
 from ..errors import DecodeError
 from ._media_types import Format, format_of
-from ._xml import parse_xml, xml_value
+from ._xml import parse_xml, xml_tree, xml_value
 
 __all__ = ["ErrorBody", "decode_error", "encode_error"]
 
@@ -136,14 +136,5 @@ def encode_error(
     if fmt == "json":
         return orjson.dumps(document)
     root = etree.Element("ApiException")
-    _xml_tree(root, document)
+    xml_tree(root, document)
     return etree.tostring(root, encoding="UTF-8", xml_declaration=False)
-
-
-def _xml_tree(parent: etree._Element, document: Mapping[str, Any]) -> None:
-    for key, value in document.items():
-        child = etree.SubElement(parent, key)
-        if isinstance(value, Mapping):
-            _xml_tree(child, value)
-        else:
-            child.text = str(value)

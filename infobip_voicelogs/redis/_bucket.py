@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 from .. import telemetry
 from ..errors import ThrottleUnavailableError
-from ..throttle import TokenBucket
+from ..throttle import BucketSettings, TokenBucket, check_bucket
 from ._link import PROBE_INTERVAL, UNAVAILABLE, link_of, now
 from ._script import FAST_ACQUIRE, SCRIPT
 
@@ -45,7 +45,7 @@ DEFAULT_RATE = 2.0
 #: The fleet paces itself this fraction under ``rate``. At exactly the limit, request n+120
 #: leaves 60.000 s after request n and, against a provider counting any 60-second window,
 #: is refused whenever it travels faster than request n did (about half the time once the
-#: window is full); 1% under leaves 0.6 s for that jitter, measured enough.
+#: window is full); 1% under leaves 0.6 s a minute for that jitter.
 DEFAULT_HEADROOM = 0.01
 
 OutagePolicy = Literal["local", "raise"]
@@ -57,7 +57,7 @@ _SLOT: ContextVar[tuple[RedisBucket, str, int] | None] = ContextVar(
 )
 
 
-class RedisBucket:
+class RedisBucket(BucketSettings):
     """An account's rate limit shared by every process and host: a GCRA bucket in Redis.
 
     ```python
@@ -138,7 +138,7 @@ class RedisBucket:
         headroom: float = DEFAULT_HEADROOM,
     ) -> None:
         """Make a bucket; raises `ValueError` for an argument out of range (nothing connects)."""
-        TokenBucket(rate, burst, adaptive=adaptive, min_rate=min_rate)  # validates the same way
+        floor = check_bucket(rate, burst, min_rate)
         if not (isinstance(headroom, int | float) and 0 <= headroom < 0.5):
             raise ValueError(f"headroom must be a fraction in [0, 0.5), not {headroom!r}")
         if not isinstance(key, str) or not key:
@@ -173,7 +173,7 @@ class RedisBucket:
         self._rate = paced
         self._burst = burst
         self._adaptive = adaptive
-        floor = min(float(min_rate) if min_rate is not None else rate / 10, paced)
+        floor = min(float(floor), paced)
         self._config = f"{paced!r} {burst} {floor!r} {int(adaptive)} {int(idle_ttl * 1000)}"
         self._policy = on_unavailable
         self._timeout = timeout
@@ -200,22 +200,6 @@ class RedisBucket:
     def rate(self) -> float:
         """The effective rate: the fleet's as last read from Redis; the local one in an outage."""
         return self._fallback.rate if self._link.down_since is not None else self._rate
-
-    @property
-    def configured_rate(self) -> float:
-        """The rate given at construction: the account's limit, which the fleet stays under
-        by ``headroom`` (adaptive growth never goes above that)."""
-        return self._configured
-
-    @property
-    def burst(self) -> int:
-        """How many slots may be granted at once after an idle spell."""
-        return self._burst
-
-    @property
-    def adaptive(self) -> bool:
-        """Whether 429s and successes move the fleet's rate."""
-        return self._adaptive
 
     @property
     def available(self) -> bool:

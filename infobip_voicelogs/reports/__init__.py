@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 
 from ._auth import BasicCredentials, HeaderSecret, HmacSignature, NoAuth, ReportsAuth
-from ._codec import decode_reports, encode_reports
+from ._codec import decode_reports, encode_reports, encode_reports_ndjson
 from ._inbox import decode_inbox, encode_inbox
 from ._model import Ivr, ReportShape, VoiceCall, VoiceReport
 from ._receiver import Deliver, ReportHandler, ReportsReceiver
@@ -46,6 +46,7 @@ __all__ = [
     "decode_reports",
     "encode_inbox",
     "encode_reports",
+    "encode_reports_ndjson",
 ]
 
 # Public names say they live here, as httpx's do: in reprs, `help()` and pickles.

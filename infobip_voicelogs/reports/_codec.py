@@ -8,12 +8,10 @@ decoder tells them apart by their fields) and the XML nesting `<results><results
 
 from __future__ import annotations
 
-import contextlib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from operator import itemgetter
 from typing import Any, get_args
 
 import attrs
@@ -21,19 +19,30 @@ import cattrs
 import orjson
 from lxml import etree
 
+from .._time import require_aware
 from ..codec import Format, format_of, format_wire_timestamp, parse_wire_timestamp
-from ..codec._codegen import _HookBuilder, direct_setters
-from ..codec._convert import _describe, _locate, _precise_hook, build_converter
-from ..codec._json import _results_of, quote_prices
-from ..codec._readers import JSON_READERS, XML_READERS, Reader, bad
-from ..codec._timestamps import canonical_test
-from ..codec._wire import ALIASES, add_wire_names, amount_text, excerpt, wire_name
-from ..codec._xml import _local, parse_xml, xml_dict
-from ..errors import DecodeError
+from ..codec.kit import (
+    ALIASES,
+    JSON_READERS,
+    MODELS,
+    XML_READERS,
+    Reader,
+    add_wire_names,
+    amount_number,
+    amount_text,
+    bad,
+    build_converter,
+    fast_hook,
+    json_results,
+    structure_all,
+    xml_dict,
+    xml_results,
+    xml_tree,
+)
 from . import _model
 from ._model import FLAT_FIELDS, WIRE_NAMES, Ivr, ReportShape, VoiceCall, VoiceReport, wire_dict
 
-__all__ = ["decode_reports", "encode_reports"]
+__all__ = ["decode_reports", "encode_reports", "encode_reports_ndjson"]
 
 for _cls in (Ivr, VoiceCall, VoiceReport):
     attrs.resolve_types(_cls, globalns=vars(_model))
@@ -72,15 +81,25 @@ def _read_xml_time(value: Any) -> datetime:
     raise bad(value, "text")
 
 
+def _finite(number: float, value: Any) -> float:
+    # JSON has no infinity or NaN, and encoding refuses them: a decoded number is finite.
+    if math.isfinite(number):
+        return number
+    raise bad(value, "a finite number")
+
+
 def _read_float(value: Any) -> float:
     if type(value) is float or type(value) is int:
-        return float(value)
+        try:
+            return _finite(float(value), value)
+        except OverflowError:  # an integer beyond any float
+            raise bad(value, "a finite number") from None
     raise bad(value, "a number")
 
 
 def _read_xml_float(value: Any) -> float:
     if type(value) is str and _XML_FLOAT.fullmatch(value.strip()):
-        return float(value)
+        return _finite(float(value), value)
     raise bad(value, "a number")
 
 
@@ -101,103 +120,10 @@ _XML_READERS = _readers(XML_READERS, _read_xml_time, _read_xml_float)
 # -- the converters ------------------------------------------------------------------------
 
 
-_FROMISOFORMAT = datetime.fromisoformat
-
-
-class _ReportHookBuilder(_HookBuilder):
-    """The logs' fast-hook writer, with datetimes read by the reports' reader (which takes
-    epoch milliseconds too) instead of the logs' inlined `fromisoformat`.
-
-    With `only`, the hook reads just those fields of `VoiceReport` and sets the rest to
-    `None`: a report carries one shape's fields, about half of them, and a hook for that
-    shape skips the other half's lookups and checks (`_mark_shapes` picks the hook).
-    """
-
-    def __init__(
-        self, readers: Mapping[Any, Reader], *, xml: bool, only: frozenset[str] | None = None
-    ) -> None:
-        super().__init__(readers, xml=xml)
-        self._only = only
-
-    def _kept(self, cls: type) -> list[attrs.Attribute[Any]] | None:
-        if cls is not VoiceReport or self._only is None:
-            return None
-        return [field for field in attrs.fields(cls) if field.name in self._only]
-
-    def _take_row(self, cls: type, source: str, prefix: str) -> str:
-        kept = self._kept(cls)
-        if kept is None:
-            return super()._take_row(cls, source, prefix)
-        wires = [wire_name(cls, field.name) for field in kept]
-        getter = self._global(f"{prefix}getter", itemgetter(*wires))
-        row, get = self._fresh(f"{prefix}row"), self._fresh(f"{prefix}get")
-        take_each = f"{get} = {source}.get; {row} = ({''.join(f'{get}({w!r}), ' for w in wires)})"
-        self._line(f"if len({source}) >= {len(wires)}:")
-        with self._block():
-            self._line("try:")
-            with self._block():
-                self._line(f"{row} = {getter}({source})")
-            self._line("except KeyError:")
-            with self._block():
-                self._line(take_each)
-        self._line("else:")
-        with self._block():
-            self._line(take_each)
-        return row
-
-    def _construct(self, cls: type, row: str, target: str, prefix: str) -> None:
-        kept = self._kept(cls)
-        if kept is None:
-            super()._construct(cls, row, target, prefix)
-            return
-        values = {field.name: self._fresh(f"{prefix}{field.name}") for field in kept}
-        self._line(f"{''.join(f'{value}, ' for value in values.values())}= {row}")
-        for field in kept:
-            self._field(cls, field, values[field.name], prefix)
-        cls_name = self._global(cls.__name__, cls)
-        setters = direct_setters(cls)
-        if setters is None:
-            arguments = ", ".join(f"{name}={value}" for name, value in values.items())
-            self._line(f"{target} = {cls_name}({arguments})")
-            return
-        self._line(f"{target} = new({cls_name})")
-        for field, setter in zip(attrs.fields(cls), setters, strict=True):
-            setter_name = self._global(f"{prefix}set_{field.name}", setter)
-            self._line(f"{setter_name}({target}, {values.get(field.name, 'None')})")
-
-    def _read_timestamp(self, value: str, optional: bool) -> None:
-        read = self._global("read_time", self._readers[datetime])
-        if self._xml:
-            self._read(self._readers[datetime], value, optional, "read_time")
-            return
-        # Four per report: the provider's own form by the logs' cheap shape check (a
-        # regex costs three times as much) and fromisoformat, which together take exactly
-        # the grammar (`codec._timestamps`); anything else (epoch milliseconds, other
-        # forms, an error to raise) by the reader. `+0000` comes back in UTC already.
-        parse = self._global("fromisoformat", _FROMISOFORMAT)
-        utc = self._global("UTC", UTC)
-        canonical = f"type({value}) is str and {canonical_test(value)}"
-        with contextlib.ExitStack() as stack:
-            if optional:
-                self._line(f"if {value} is not None:")
-                stack.enter_context(self._block())
-            self._line(f"if {canonical}:")
-            with self._block():
-                self._line(f"{value} = {parse}({value})")
-                self._line(f"if {value}.tzinfo is not {utc}: {value} = {value}.astimezone({utc})")
-            self._line(f"else: {value} = {read}({value})")
-
-
-def _precise(readers: Mapping[type, Reader], *, xml: bool) -> cattrs.Converter:
-    typed = {tp: read for tp, read in readers.items() if isinstance(tp, type)}
-    converter = build_converter(typed, xml=xml, precise=True)
-    # A Literal is no class: cattrs takes its hook by predicate.
-    converter.register_structure_hook_func(
-        lambda tp: tp == ReportShape, lambda value, _: _read_shape(value)
+def _precise(readers: Mapping[Any, Reader], *, xml: bool) -> cattrs.Converter:
+    return build_converter(
+        readers, xml=xml, precise=True, models=(*MODELS, Ivr, VoiceCall, VoiceReport)
     )
-    for cls in (Ivr, VoiceCall, VoiceReport):  # inner first, as `build_converter` does
-        converter.register_structure_hook(cls, _precise_hook(cls, converter))
-    return converter
 
 
 Structure = Callable[[Any, Any], VoiceReport]
@@ -210,10 +136,11 @@ _SHAPE_FIELDS = {
 
 
 def _fast_hooks(readers: Mapping[Any, Reader], *, xml: bool) -> dict[str, Structure]:
-    """The general hook (`"mixed"`) and one for each shape's fields alone."""
-    hooks = {"mixed": _ReportHookBuilder(readers, xml=xml).structure(VoiceReport)}
+    """The general hook (`"mixed"`) and one for each shape's fields alone: a report carries
+    one shape's fields, about half of them, and its shape's hook skips the other half."""
+    hooks = {"mixed": fast_hook(VoiceReport, readers, xml=xml, utc=True)}
     for shape, names in _SHAPE_FIELDS.items():
-        hooks[shape] = _ReportHookBuilder(readers, xml=xml, only=names).structure(VoiceReport)
+        hooks[shape] = fast_hook(VoiceReport, readers, xml=xml, only=names, utc=True)
     return hooks
 
 
@@ -249,22 +176,11 @@ def _structure(
 ) -> list[VoiceReport]:
     """The reports of a batch; `DecodeError` naming the first wrong one and its field."""
     kinds = _mark_shapes(items)
-    try:
+
+    def each(items: list[Any]) -> list[VoiceReport]:
         return [fast[kind](item, VoiceReport) for kind, item in zip(kinds, items, strict=True)]
-    except Exception as exc:  # any failure is re-run precisely just below
-        refused = exc
-    slow = precise.get_structure_hook(VoiceReport)
-    for index, item in enumerate(items):
-        try:
-            slow(item, VoiceReport)
-        except Exception as exc:
-            path, leaf = _locate(exc, VoiceReport)
-            raise DecodeError(
-                _describe(leaf), path=f"results[{index}]{path}", excerpt=excerpt(body)
-            ) from exc
-    raise DecodeError("the reports do not have the expected shape", excerpt=excerpt(body)) from (
-        refused
-    )
+
+    return structure_all(VoiceReport, items, each, precise, body)
 
 
 # -- decoding ------------------------------------------------------------------------------
@@ -289,21 +205,13 @@ def decode_reports(body: bytes, content_type: str) -> list[VoiceReport]:
 
 
 def _decode_json(body: bytes) -> list[VoiceReport]:
-    try:
-        document = orjson.loads(quote_prices(body))
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"not valid JSON ({exc.msg})", excerpt=excerpt(body)) from exc
-    return _structure(_results_of(document, body), _JSON_FAST, _JSON_PRECISE, body)
+    return _structure(json_results(body), _JSON_FAST, _JSON_PRECISE, body)
 
 
 def _decode_xml(body: bytes) -> list[VoiceReport]:
     # The provider's example is `<reportResponse><results><results>...`; any root and any
     # item name are read alike, and a repeated element keeps its last value (`xml_dict`).
-    root = parse_xml(body)
-    results = next((c for c in root if _local(c.tag) == "results"), None)
-    if results is None:
-        raise DecodeError(f"no <results> under <{_local(root.tag)}>", excerpt=excerpt(body))
-    items: list[Any] = [_with_empty_calls(xml_dict(item)) for item in results]
+    items: list[Any] = [_with_empty_calls(xml_dict(item)) for item in xml_results(body)]
     return _structure(items, _XML_FAST, _XML_PRECISE, body)
 
 
@@ -322,13 +230,8 @@ def _with_empty_calls(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _epoch_ms(value: datetime) -> int:
-    if value.utcoffset() is None:
-        raise ValueError(f"{value!r} is naive; the wire needs an offset")
+    require_aware(value, "the wire needs an offset")
     return (value - _EPOCH) // _MS
-
-
-def _number(amount: Decimal) -> orjson.Fragment:
-    return orjson.Fragment(amount_text(amount))
 
 
 def encode_reports(
@@ -349,7 +252,7 @@ def encode_reports(
         items = [
             wire_dict(
                 r,
-                amount=_number,
+                amount=amount_number,
                 time=format_wire_timestamp,
                 call_time=_epoch_ms if r.shape == "flat" else None,
             )
@@ -360,16 +263,26 @@ def encode_reports(
     results = etree.SubElement(root, "results")
     for report in shaped:
         fields = wire_dict(report, amount=amount_text, time=format_wire_timestamp)
-        _xml_elements(etree.SubElement(results, "results"), fields)
+        xml_tree(etree.SubElement(results, "results"), fields)
     return etree.tostring(root, encoding="UTF-8", xml_declaration=False)
 
 
-def _xml_elements(parent: etree._Element, fields: dict[str, Any]) -> None:
-    for name, value in fields.items():
-        child = etree.SubElement(parent, name)
-        if isinstance(value, dict):
-            _xml_elements(child, value)
-        elif isinstance(value, bool):
-            child.text = "true" if value else "false"
-        else:
-            child.text = str(value)
+def encode_reports_ndjson(reports: Iterable[VoiceReport]) -> bytes:
+    r"""Encode reports as NDJSON: one report a line, each in the provider's JSON shape.
+
+    A line is the report in its own `shape`, by wire name, with prices as JSON numbers
+    written digit for digit (as `infobip_voicelogs.codec.encode_ndjson` writes a log's, so a
+    field has one JSON type in every line) and every time as a timestamp the way the
+    provider writes one. Each line decodes with
+    `decode_reports(b'{"results":[' + line + b']}', "application/json")`. Raises
+    `ValueError` for what JSON cannot carry: a naive datetime or a non-finite number.
+
+    >>> from decimal import Decimal
+    >>> from infobip_voicelogs import Price
+    >>> encode_reports_ndjson([VoiceReport(message_id="m1", price=Price(Decimal("0.0100"), "EUR"))])
+    b'{"messageId":"m1","price":{"pricePerSecond":0.0100,"currency":"EUR"}}\n'
+    """
+    return b"".join(
+        orjson.dumps(wire_dict(r, amount=amount_number, time=format_wire_timestamp)) + b"\n"
+        for r in reports
+    )

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from ..codec import format_wire_timestamp
-from ..codec._wire import amount_text
+from ..codec.kit import amount_text
 from ..models import ErrorInfo, GeneralStatus, Price, Status
 
 __all__ = [
