@@ -28,10 +28,12 @@ from typing import Any, Protocol, Self
 import attrs
 import orjson
 
+from .errors import InfobipError
 from .poller import DEFAULT_LEASE_TTL, AccountStatus, LeaseState
 
 __all__ = [
     "DEFAULT_LATE_AFTER",
+    "DEFAULT_MAX_CONNECTIONS",
     "Health",
     "HealthServer",
     "install_prometheus",
@@ -48,6 +50,8 @@ WRITE_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 #: How much of an account's last error the health body quotes.
 MAX_ERROR_TEXT = 200
+#: Connections served at once; one beyond them is closed at once, unread and unanswered.
+DEFAULT_MAX_CONNECTIONS = 16
 
 logger = logging.getLogger("infobip_voicelogs")
 
@@ -87,11 +91,21 @@ class Health:
 
 
 def _error_text(error: Exception | None) -> str | None:
+    """The error's type and a short reason: its first line, for the library's own errors.
+
+    Anything else (a handler's exception, a driver's) may carry whatever its author put in
+    it, a customer's data or a connection string: the body names its type only, and the
+    poller's log has the rest.
+    """
     if error is None:
         return None
-    # The library's errors never carry a credential; the text is cut to keep the body small.
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return text[:MAX_ERROR_TEXT]
+    name = type(error).__name__
+    if not isinstance(error, InfobipError):
+        return f"{name} (not the library's: its text is in the log)"
+    reason = str(error).strip().split("\n", 1)[0]
+    if len(reason) > MAX_ERROR_TEXT:
+        reason = reason[: MAX_ERROR_TEXT - 3] + "..."
+    return f"{name}: {reason}" if reason else name
 
 
 def poller_health(
@@ -256,11 +270,13 @@ class HealthServer:
         port: The TCP port; 0 picks a free one (see `port`).
         late_after: Intervals an account may go without a poll (see `poller_health`).
         clock: "Now" as an aware datetime, on the poller's clock (default: real UTC time).
+        max_connections: Connections served at once (see below).
 
     Entering binds and starts serving; leaving stops accepting, cancels the requests in
     flight and returns within `STOP_TIMEOUT` seconds. Each request may send at most
     `MAX_REQUEST_BYTES` of head within `READ_TIMEOUT` seconds; each connection answers one
-    request and closes.
+    request and closes. At most ``max_connections`` are served at once: one more is closed
+    at once, nothing of it read and nothing answered (a probe counts that as a failure).
     """
 
     def __init__(
@@ -271,9 +287,13 @@ class HealthServer:
         port: int = 0,
         late_after: float = DEFAULT_LATE_AFTER,
         clock: Callable[[], datetime] | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         if not late_after > 0:
             raise ValueError(f"late_after must be > 0 intervals, not {late_after!r}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, not {max_connections!r}")
+        self._max_connections = max_connections
         self._poller = poller
         self._host = host
         self._port = port
@@ -330,6 +350,9 @@ class HealthServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._handlers) >= self._max_connections:
+            writer.transport.abort()  # no answer: writing one could wait on a client
+            return
         self._handlers.add(task)
         try:
             status, body, content_type = await self._answer(reader)

@@ -138,7 +138,12 @@ def test_poll_receives_a_basic_authenticated_report_and_prints_it_as_ndjson(
     answer = post(url, body, PushBasic("ib", PASSWORD).headers(body))
     assert answer.status_code == 200, answer.text
     assert post(url, body, PushBasic("ib", PASSWORD).headers(body)).status_code == 200  # again
-    assert post(f"{poll.base}/nobody", body, {}).status_code == 404
+    # An unknown name is told apart only to a client with the password.
+    assert post(f"{poll.base}/nobody", body, {}).status_code == 401
+    assert (
+        post(f"{poll.base}/nobody", body, PushBasic("ib", PASSWORD).headers(body)).status_code
+        == 404
+    )
     code, out, err = poll.stop()
     assert code == 143, err
     (line,) = report_lines(out)  # delivered once: the redelivery and the refusals add none

@@ -277,3 +277,81 @@ asyncio.run(main())
     waits = "infobip_voicelogs_throttle_acquired_total"
     assert any(line.startswith(waits) for line in metric_lines)
     assert '="k"' not in text  # never the credential
+
+
+async def test_healthz_names_a_handlers_error_by_its_type_not_its_text(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    fake = FakeInfobip(clock=clock, seed=4)
+    shop = fake.add_account("shop")
+    shop.generate(3, within=timedelta(hours=1))
+
+    async def handler(_account: str, logs: list[VoiceLog]) -> None:
+        raise ValueError("customer 4711 (jane@example.com) has no row\n" + "x" * 5000)
+
+    async with (
+        fake.in_process_client() as client,
+        SqliteStore(tmp_path / "s.db") as store,
+        LogsPoller(
+            [Account("shop", IN_PROCESS_URL, auth=shop.api_key)],
+            store=store,
+            handler=handler,
+            client=client,
+            clock=clock.now,
+            interval=60.0,
+        ) as poller,
+        HealthServer(poller, clock=clock.now) as server,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
+    ):
+        await poller.run_once()
+        body = (await http.get("/healthz")).json()
+    said = body["backing_off"]["shop"]["last_error"]
+    assert said.startswith("ValueError")
+    assert "jane@example.com" not in said
+    assert "x" * 50 not in said
+
+
+def test_healthz_quotes_the_first_line_of_the_librarys_own_errors_briefly() -> None:
+    def said(error: Exception) -> str:
+        failing = AccountStatus(
+            cycles=1, consecutive_failures=1, last_error=error, last_polled=T0, next_due=1e9
+        )
+        text = judge({"f": failing}, after=10).body["backing_off"]["f"]["last_error"]
+        assert isinstance(text, str)
+        return text
+
+    assert said(ServerError(503, None, "busy")) == "ServerError: HTTP 503: busy"
+    long = said(StoreError("cannot commit: disk full\n  at line 2\n" + "y" * 900))
+    assert long == "StoreError: cannot commit: disk full"
+    longest = said(StoreError("z" * 900))
+    assert longest.startswith("StoreError: zzz")
+    assert longest.endswith("...")
+    assert len(longest) < 230
+
+
+async def test_beyond_max_connections_a_connection_is_closed_unanswered() -> None:
+    class Idle:
+        interval = 60.0
+
+        def status(self) -> dict[str, AccountStatus]:
+            return {}
+
+    async with HealthServer(Idle(), max_connections=2) as server:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        for _ in range(20):  # until the server took both
+            await asyncio.sleep(0)
+        try:
+            extra = await _raw(server.port, b"GET /healthz HTTP/1.1\r\n\r\n")
+        except ConnectionResetError:
+            extra = b""
+        assert extra == b""
+        # The two in hand are still served.
+        for reader, writer in idle:
+            writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+            assert (await reader.read()).startswith(b"HTTP/1.1 200 ")
+        for _reader, writer in idle:
+            writer.close()
+        assert (await _raw(server.port, b"GET /healthz HTTP/1.1\r\n\r\n")).startswith(
+            b"HTTP/1.1 200 "
+        )
+    with pytest.raises(ValueError, match="max_connections"):
+        HealthServer(Idle(), max_connections=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import subprocess
 import sys
@@ -630,18 +631,31 @@ async def test_a_call_blocked_on_a_lock_ends_at_its_timeout_and_leaks_nothing(
 async def test_an_unreachable_server_fails_each_call_with_a_store_error(
     pg_cluster: PostgresCluster,
 ) -> None:
-    dsn = f"postgresql://postgres:pw-xyz@127.0.0.1:{free_port()}/postgres"  # nobody listens
+    port = free_port()
+    dsn = f"postgresql://postgres:pw-xyz@127.0.0.1:{port}/postgres"  # nobody listens
     async with PostgresStore(dsn, pool_timeout=1.0, connect_timeout=2) as store:
         for _ in range(2):
             with pytest.raises(StoreError, match=r"cannot lease accounts.*refused") as caught:
                 await store.lease("me", ["eu-1"], lease_ttl=5)
-            assert "pw-xyz" not in str(caught.value)
+            said = str(caught.value)
+            assert "pw-xyz" not in said
+            # That it could not connect, to where, and why, in one line and plain words.
+            assert said.startswith(
+                "cannot lease accounts: could not connect to PostgreSQL at"
+                f" host=127.0.0.1 port={port} dbname=postgres user=postgres within 1 s: "
+                "Connection refused"
+            )
+            assert "\n" not in said
+            assert "couldn't get a connection" not in said
 
 
 async def test_a_restart_fails_calls_while_down_and_loses_nothing(
-    pg_cluster: PostgresCluster, postgres_dsn: str
+    pg_cluster: PostgresCluster, postgres_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="psycopg")
     async with PostgresStore(postgres_dsn, archive=True, pool_timeout=1.0, max_size=4) as store:
+        # Several pooled connections, all broken by each restart below.
+        await asyncio.gather(*(store.checkpoint(f"warm-{n}") for n in range(4)))
         await store.commit("eu-1", checkpoint=NOON, delivered=delivered(voice_log("m-1")))
 
         await asyncio.to_thread(pg_cluster.stop_server)
@@ -672,6 +686,10 @@ async def test_a_restart_fails_calls_while_down_and_loses_nothing(
 
         assert [log.message_id for log in await store.archived()] == ["m-1", "m-2", "m-3"]
         assert await store.checkpoint("eu-1") == NOON
+    # The pool's noise: one line per outage (two restarts here), not one per connection.
+    pool_lines = [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")]
+    assert not [line for line in pool_lines if "discarding broken connection" in line]
+    assert len([line for line in pool_lines if "found broken" in line]) <= 2
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from infobip_voicelogs.reports import (
     ReportsAuth,
     ReportsReceiver,
 )
+from infobip_voicelogs.reports._receiver import DEFAULT_MAX_BODY
 from infobip_voicelogs.telemetry import _instruments
 
 PASSWORD = "pa55-w0rd-of-the-provider"
@@ -791,3 +792,142 @@ async def test_behind_a_proxy_that_strips_a_prefix_uvicorns_root_path_is_honoure
         response = await client.post("/acme", content=batch("m1"), headers=basic())
     assert response.status_code == 200
     assert deliveries.calls == [("acme", ["m1"])]
+
+
+# -- what a client without a secret learns: nothing ------------------------------------------
+
+
+def answer_of(wire: Wire) -> tuple[int, list[tuple[bytes, bytes]], bytes, int]:
+    """Everything a client sees of an answer: status, headers, body, and what was read."""
+    start, body = wire.sent
+    return start["status"], sorted(start["headers"]), body["body"], wire.pulled
+
+
+async def ask(receiver: Any, path: str, headers: dict[str, str], method: str = "POST") -> Any:
+    wire = Wire([batch("m1")])
+    await receiver(scope(path, headers, method=method), wire.receive, wire.send)
+    return answer_of(wire)
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        BASIC,
+        HeaderSecret("X-Token", SECRET),
+        {"acme": BASIC, "globex": HeaderSecret("X-Token", SECRET)},
+    ],
+    ids=["basic", "header-secret", "one-per-account"],
+)
+async def test_an_unknown_account_and_a_wrong_method_are_answered_like_missing_credentials(
+    deliveries: Deliveries, auth: Any
+) -> None:
+    receiver = receiver_for(deliveries, auth=auth)
+    none = dict(JSON)
+    wrong = {**basic(password="wrong"), "x-token": "wrong"}
+    answers = [
+        await ask(receiver, "/acme", none),
+        await ask(receiver, "/acme", wrong),
+        await ask(receiver, "/unknown", none),
+        await ask(receiver, "/unknown", wrong),
+        await ask(receiver, "/", none),
+        await ask(receiver, "/acme/extra", wrong),
+        await ask(receiver, "/acme", none, method="GET"),
+        await ask(receiver, "/globex", wrong, method="DELETE"),
+        await ask(receiver, "/unknown", none, method="GET"),
+    ]
+    status, headers, body, pulled = answers[0]
+    assert (status, pulled) == (401, 0)
+    assert orjson.loads(body) == {"error": "unauthorized", "message": "unauthorized"}
+    assert all(answer == answers[0] for answer in answers)
+    challenges = [v for k, v in headers if k == b"www-authenticate"]
+    # One scheme for all: its challenge on every 401; schemes that differ: none on any.
+    basic_challenge = b'Basic realm="reports", charset="UTF-8"'
+    assert challenges == ([basic_challenge] if auth is BASIC else [])
+    assert deliveries.calls == []
+
+
+async def test_once_authenticated_a_client_learns_the_method_and_unknown_names(
+    deliveries: Deliveries,
+) -> None:
+    receiver = receiver_for(deliveries)
+    status, headers, _, _ = await ask(receiver, "/acme", basic(), method="GET")
+    assert (status, dict(headers)[b"allow"]) == (405, b"POST")
+    assert (await ask(receiver, "/unknown", basic()))[0] == 404
+    assert (await ask(receiver, "/unknown", basic(), method="PUT"))[0] == 404
+    # Per-account secrets: no secret proves anything about a name it is not for.
+    mapped = receiver_for(
+        deliveries, auth={"acme": BASIC, "globex": BasicCredentials("infobip", "other")}
+    )
+    assert (await ask(mapped, "/unknown", basic()))[0] == 401
+    assert deliveries.calls == []
+
+
+async def test_with_an_hmac_an_unknown_account_is_read_and_checked_like_a_known_one(
+    deliveries: Deliveries,
+) -> None:
+    """A stranger with a made-up signature sees the same 401 (after the same body) anywhere."""
+    receiver = receiver_for(deliveries, auth=HmacSignature("X-Signature", SECRET))
+    junk = {**JSON, "x-signature": "00" * 32}
+    known, unknown = await ask(receiver, "/acme", junk), await ask(receiver, "/unknown", junk)
+    assert known == unknown
+    assert (known[0], known[3]) == (401, 1)  # read, then refused: as a known account's
+    big = {**junk, "content-length": str(DEFAULT_MAX_BODY + 1)}
+    assert await ask(receiver, "/acme", big) == await ask(receiver, "/unknown", big)
+    plain = {"content-type": "text/plain", "x-signature": "00" * 32}
+    assert await ask(receiver, "/acme", plain) == await ask(receiver, "/unknown", plain)
+    # A method other than POST is 405 only to a client that signs the empty body.
+    assert (await ask(receiver, "/acme", junk, method="GET"))[0] == 401
+    empty_signed = {"x-signature": signed(b"")}
+    assert (await ask(receiver, "/acme", empty_signed, method="GET"))[0] == 405
+    assert (await ask(receiver, "/unknown", empty_signed, method="GET"))[0] == 404
+    good = {**JSON, "x-signature": signed(batch("m1"))}
+    assert (await ask(receiver, "/unknown", good))[0] == 404
+    assert (await ask(receiver, "/acme", good))[0] == 200
+    assert deliveries.calls == [("acme", ["m1"])]
+
+
+# -- 503 busy: a bounded number of requests in hand ---------------------------------------------
+
+
+async def test_beyond_max_concurrent_a_request_is_answered_503_unread(
+    deliveries: Deliveries,
+) -> None:
+    deliveries.gate = asyncio.Event()
+    receiver = receiver_for(deliveries, max_concurrent=2, retry_after=7)
+    # One waits for the rest of its body, one for its delivery.
+    stalled = [Wire([b'{"results": ['], stall=True), Wire([batch("m1")])]
+
+    async def trickle() -> dict[str, Any]:
+        message = await stalled[0].receive()
+        message["more_body"] = True  # the client promised more and sends nothing
+        return message
+
+    held = [
+        asyncio.create_task(receiver(scope(), trickle, stalled[0].send)),
+        asyncio.create_task(receiver(scope(), stalled[1].receive, stalled[1].send)),
+    ]
+    await deliveries.entered.wait()
+    assert stalled[0].pulled == 1
+    # A third, known account or not, credentials or not, is refused before anything is read.
+    for path, headers in (("/acme", basic()), ("/unknown", dict(JSON))):
+        wire = Wire([batch("m2")])
+        await receiver(scope(path, headers), wire.receive, wire.send)
+        status, answer_headers, body, pulled = answer_of(wire)
+        assert (status, pulled) == (503, 0)
+        assert dict(answer_headers)[b"retry-after"] == b"7"
+        assert dict(answer_headers)[b"connection"] == b"close"
+        assert orjson.loads(body)["error"] == "busy"
+    deliveries.gate.set()
+    await held[1]
+    held[0].cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+    # Once they are done, requests are taken again.
+    wire = Wire([batch("m3")])
+    await receiver(scope(), wire.receive, wire.send)
+    assert (stalled[1].status, wire.status) == (200, 200)
+    assert deliveries.calls == [("acme", ["m1"]), ("acme", ["m3"])]
+
+
+def test_max_concurrent_must_be_positive(deliveries: Deliveries) -> None:
+    with pytest.raises(ValueError, match="max_concurrent"):
+        receiver_for(deliveries, max_concurrent=0)

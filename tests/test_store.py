@@ -790,3 +790,38 @@ async def test_advance_moves_checkpoints_only_forward_in_one_call(store: SqliteS
     await store.release("me")
     assert await store.advance([(lease("us-1"), later + timedelta(hours=1))]) == {"us-1"}
     assert await store.accounts() == {"eu-1": later, "us-1": later}
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+async def test_every_spelling_of_one_file_takes_one_poller_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symbolic link, a path through `..` and a relative path all reach one lock."""
+    from infobip_voicelogs import StoreError
+
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "one.db"
+    (tmp_path / "link.db").symlink_to(real)
+    (tmp_path / "linked-dir").symlink_to(tmp_path / "data", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    spellings = [
+        tmp_path / "link.db",
+        tmp_path / "data" / ".." / "data" / "one.db",
+        "data/one.db",
+        tmp_path / "linked-dir" / "one.db",
+    ]
+    first = SqliteStore(real)
+    try:
+        await first.lease("me", ["a"], lease_ttl=30.0)
+        for spelling in spellings:
+            async with SqliteStore(spelling) as other:
+                with pytest.raises(StoreError, match="another poller"):
+                    await other.lease("you", ["a"], lease_ttl=30.0)
+        await first.release("me")
+        # The claim taken through a link holds the real file too.
+        async with SqliteStore(tmp_path / "link.db") as linked:
+            await linked.lease("you", ["a"], lease_ttl=30.0)
+            with pytest.raises(StoreError, match="another poller"):
+                await first.lease("me", ["a"], lease_ttl=30.0)
+    finally:
+        await first.aclose()

@@ -563,10 +563,12 @@ class LogsPoller:
             return
         try:
             self._last_reports = await self._reports.report_activity(list(self._accounts))
-        except Exception:  # a failed read keeps the last one: the next claim reads again
+        except Exception as exc:  # a failed read keeps the last one: the next claim reads again
             logger.warning(
-                "reading whose delivery reports flow failed; trying again at the next claim",
-                exc_info=True,
+                "reading whose delivery reports flow failed (%s: %s); trying again next claim",
+                type(exc).__name__,
+                exc,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
                 extra={"outcome": "report_activity_failed"},
             )
 

@@ -270,10 +270,10 @@ class Connector:
         try:
             async with asyncio.timeout(self._pool_timeout + self._timeout):
                 yield
+        except PoolTimeout:
+            raise StoreError(self._scrub(self._unreachable(operation))) from None
         except psycopg.Error as exc:
             cause = one_line(str(exc)) or type(exc).__name__
-            if isinstance(exc, PoolTimeout) and self._failures.last is not None:
-                cause = f"{cause}; the last connection attempt failed: {self._failures.last}"
             raise StoreError(f"{self._label()}: cannot {operation}: {self._scrub(cause)}") from None
         except TimeoutError:
             raise StoreError(
@@ -307,6 +307,16 @@ class Connector:
                 self._migrated = True
         return self._pool
 
+    def _unreachable(self, operation: str) -> str:
+        """No connection in time: that it could not connect, to where, and why, in one line."""
+        why = self._failures.last
+        if why is None:
+            why = f"no connection attempt finished (each may take {self._connect_timeout} s)"
+        return (
+            f"cannot {operation}: could not connect to PostgreSQL at {self._where} within"
+            f" {self._pool_timeout:g} s: {why}"
+        )
+
     def _scrub(self, text: str) -> str:
         """`text` without any password of the connection string."""
         for secret in self._secrets:
@@ -324,15 +334,16 @@ class ConnectFailures:
         """An `AsyncConnection` class that records its failures here."""
         failures = self
 
-        class RecordingConnection(psycopg.AsyncConnection[Any]):
+        class RecordingConnection(_Recording):
             @classmethod
             async def connect(cls, *args: Any, **kwargs: Any) -> Self:
                 try:
                     connection = await super().connect(*args, **kwargs)
                 except psycopg.Error as exc:
-                    failures.last = one_line(str(exc)) or type(exc).__name__
+                    failures.last = _connect_cause(exc)
                     raise
                 failures.last = None
+                _OUTAGE.reported = False
                 return connection
 
         return RecordingConnection
@@ -399,12 +410,55 @@ class _QuietConnectErrors(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        ours = (
-            record.msg == "error connecting in %r: %s"
-            and isinstance(record.args, tuple)
-            and record.args[:1] == (_POOL_NAME,)
-        )
-        return not ours or logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.msg == "error connecting in %r: %s":
+            return args[:1] != (_POOL_NAME,)
+        if record.msg == "discarding broken connection: %s" and args:
+            if not isinstance(args[0], _Recording):
+                return True
+            # One line per outage, not one per pooled connection: the rest say nothing new.
+            if _OUTAGE.reported:
+                return False
+            _OUTAGE.reported = True
+            record.msg, record.args = _DROPPED, ()
+        return True
+
+
+class _Outage:
+    """Whether the pools' broken connections were reported since a connection last worked."""
+
+    reported = False
+
+
+_OUTAGE = _Outage()
+_DROPPED = (
+    "PostgreSQL connections found broken (a server restart or a network failure): "
+    "dropped, reconnecting"
+)
+
+
+class _Recording(psycopg.AsyncConnection[Any]):
+    """The connections of our own pools (`ConnectFailures.connection_class` subclasses it)."""
 
 
 logging.getLogger("psycopg.pool").addFilter(_QuietConnectErrors())
+
+
+def _connect_cause(exc: psycopg.Error) -> str:
+    """Why libpq could not connect, without the "connection to server at ... failed" it
+    repeats per address: the store's message says where already.
+
+    >>> _connect_cause(psycopg.OperationalError(
+    ...     'connection failed: connection to server at "127.0.0.1", port 5 failed: '
+    ...     "Connection refused\\n\\tIs the server running on that host?"))
+    'Connection refused (Is the server running on that host?)'
+    """
+    text = str(exc).strip()
+    if " failed: " in text:
+        text = text.rsplit(" failed: ", 1)[1]
+    first, _, hint = text.partition("\n")
+    first, hint = one_line(first), one_line(hint)
+    cause = f"{first} ({hint})" if hint else first
+    return cause or type(exc).__name__

@@ -8,15 +8,24 @@ uvicorn.run(receiver)                  # or on its own:       POST /eu-shop
 ```
 
 One request, in the order its checks run (each answers at once, reading no further):
-the path names a known account (404) and the method is POST (405); the headers
-authenticate (401); the content type is JSON or XML (415); the declared length is within
-``max_body`` (413); the body arrives within ``read_timeout`` (408) and within ``max_body``
-(413); an HMAC matches the raw body (401); the body decodes (400); ``deliver`` returns
-(503 with `Retry-After` if it raised or overran ``deliver_timeout``); then 200. So a
-batch is acknowledged only once it is durable. With ``store=``, delivering is recording:
-the batch goes into the store's inbox in one statement, and the account's holder (the
-poller, or this receiver's own `InboxHolder` when given a ``handler``) hands its new and
-changed states over through the delivery core, after the 200.
+fewer than ``max_concurrent`` requests are in hand (503 with `Retry-After`); the headers
+authenticate (401, the same answer for an unknown account, see below); the method is
+POST (405 once authenticated, else 401); the content type is JSON or XML (415); the
+declared length is within ``max_body`` (413); the body arrives within ``read_timeout``
+(408) and within ``max_body`` (413); an HMAC matches the raw body (401); the body
+decodes (400); ``deliver`` returns (503 with `Retry-After` if it raised or overran
+``deliver_timeout``); then 200. So a batch is acknowledged only once it is durable.
+
+A client without a secret learns nothing of the accounts: with one `ReportsAuth` for
+every account, a path naming no account is checked like a known one (the same 401s, 413s,
+408s, body read and HMAC) and answered 404 only once authenticated; with a mapping, it is
+the 401 of missing credentials at once. Every 401 is one answer, whose `WWW-Authenticate`
+challenge is the receiver's, the same for every account (none when their schemes differ).
+
+With ``store=``, delivering is recording: the batch goes into the store's inbox in one
+statement, and the account's holder (the poller, or this receiver's own `InboxHolder`
+when given a ``handler``) hands its new and changed states over through the delivery
+core, after the 200.
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_DELIVER_TIMEOUT = 30.0
 #: Seconds the provider is asked to wait (`Retry-After`) before retrying a batch answered 503.
 DEFAULT_RETRY_AFTER = 10
+#: Requests handled at once (reading, checking, delivering); beyond them, 503 unread.
+DEFAULT_MAX_CONCURRENT = 32
 #: Bodies larger than this are verified and decoded in a worker thread, off the event loop.
 _THREAD_THRESHOLD = 256 * 1024
 
@@ -79,7 +90,8 @@ class ReportsReceiver:
 
     Args:
         accounts: The account names it receives for: ``POST {root}/{account}`` for each; any
-            other name is 404.
+            other name is refused like a request without credentials (401), or, with one
+            `ReportsAuth` for all and the right credentials, 404.
         store: The poller's store (`SqliteStore`, `PostgresStore`): each batch is recorded
             in its inbox (one statement) and answered 200 once that committed. The
             account's holder delivers it: the `LogsPoller` that holds the account, woken
@@ -118,6 +130,9 @@ class ReportsReceiver:
         read_timeout: Seconds the whole body may take to arrive (408 beyond them).
         deliver_timeout: Seconds ``deliver`` may take (503 beyond them).
         retry_after: The `Retry-After` seconds of a 503.
+        max_concurrent: Requests handled at once, from their headers to their answer; a
+            request beyond them is answered 503 with `Retry-After` and nothing of it read,
+            so the memory bodies take is bounded by ``max_concurrent * max_body``.
 
     Raises:
         TypeError: ``auth`` is not a `ReportsAuth` or a mapping of them (``None`` included),
@@ -140,6 +155,7 @@ class ReportsReceiver:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         deliver_timeout: float = DEFAULT_DELIVER_TIMEOUT,
         retry_after: int = DEFAULT_RETRY_AFTER,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
         lease_ttl: float | timedelta = DEFAULT_LEASE_TTL,
     ) -> None:
         if isinstance(accounts, str):
@@ -148,8 +164,13 @@ class ReportsReceiver:
         if not self.accounts or not all(isinstance(a, str) and a for a in self.accounts):
             raise ValueError("accounts must be one or more non-empty names")
         self._auths = _auth_per_account(auth, self.accounts)
-        if min(max_body, read_timeout, deliver_timeout, retry_after) <= 0:
-            raise ValueError("max_body, read_timeout, deliver_timeout and retry_after must be > 0")
+        if min(max_body, read_timeout, deliver_timeout, retry_after, max_concurrent) <= 0:
+            raise ValueError(
+                "max_body, read_timeout, deliver_timeout, retry_after and max_concurrent"
+                " must be > 0"
+            )
+        self._stranger = _stranger_auth(self._auths)
+        self._challenge = _common_challenge(self._auths.values())
         self.auth = auth
         """What was given as ``auth``: one `ReportsAuth`, or a mapping of them by account."""
         self.prefix = prefix.rstrip("/")
@@ -157,6 +178,8 @@ class ReportsReceiver:
         self.read_timeout = read_timeout
         self.deliver_timeout = deliver_timeout
         self.retry_after = retry_after
+        self.max_concurrent = max_concurrent
+        self._in_hand = 0
         self._holder: InboxHolder | None = None
         if handler is not None:
             if store is None:
@@ -214,16 +237,32 @@ class ReportsReceiver:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Until the body is read, every refusal closes the connection: the server would
         # otherwise read (and discard) the rest of the body to keep the connection alive.
-        account = self._account_of(scope)
-        if account is None or account not in self.accounts:
-            # An unknown name is the sender's text: never a metric attribute.
-            return await _refuse(send, None, 404, "not_found", "no such account", _CLOSE)
-        if scope["method"] != "POST":
-            return await _refuse(send, account, 405, "method", "only POST", _ALLOW + _CLOSE)
+        if self._in_hand >= self.max_concurrent:
+            busy = [(b"retry-after", str(self.retry_after).encode()), *_CLOSE]
+            return await _refuse(send, None, 503, "busy", "too many requests at once", busy)
+        self._in_hand += 1
+        try:
+            return await self._admit(scope, receive, send)
+        finally:
+            self._in_hand -= 1
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate and bound one request, then `_take` it (a known account's)."""
+        name = self._account_of(scope)
+        known = name is not None and name in self.accounts
+        # An unknown name is the sender's text: never a metric attribute (None below).
+        account = name if known else None
+        auth = self._auths[name] if known and name is not None else self._stranger
         headers = _http.headers_of(scope)
-        auth = self._auths[account]
         if not auth.check_headers(headers):
             return await self._unauthorized(send, auth, account, _CLOSE)
+        if scope["method"] != "POST":
+            # Only a client that proves it holds the secret learns the path takes POSTs.
+            if not auth.check_body(headers, b""):
+                return await self._unauthorized(send, auth, account, _CLOSE)
+            if not known:
+                return await _refuse(send, None, 404, "not_found", "no such account", _CLOSE)
+            return await _refuse(send, account, 405, "method", "only POST", _ALLOW + _CLOSE)
         fmt = _format_of(headers)
         if fmt is None:
             return await _refuse(send, account, 415, "media_type", "not JSON or XML", _CLOSE)
@@ -237,6 +276,10 @@ class ReportsReceiver:
                 reason = _REASONS[refused.status]
                 await _refuse(send, account, refused.status, reason, str(refused), _CLOSE)
             return None
+        if account is None:
+            if not await _off_loop(body, auth.check_body, headers, body):
+                return await self._unauthorized(send, auth, None)
+            return await _refuse(send, None, 404, "not_found", "no such account")
         await self._take(send, account, auth, headers, body, fmt)
         return None
 
@@ -281,10 +324,15 @@ class ReportsReceiver:
         self,
         send: Send,
         auth: ReportsAuth,
-        account: str,
+        account: str | None,
         headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        challenge = auth.challenge
+        """The one 401: its challenge is the receiver's, never ``auth``'s own.
+
+        So the answer is the same for every account, known or not, and tells no one which
+        names the receiver serves or how each authenticates.
+        """
+        challenge = self._challenge
         extra = [(b"www-authenticate", challenge.encode())] if challenge else []
         await _refuse(send, account, 401, "unauthorized", "unauthorized", [*extra, *headers])
 
@@ -324,6 +372,31 @@ def _deliverer(
         await inbox.record_reports(account, body, count=len(reports), received_at=clock())
 
     return record
+
+
+class _Nobody(ReportsAuth):
+    """The auth of a path naming no account when accounts differ in theirs: refuses all."""
+
+    __slots__ = ()
+
+    def check_headers(self, headers: Mapping[bytes, bytes]) -> bool:
+        return False
+
+
+def _stranger_auth(auths: Mapping[str, ReportsAuth]) -> ReportsAuth:
+    """How a path naming no account is checked: like every account, when they share one.
+
+    Then nothing the receiver answers tells a stranger whether a name exists; only a client
+    holding the secret learns that a name is unknown (404).
+    """
+    shared = set(map(id, auths.values()))
+    return next(iter(auths.values())) if len(shared) == 1 else _Nobody()
+
+
+def _common_challenge(auths: Iterable[ReportsAuth]) -> str | None:
+    """The `WWW-Authenticate` of every 401: the accounts' challenge if all share it."""
+    challenges = {auth.challenge for auth in auths}
+    return challenges.pop() if len(challenges) == 1 else None
 
 
 def _auth_per_account(

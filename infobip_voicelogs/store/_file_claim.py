@@ -3,8 +3,10 @@
 `SqliteStore` leases every account to its one live owner with fence 0, which is right for
 one process and wrong for two: two processes polling one SQLite file would each read the
 same fingerprints and deliver every log twice. So while a poller holds its leases, the store
-also holds an exclusive, non-blocking `flock(2)` on `<file>-poller.lock`; a second store on
-the same file (in another process, or in this one) is refused with a `StoreError` that says
+also holds an exclusive, non-blocking `flock(2)` on `<file>-poller.lock`, named after the
+file the path resolves to (symbolic links and `..` followed, a relative path made absolute),
+so every spelling of one file takes one lock; a second store on the same file (in another
+process, or in this one) is refused with a `StoreError` that says
 who holds it, and gets it once the holder releases, closes or dies: the kernel drops the lock
 with the holder's last descriptor, a SIGKILL included, so a restarted poller takes over at
 once and a stale lock file means nothing.
@@ -42,25 +44,32 @@ LOCK_SUFFIX = "-poller.lock"
 class FileClaim:
     """This process's claim to poll from one database file (see the module docstring)."""
 
-    __slots__ = ("_fd", "_lock_path", "_path")
+    __slots__ = ("_fd", "_path")
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._lock_path = None if path in ("", ":memory:") else path + LOCK_SUFFIX
         self._fd: int | None = None
+
+    @property
+    def _lock_path(self) -> str | None:
+        """The lock file beside the file ``path`` resolves to now; `None` for no file."""
+        if self._path in ("", ":memory:"):
+            return None
+        return os.path.realpath(self._path) + LOCK_SUFFIX
 
     def acquire(self) -> None:
         """Take the claim if it is free; `StoreError` if another store holds it.
 
         Does nothing when it is held already, or when there is nothing to lock with.
         """
-        if self._fd is not None or self._lock_path is None or fcntl is None:
+        lock_path = self._lock_path
+        if self._fd is not None or lock_path is None or fcntl is None:
             return
         try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             # No lock file, no detection: the database's own errors speak for the store.
-            logger.debug("no poller lock at %r: %s", self._lock_path, exc.strerror)
+            logger.debug("no poller lock at %r: %s", lock_path, exc.strerror)
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,7 +82,7 @@ class FileClaim:
                     " processes polling one SQLite file would deliver every log twice. This"
                     " one takes over when that one stops; a fleet needs PostgresStore"
                 ) from None
-            logger.debug("no poller lock at %r: %s", self._lock_path, exc.strerror)
+            logger.debug("no poller lock at %r: %s", lock_path, exc.strerror)
             return
         with contextlib.suppress(OSError):  # who holds it, for the message above; best effort
             os.ftruncate(fd, 0)
