@@ -74,6 +74,9 @@ _THREAD_THRESHOLD = 256 * 1024
 #: Takes ``(account, reports)``; returns once the reports are handed over and committed.
 Deliver = Callable[[str, Sequence[VoiceReport]], Awaitable[object]]
 
+# How a decoded batch is taken: the reports, and the raw body when it is JSON.
+_Take = Callable[[str, Sequence[VoiceReport], "bytes | None"], Awaitable[object]]
+
 _ALLOW = [(b"allow", b"POST")]
 _CLOSE = [(b"connection", b"close")]
 
@@ -305,7 +308,7 @@ class ReportsReceiver:
         if verdict:
             try:
                 async with asyncio.timeout(self.deliver_timeout):
-                    await self._deliver(account, verdict)
+                    await self._deliver(account, verdict, body if fmt == "json" else None)
             except Exception as error:
                 logger.warning(
                     "reports: delivering %d reports for %s failed (%s); answered 503",
@@ -352,12 +355,17 @@ _REASONS = {400: "bad_length", 408: "timeout", 413: "too_large"}
 
 def _deliverer(
     store: InboxStore | None, deliver: Deliver | None, clock: Callable[[], datetime]
-) -> Deliver:
+) -> _Take:
     """``deliver`` as given, or recording into ``store``'s inbox: exactly one of the two."""
     if deliver is not None:
         if store is not None:
             raise TypeError("give either deliver= or store=, not both")
-        return deliver
+        given = deliver
+
+        async def hand(account: str, reports: Sequence[VoiceReport], raw: bytes | None) -> None:
+            await given(account, reports)
+
+        return hand
     if store is None:
         raise TypeError("a receiver needs store= (or, low-level, deliver=)")
     if not isinstance(store, InboxStore):
@@ -367,8 +375,10 @@ def _deliverer(
         )
     inbox = store
 
-    async def record(account: str, reports: Sequence[VoiceReport]) -> None:
-        body = encode_inbox(reports)
+    async def record(account: str, reports: Sequence[VoiceReport], raw: bytes | None) -> None:
+        # A JSON body that decoded is kept as it came (the holder decodes it the same way);
+        # an XML one as the reports' JSON.
+        body = raw if raw is not None else encode_inbox(reports)
         await inbox.record_reports(account, body, count=len(reports), received_at=clock())
 
     return record
