@@ -3,11 +3,11 @@
     VOICELOGS_STORE=sqlite:/tmp/x.db python -m uvicorn --app-dir bench _bare_reports:app
 
 What a user would write by hand: `POST /{account}`, the body decoded with orjson, and
-the same rows our store writes for a batch without the archive (one fingerprint row per
-report and the account's `report_activity`) in one transaction, with psycopg (a pool as
-large as `PostgresStore`'s) or sqlite3 (one connection, on a worker thread, WAL and
-``synchronous = NORMAL`` as `SqliteStore` sets). No authentication, no dedup against the
-stored states, no handler: the least a receiver does.
+the same row our receiver writes for a batch (one row of the store's inbox: the account,
+the time, the count and the body) in one statement, with psycopg (a pool as large as
+`PostgresStore`'s) or sqlite3 (one connection, on a worker thread, WAL and ``synchronous
+= NORMAL`` as `SqliteStore` sets). No authentication, no validation beyond JSON, no
+wake-up: the least a receiver that records and answers does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -29,42 +28,13 @@ from starlette.routing import Route
 SPEC = os.environ["VOICELOGS_STORE"]
 POOL_SIZE = 10  # PostgresStore's default max_size
 
-PG_FINGERPRINTS = (
-    "INSERT INTO fingerprints (account, message_id, fingerprint, sent_at, updated_at) "
-    "SELECT %s, m, f, s::timestamptz, now() FROM json_to_recordset(%s::json) "
-    "AS b (m text, f text, s text) ON CONFLICT (account, message_id) DO UPDATE SET "
-    "fingerprint = excluded.fingerprint, sent_at = excluded.sent_at, updated_at = now()"
-)
-PG_ACTIVITY = (
-    "INSERT INTO report_activity (account, last_report_at, reports) VALUES (%s, now(), %s) "
-    "ON CONFLICT (account) DO UPDATE SET reports = report_activity.reports + excluded.reports,"
-    " last_report_at = excluded.last_report_at"
-)
-SQLITE_FINGERPRINTS = (
-    "INSERT INTO fingerprints (account, message_id, fingerprint, sent_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, message_id) DO UPDATE SET "
-    "fingerprint = excluded.fingerprint, sent_at = excluded.sent_at, "
-    "updated_at = excluded.updated_at"
-)
-SQLITE_ACTIVITY = (
-    "INSERT INTO report_activity (account, last_report_at, reports) VALUES (?, ?, ?) "
-    "ON CONFLICT (account) DO UPDATE SET reports = report_activity.reports + excluded.reports,"
-    " last_report_at = excluded.last_report_at"
-)
+PG_INBOX = "INSERT INTO report_inbox (account, received_at, count, body) VALUES (%s, now(), %s, %s)"
+SQLITE_INBOX = "INSERT INTO report_inbox (account, received_at, count, body) VALUES (?, ?, ?, ?)"
 
 
-def rows_of(body: bytes) -> list[dict[str, Any]]:
-    """Each report's id, a fingerprint of its state, its sent time."""
-    rows = []
-    for report in orjson.loads(body)["results"]:
-        status, error, price = (
-            report.get("status") or {},
-            report.get("error") or {},
-            report.get("price") or {},
-        )
-        state = f"{status.get('id')}|{error.get('id')}|{price.get('pricePerSecond')}"
-        rows.append({"m": report["messageId"], "f": state, "s": report.get("sentAt")})
-    return rows
+def count_of(body: bytes) -> int:
+    """How many reports the batch holds (decoding it as JSON, as a check)."""
+    return len(orjson.loads(body)["results"])
 
 
 class Postgres:
@@ -73,10 +43,9 @@ class Postgres:
 
         self.pool = AsyncConnectionPool(SPEC, min_size=POOL_SIZE, max_size=POOL_SIZE, open=False)
 
-    async def write(self, account: str, rows: list[dict[str, Any]]) -> None:
-        async with self.pool.connection() as connection, connection.transaction():
-            await connection.execute(PG_FINGERPRINTS, (account, orjson.dumps(rows).decode()))
-            await connection.execute(PG_ACTIVITY, (account, len(rows)))
+    async def write(self, account: str, count: int, body: bytes) -> None:
+        async with self.pool.connection() as connection:
+            await connection.execute(PG_INBOX, (account, count, body))
 
 
 class Sqlite:
@@ -86,26 +55,24 @@ class Sqlite:
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.lock = asyncio.Lock()
 
-    def _write(self, account: str, rows: list[dict[str, Any]]) -> None:
+    def _write(self, account: str, count: int, body: bytes) -> None:
         now = datetime.now(UTC).isoformat()
         with self.db:
-            self.db.executemany(
-                SQLITE_FINGERPRINTS, [(account, r["m"], r["f"], r["s"], now) for r in rows]
-            )
-            self.db.execute(SQLITE_ACTIVITY, (account, now, len(rows)))
+            self.db.execute(SQLITE_INBOX, (account, now, count, body))
 
-    async def write(self, account: str, rows: list[dict[str, Any]]) -> None:
+    async def write(self, account: str, count: int, body: bytes) -> None:
         async with self.lock:
-            await asyncio.to_thread(self._write, account, rows)
+            await asyncio.to_thread(self._write, account, count, body)
 
 
 database = Sqlite() if SPEC.startswith("sqlite:") else Postgres()
 
 
 async def take(request: Request) -> Response:
-    rows = rows_of(await request.body())
-    await database.write(request.path_params["account"], rows)
-    return Response(orjson.dumps({"received": len(rows)}), media_type="application/json")
+    body = await request.body()
+    count = count_of(body)
+    await database.write(request.path_params["account"], count, body)
+    return Response(orjson.dumps({"received": count}), media_type="application/json")
 
 
 @contextlib.asynccontextmanager

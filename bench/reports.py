@@ -299,6 +299,7 @@ def section_receiver(rounds: int, per_round: int, workers: int) -> dict[str, flo
                 asyncio.run(migrated(spec))
                 env = {"VOICELOGS_STORE": spec, "VOICELOGS_ACCOUNTS": "acme"}
                 env["VOICELOGS_ARCHIVE"] = "0"
+                env["VOICELOGS_NO_HANDLER"] = "1"  # recording only: a poller delivers
                 log = root / f"{who}-{backend}.log"
                 options = {} if who == "ours" else {"app_dir": BENCH, "app": "_bare_reports:app"}
                 processes[f"{who} {backend}"] = ReceiverProcess(free_port(), env, log, **options)
@@ -339,7 +340,7 @@ def section_receiver(rounds: int, per_round: int, workers: int) -> dict[str, flo
         print(f"ratio ours/bare, {backend}: {ratio:.2f}x {verdict(ratio >= 0.8, '>= 0.8x')}")
     if "postgres" in specs:
         rate = rates["ours postgres"]
-        print(f"ours into PostgreSQL: {rate:,.0f} reports/s {verdict(rate >= 5000, '>= 5,000')}")
+        print(f"ours into PostgreSQL: {rate:,.0f} reports/s {verdict(rate >= 10000, '>= 10,000')}")
     else:
         print(f"PostgreSQL skipped: {reason}")
     return rates
@@ -447,6 +448,123 @@ def section_freshness(report_seconds: float, poll_minutes: int) -> dict[str, flo
     return figures
 
 
+# -- from a report's 200 to the handler ------------------------------------------------------
+
+
+async def handover_latency(deployment: str, batches_sent: int) -> list[float]:
+    """Seconds from each batch's 200 to its reports at the handler, over real HTTP.
+
+    ``"one process"``: `poll --reports-port`'s shape, a receiver that records (uvicorn in
+    this process) beside a `LogsPoller` that delivers, on SQLite. ``"workers + poller"``:
+    two receiver processes that record into PostgreSQL, and a poller in this process that
+    delivers, woken by ``NOTIFY``. Batches of 10 reports, every 20 ms.
+    """
+    import uvicorn
+    from pg_server import PostgresCluster, free_port
+    from process import ReceiverProcess
+
+    fake = FakeInfobip(seed=29)
+    fake.add_account("acme")
+    answered: dict[str, float] = {}
+    handed: dict[str, float] = {}
+
+    async def handler(name: str, items: Sequence[VoiceReport | VoiceLog]) -> None:
+        now = time.perf_counter()
+        for item in items:
+            if item.message_id is not None:
+                handed.setdefault(item.message_id, now)
+
+    root = Path(tempfile.mkdtemp(prefix="voicelogs-handover-"))
+    cluster = PostgresCluster.start() if deployment == "workers + poller" else None
+    workers: list[ReceiverProcess] = []
+    server = serving = None
+    try:
+        if cluster is None:
+            store: Any = SqliteStore(root / "handover.db")
+            receiver = ReportsReceiver({"acme"}, store=store, auth=NoAuth())
+            port = free_port()
+            config = uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning")
+            server = uvicorn.Server(config)
+            serving = asyncio.create_task(server.serve())
+            while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+                await asyncio.sleep(0.01)
+            urls = [f"http://127.0.0.1:{port}/acme"]
+        else:
+            dsn = cluster.create_database("handover")
+            store = PostgresStore(dsn)
+            env = {"VOICELOGS_STORE": dsn, "VOICELOGS_ACCOUNTS": "acme"}
+            env["VOICELOGS_NO_HANDLER"] = "1"
+            for n in range(2):
+                workers.append(ReceiverProcess(free_port(), env, root / f"worker-{n}.log"))
+            for worker in workers:
+                worker.wait_ready()
+            urls = [f"{worker.url}/acme" for worker in workers]
+        account = Account("acme", IN_PROCESS_URL, auth=fake.accounts["acme"].api_key)
+        async with (
+            store,
+            fake.in_process_client() as to_fake,
+            LogsPoller([account], store=store, handler=handler, client=to_fake) as poller,
+            httpx.AsyncClient(timeout=30.0) as client,
+        ):
+            polling = asyncio.create_task(poller.run())
+            await asyncio.sleep(0.5)  # claimed, listening
+            headers = {"content-type": "application/json"}
+            for n in range(batches_sent):
+                reports = make_reports(10, 7_000_000 + n * 10)
+                response = await client.post(
+                    urls[n % len(urls)], content=encode_reports(reports, "json"), headers=headers
+                )
+                response.raise_for_status()
+                now = time.perf_counter()
+                for report in reports:
+                    answered[str(report.message_id)] = now
+                await asyncio.sleep(0.02)
+            async with asyncio.timeout(30):
+                while len(handed) < len(answered):  # noqa: ASYNC110 (the handler fills it)
+                    await asyncio.sleep(0.01)
+            poller.stop()
+            await polling
+    finally:
+        if server is not None and serving is not None:
+            server.should_exit = True
+            await serving
+        for worker in workers:
+            worker.stop()
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return [max(0.0, handed[m] - answered[m]) for m in answered]
+
+
+def section_handover(batches_sent: int) -> dict[str, float]:
+    from pg_server import missing_reason
+
+    deployments = ["one process"]
+    reason = missing_reason()
+    if reason is None:
+        deployments.append("workers + poller")
+    print(
+        f"\n## from a report's 200 to the handler ({batches_sent} batches of 10, every 20 ms,"
+        " real HTTP)"
+    )
+    print(f"{'deployment':<36} {'reports':>7} {'p50 s':>8} {'p99 s':>8}")
+    figures = {}
+    for deployment in deployments:
+        ages = asyncio.run(handover_latency(deployment, batches_sent))
+        p50, p99 = percentile(ages, 0.5), percentile(ages, 0.99)
+        figures[f"{deployment} p50"], figures[f"{deployment} p99"] = p50, p99
+        label = {
+            "one process": "poll --reports-port (SQLite)",
+            "workers + poller": "2 receiver workers + poller (PG)",
+        }[deployment]
+        print(f"{label:<36} {len(ages):>7} {p50:>8.3f} {p99:>8.3f}")
+        met = p50 < 0.5 and p99 < 1.0
+        print(f"{label}: {verdict(met, 'p50 < 0.5 s, p99 < 1 s')}")
+    if reason is not None:
+        print(f"PostgreSQL skipped: {reason}")
+    return figures
+
+
 # -- log requests while reports flow -----------------------------------------------------------
 
 
@@ -480,9 +598,7 @@ async def log_requests(accounts: int, hours: float, *, reports: bool) -> float:
         SqliteStore(root / "recon.db", clock=clock.now) as store,
         fake.in_process_client() as client,
     ):
-        receiver = ReportsReceiver(
-            names, store=store, handler=handler, auth=NoAuth(), clock=clock.now
-        )
+        receiver = ReportsReceiver(names, store=store, auth=NoAuth(), clock=clock.now)
         pushers = [
             fake.accounts[n].push_reports(f"http://receiver/{n}", app=receiver) for n in names
         ]
@@ -557,12 +673,14 @@ def main() -> None:
         sections += [
             (section_receiver, {"rounds": 1, "per_round": 10, "workers": 4}),
             (section_freshness, {"report_seconds": 3.0, "poll_minutes": 3}),
+            (section_handover, {"batches_sent": 20}),
             (section_reconcile, {"accounts": 2, "hours": 1}),
         ]
     else:
         sections += [
             (section_receiver, {"rounds": 5, "per_round": 100, "workers": 8}),
             (section_freshness, {"report_seconds": 10.0, "poll_minutes": 10}),
+            (section_handover, {"batches_sent": 300}),
             (section_reconcile, {"accounts": 5, "hours": 2}),
         ]
     for section, options in sections:
