@@ -9,6 +9,12 @@ The provider accepts four schemes: `App <api-key>`, `Basic <base64(user:password
 `IBSSO <token>` and `Bearer <oauth2-token>`. Each class builds its header once and
 keeps it private; its repr shows `'****'` in place of the secret, so a credential
 never reaches a log line, a traceback or an exception message through these objects.
+
+A secret the header cannot carry as it is (empty, leading or trailing whitespace, a
+control character, a character that is not ASCII) is refused when the object is made,
+in one line that names the parameter and never the value: sent, it would fail every
+request instead. Each object registers its secret with `redaction`, so it is scrubbed
+from the library's messages and log lines whatever writes it there.
 """
 
 from __future__ import annotations
@@ -18,12 +24,20 @@ from collections.abc import Generator
 
 import httpx
 
-__all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "IbssoAuth", "auth_from"]
+from . import redaction
+
+__all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "IbssoAuth", "auth_from", "check_secret"]
 
 _MASK = "'****'"
 
 
-def _check_secret(what: str, value: object) -> str:
+def check_secret(what: str, value: object) -> str:
+    """``value`` if a header can carry it as it is; else `ValueError` naming ``what`` only.
+
+    >>> check_secret("key", "my-key ")
+    Traceback (most recent call last):
+    ValueError: key has leading or trailing whitespace, which a header cannot carry: strip it
+    """
     # The message names the parameter, never the value: it may be the secret itself.
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string")
@@ -31,7 +45,11 @@ def _check_secret(what: str, value: object) -> str:
     if not value.isascii():
         raise ValueError(f"{what} contains a character a header cannot carry (not ASCII)")
     if not value.isprintable():
-        raise ValueError(f"{what} contains a control character")
+        raise ValueError(f"{what} contains a control character, which a header cannot carry")
+    if value != value.strip():
+        raise ValueError(
+            f"{what} has leading or trailing whitespace, which a header cannot carry: strip it"
+        )
     return value
 
 
@@ -40,8 +58,9 @@ class _HeaderAuth(httpx.Auth):
 
     __slots__ = ("_header",)
 
-    def __init__(self, scheme: str, credential: str) -> None:
+    def __init__(self, scheme: str, credential: str, *secrets: str) -> None:
         self._header = f"{scheme} {credential}"
+        redaction.register(self, credential, *secrets)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Set the header and send the request once (no challenge round trip)."""
@@ -59,7 +78,7 @@ class ApiKeyAuth(_HeaderAuth):
     __slots__ = ()
 
     def __init__(self, key: str) -> None:
-        super().__init__("App", _check_secret("key", key))
+        super().__init__("App", check_secret("key", key))
 
     def __repr__(self) -> str:
         return f"ApiKeyAuth(key={_MASK})"
@@ -79,10 +98,10 @@ class BasicAuth(_HeaderAuth):
     def __init__(self, username: str, password: str) -> None:
         if not isinstance(username, str) or not username or ":" in username:
             raise ValueError("username must be a non-empty string without ':'")
-        _check_secret("password", password)
+        check_secret("password", password)
         self.username = username
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        super().__init__("Basic", token)
+        super().__init__("Basic", token, password)
 
     def __repr__(self) -> str:
         return f"BasicAuth(username={self.username!r}, password={_MASK})"
@@ -98,7 +117,7 @@ class IbssoAuth(_HeaderAuth):
     __slots__ = ()
 
     def __init__(self, token: str) -> None:
-        super().__init__("IBSSO", _check_secret("token", token))
+        super().__init__("IBSSO", check_secret("token", token))
 
     def __repr__(self) -> str:
         return f"IbssoAuth(token={_MASK})"
@@ -114,7 +133,7 @@ class BearerAuth(_HeaderAuth):
     __slots__ = ()
 
     def __init__(self, token: str) -> None:
-        super().__init__("Bearer", _check_secret("token", token))
+        super().__init__("Bearer", check_secret("token", token))
 
     def __repr__(self) -> str:
         return f"BearerAuth(token={_MASK})"

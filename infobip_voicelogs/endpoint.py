@@ -32,11 +32,12 @@ def validate_base_url(base_url: str, *, allow_insecure: bool = False) -> str:
     """The account's base URL, checked and without a trailing slash; `ValueError` if unsafe.
 
     Refused: anything but an `https://` (or `http://`) URL with a host, a URL carrying a
-    user or password, a query or a fragment, and `http://` to a host that is not loopback
+    user or password, a path (such as the endpoint's own, ``/tts/3/logs``: the library
+    adds that), a query or a fragment, and `http://` to a host that is not loopback
     (`localhost`, `127.0.0.0/8`, `::1`) unless ``allow_insecure`` is true: each would put
-    a credential where it does not belong. The messages never repeat the URL (an API key
-    passed in its place, or a password or token inside it, would end up in a log); they
-    name at most its host.
+    a credential where it does not belong, or fail only at the first request. The
+    messages never repeat the URL (an API key passed in its place, or a password or token
+    inside it, would end up in a log); they name at most its scheme, host and port.
 
     >>> validate_base_url("https://xyz.api.infobip.com/")
     'https://xyz.api.infobip.com'
@@ -45,6 +46,9 @@ def validate_base_url(base_url: str, *, allow_insecure: bool = False) -> str:
     >>> validate_base_url("https://user:secret@xyz.api.infobip.com")
     Traceback (most recent call last):
     ValueError: base_url must not carry a user or password: pass credentials as auth
+    >>> validate_base_url("https://xyz.api.infobip.com/tts/3/logs")
+    Traceback (most recent call last):
+    ValueError: base_url must not carry a path: pass the account's address alone, https://xyz.api.infobip.com
     """
     try:
         url = httpx.URL(base_url)
@@ -59,6 +63,11 @@ def validate_base_url(base_url: str, *, allow_insecure: bool = False) -> str:
         raise ValueError("base_url must not carry a user or password: pass credentials as auth")
     if url.query or url.fragment:
         raise ValueError(f"base_url for {url.host!r} must not carry a query or fragment")
+    if url.path not in ("", "/"):
+        address = str(url.copy_with(path="/")).rstrip("/")
+        raise ValueError(
+            f"base_url must not carry a path: pass the account's address alone, {address}"
+        )
     if url.scheme == "http" and not (allow_insecure or _is_loopback(url.host)):
         raise ValueError(
             f"refusing to send credentials over plain http:// to {url.host!r}; "

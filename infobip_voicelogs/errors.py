@@ -6,7 +6,7 @@ InfobipError
 │   ├── AuthenticationError   401 or 403
 │   ├── RateLimitError        429 after the last attempt
 │   └── ServerError           5xx after the last attempt
-├── TransportError            the network failed after the last attempt
+├── TransportError            the network failed (after the last attempt, if it may pass)
 ├── BudgetExceededError       a call's time budget ran out (also a TimeoutError)
 ├── DecodeError               a body that is not what it claims to be
 ├── InvalidQueryError         a request that cannot be sent (also a ValueError)
@@ -16,7 +16,9 @@ InfobipError
 ```
 
 No message or repr built here ever contains a credential: the classes carry
-only the status, the provider's message id and text, and short body excerpts.
+only the status, the provider's message id and text, and short body excerpts. Where the
+library raises one of them over another library's error, the boundary scrubs every
+configured secret from the whole chain (`redaction.scrub_exception`).
 """
 
 from __future__ import annotations
@@ -128,7 +130,17 @@ class ServerError(ApiError):
 
 
 class TransportError(InfobipError):
-    """The request never got a complete answer (connect, read, timeout, reset, truncation)."""
+    """The request never got a complete answer (connect, read, timeout, reset, truncation).
+
+    Attributes:
+        retryable: Whether another try may succeed: false for a failure that only repeats
+            (a host name the resolver says does not exist, a request the HTTP layer
+            refuses to send, such as a header it cannot carry), which is raised at once.
+    """
+
+    def __init__(self, *args: object, retryable: bool = True) -> None:
+        self.retryable = retryable
+        super().__init__(*args)
 
 
 class BudgetExceededError(InfobipError, TimeoutError):

@@ -11,7 +11,8 @@ async with LogsFetcher("https://xyz.api.infobip.com", auth="API-KEY") as fetcher
 Each request waits for the account's throttle, goes out with the account's credentials,
 `Accept` for the chosen format and a `User-Agent` naming this library, and is retried by
 the `retry` policy. Failures are translated at one boundary (`_send`) into the library's
-error tree; nothing from httpx escapes. A ``budget`` (seconds, per fetcher or per call)
+error tree; nothing from httpx escapes, and every configured secret is scrubbed from what
+a call raises (`redaction`). A ``budget`` (seconds, per fetcher or per call)
 bounds the throttle wait, the tries and the backoff of one call together.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import socket
 import time
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -30,9 +32,9 @@ from typing import Any, Final, Literal, Protocol, Self, TypeVar
 import attrs
 import httpx
 
-from . import telemetry
+from . import redaction, telemetry
 from .__about__ import __version__
-from ._time import RETENTION, utc_now
+from ._time import RETENTION, seconds, utc_now
 from .auth import auth_from
 from .codec import Format, decode_error, decode_logs, media_type
 from .defaults import (
@@ -144,6 +146,13 @@ class FetcherStats:
     throttle_wait: float = 0.0
 
 
+#: What a resolver answers for a name that does not exist (no retry changes that); its
+#: temporary failure (EAI_AGAIN) stays retryable.
+_NO_SUCH_NAME = frozenset(
+    code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
+)
+
+
 @contextmanager
 def _transport_errors(host: str) -> Iterator[None]:
     """Translate httpx's request failures (connect, read, timeout, reset, truncation)."""
@@ -151,11 +160,36 @@ def _transport_errors(host: str) -> Iterator[None]:
         yield
     except httpx.RequestError as exc:
         # The message names the host and the failure, never the request's headers (the
-        # credential): a user reads which server could not be reached, and how.
+        # credential): a user reads which server could not be reached, and how. A header
+        # that h11 refuses quotes itself: the message is scrubbed all the same.
         failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-        what = "could not connect to" if connecting else "no complete answer from"
-        raise TransportError(f"{what} {host}: {failure}") from exc
+        unknown = _no_such_host(exc)
+        refused = isinstance(exc, httpx.LocalProtocolError)  # never sent: it would not be
+        if unknown:
+            what = "no such host"
+        elif refused:
+            what = "could not send the request to"
+        elif isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            what = "could not connect to"
+        else:
+            what = "no complete answer from"
+        retryable = not (unknown or refused)
+        message = redaction.scrub(f"{what} {host}: {failure}")
+        raise TransportError(message, retryable=retryable) from exc
+
+
+def _no_such_host(exc: httpx.RequestError) -> bool:
+    """Whether the resolver said the host's name does not exist (not: could not answer now)."""
+    if not isinstance(exc, httpx.ConnectError):
+        return False
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, socket.gaierror):
+            return link.errno in _NO_SUCH_NAME
+        link = link.__cause__ or link.__context__
+    return False
 
 
 def _host_of(url: str) -> str:
@@ -251,16 +285,20 @@ class LogsFetcher:
         throttle: The account's rate limiter; `None` makes a fresh
             `TokenBucket(2.0, burst=1, adaptive=True)`, the documented 120 requests/min.
             Share one bucket among every fetcher of one account.
-        max_attempts: Tries per request in all, the first one included.
-        timeout: Seconds for each read, write and pool wait (connect: at most 10 s).
-            It applies to every request, on a shared ``client`` too.
-        deadline: Seconds one try may take in all, body included (at least ``timeout``):
+        max_attempts: Tries per request in all, the first one included. A failure that
+            would only repeat (a host name that does not exist, a header the HTTP layer
+            refuses to send) is tried once.
+        timeout: Seconds (or a `timedelta`) for each read, write and pool wait (connect:
+            at most 10 s). It applies to every request, on a shared ``client`` too.
+        deadline: Seconds (or a `timedelta`) one try may take in all, body included (at
+            least ``timeout``):
             a server that trickles its answer a byte at a time never trips ``timeout``,
             but fails the try here, as a `TransportError` that is retried.
         client: An `httpx.AsyncClient` to share (and its connection pool); the fetcher then
             never closes it. `None` makes one, closed by `aclose`.
         allow_insecure: Permit `http://` to a non-loopback host.
-        max_retry_after: The longest `Retry-After` worth waiting for; longer raises at once.
+        max_retry_after: The longest `Retry-After` worth waiting for (seconds or a
+            `timedelta`); longer raises at once.
         on_retry: Called with a `RetryEvent` before each retry's wait.
         sleep: The coroutine function that waits between tries (for tests). `None` is
             a `TokenBucket` throttle's own ``sleep`` if it was given one
@@ -288,11 +326,11 @@ class LogsFetcher:
         format: Format = "json",
         throttle: Throttle | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        timeout: float = DEFAULT_TIMEOUT,
-        deadline: float = DEFAULT_DEADLINE,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        deadline: float | timedelta = DEFAULT_DEADLINE,
         client: httpx.AsyncClient | None = None,
         allow_insecure: bool = False,
-        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_retry_after: float | timedelta = DEFAULT_MAX_RETRY_AFTER,
         on_retry: Callable[[RetryEvent], object] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -303,12 +341,15 @@ class LogsFetcher:
             raise ValueError(f"format must be 'json' or 'xml', not {format!r}")
         for name, value in (("timeout", timeout), ("deadline", deadline)):
             if not (
-                isinstance(value, int | float)
+                isinstance(value, int | float | timedelta)
                 and not isinstance(value, bool)
-                and 0 < value < float("inf")
+                and 0 < seconds(value) < float("inf")
             ):
-                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
-        self._deadline = max(float(deadline), float(timeout))
+                raise ValueError(
+                    f"{name} must be a finite number of seconds > 0 or a timedelta, not {value!r}"
+                )
+        timeout = seconds(timeout)
+        self._deadline = max(seconds(deadline), timeout)
         self._budget = budget_seconds(budget)
         self._url = logs_url(base_url, allow_insecure=allow_insecure)
         self._reports_url = reports_url(base_url, allow_insecure=allow_insecure)
@@ -443,12 +484,18 @@ class LogsFetcher:
         budget: BudgetArg | Literal[_Default.FETCHER_BUDGET],
     ) -> list[_Item]:
         """One request to ``url``, retried per the policy within its budget, decoded."""
-        seconds = self._budget if budget is FETCHER_BUDGET else budget_seconds(budget)
+        bound = self._budget if budget is FETCHER_BUDGET else budget_seconds(budget)
         with telemetry.FetchSpan(self._account):
-            if seconds is None:
-                return await self._policy.call(self._send, url, decode)
-            within = Budget.start(seconds, self._monotonic)
-            return await self._policy.call(self._send, url, decode, within, budget=within)
+            try:
+                if bound is None:
+                    return await self._policy.call(self._send, url, decode)
+                within = Budget.start(bound, self._monotonic)
+                return await self._policy.call(self._send, url, decode, within, budget=within)
+            except Exception as exc:
+                # Whatever raised it (httpx, h11, a shared client's hook or transport, the
+                # provider's text): no configured secret leaves in its text or its chain.
+                redaction.scrub_exception(exc)
+                raise
 
     async def _acquire_within(self, budget: Budget) -> float:
         """The throttle's wait, cut to what is left of the budget."""

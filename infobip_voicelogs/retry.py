@@ -8,9 +8,11 @@ logs = await policy.call(send_one_request)   # retried per the rules below
 Every number that shapes the behaviour is on this screen. The policy is a tenacity
 `AsyncRetrying` composed of small named parts, so it reads like its spec:
 
-- retry (`is_retryable`): HTTP 408, 429, 500, 502, 503, 504 and `TransportError`
-  (connect, read, timeout, reset, truncated body); never 400, 401, 403, 404, any other
-  status, nor a complete body that fails to decode (`DecodeError`);
+- retry (`is_retryable`): HTTP 408, 429, 500, 502, 503, 504 and a `TransportError`
+  (connect, read, timeout, reset, truncated body, a resolver's temporary failure); never
+  400, 401, 403, 404, any other status, a complete body that fails to decode
+  (`DecodeError`), nor a `TransportError` that would only repeat (``retryable`` false:
+  a host name that does not exist, a header the HTTP layer refuses to send);
 - wait (`RetryWait`): the server's `Retry-After` plus a little positive jitter when it
   sent one, else exponential backoff with full jitter; a `Retry-After` longer than
   ``max_retry_after`` is not waited for: the error is raised at once;
@@ -40,7 +42,8 @@ from typing import Protocol, TypeVar
 import attrs
 import tenacity
 
-from . import telemetry
+from . import redaction, telemetry
+from ._time import seconds
 from .defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_RETRY_AFTER
 from .errors import ApiError, BudgetExceededError, RateLimitError, TransportError
 
@@ -111,24 +114,29 @@ class RetryEvent:
 # The predicates: each answers one question...
 
 
-def is_retryable(exc: BaseException, max_retry_after: float = DEFAULT_MAX_RETRY_AFTER) -> bool:
+def is_retryable(
+    exc: BaseException, max_retry_after: float | timedelta = DEFAULT_MAX_RETRY_AFTER
+) -> bool:
     """Whether another try may succeed where this one failed.
 
     A transport failure or a 408/429/500/502/503/504 may; anything else may not, and
-    neither may a retryable status whose `Retry-After` exceeds ``max_retry_after``
-    (the caller gets the error now rather than hanging).
+    neither may a transport failure that would only repeat (``retryable`` false), nor a
+    retryable status whose `Retry-After` exceeds ``max_retry_after`` (seconds or a
+    `timedelta`: the caller gets the error now rather than hanging).
 
     >>> is_retryable(RateLimitError(429)), is_retryable(ApiError(404))
     (True, False)
     >>> is_retryable(RateLimitError(429, retry_after=3600.0))
     False
+    >>> is_retryable(TransportError("no such host", retryable=False))
+    False
     """
     if isinstance(exc, TransportError):
-        return True
+        return exc.retryable
     if not isinstance(exc, ApiError) or exc.status_code not in RETRYABLE_STATUSES:
         return False
     demand = retry_after_of(exc)
-    return demand is None or demand <= max_retry_after
+    return demand is None or demand <= seconds(max_retry_after)
 
 
 def retry_after_of(exc: BaseException) -> float | None:
@@ -215,7 +223,8 @@ def _failure(retry_state: tenacity.RetryCallState) -> BaseException:
 
 def _describe(exc: BaseException) -> str:
     # ApiError's str is "HTTP 429: MESSAGE_ID: text"; TransportError's names the httpx failure.
-    return str(exc) or type(exc).__name__
+    # Scrubbed: the hook and the log line may see an error no boundary has scrubbed yet.
+    return redaction.scrub(str(exc)) or type(exc).__name__
 
 
 def _sleep(seconds: float) -> Awaitable[None]:
@@ -362,7 +371,8 @@ class RetryPolicy:
     """
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    #: Seconds; a `timedelta` is taken too.
+    max_retry_after: float = attrs.field(default=DEFAULT_MAX_RETRY_AFTER, converter=seconds)
     throttle: RateLimitListener | None = None
     on_retry: Callable[[RetryEvent], object] | None = None
     sleep: Callable[[float], Awaitable[None]] = _sleep

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from infobip_voicelogs import ApiKeyAuth, BasicAuth, BearerAuth, IbssoAuth
+from infobip_voicelogs import ApiKeyAuth, BasicAuth, BearerAuth, IbssoAuth, LogsFetcher
 from infobip_voicelogs.auth import auth_from
 
 SECRET = "s3cr3t-0f-the-acc0unt"
@@ -82,6 +83,26 @@ def test_an_unusable_key_is_refused_without_echoing_it(bad: str) -> None:
     with pytest.raises(ValueError, match="key") as caught:
         ApiKeyAuth(bad)
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("bad", [f"{SECRET} ", f" {SECRET}", f"{SECRET}  "])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: LogsFetcher("https://xyz.api.infobip.com", auth=s),
+        ApiKeyAuth,
+        IbssoAuth,
+        BearerAuth,
+        lambda s: BasicAuth("alice", s),
+    ],
+)
+def test_a_secret_with_surrounding_whitespace_is_refused_in_one_line_without_echoing_it(
+    bad: str, make: Callable[[str], object]
+) -> None:
+    with pytest.raises(ValueError, match="leading or trailing whitespace") as caught:
+        make(bad)
+    assert SECRET not in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 def test_basic_auth_refuses_a_colon_in_the_username() -> None:

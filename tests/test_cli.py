@@ -8,6 +8,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -1085,3 +1086,55 @@ def test_poll_into_postgres_named_by_a_libpq_string_or_a_sqlalchemy_url(
     assert os.listdir(cwd) == []  # into PostgreSQL, not into a file of that name
     assert "hunter2-secret" not in result.output
     assert "password=***" in result.output  # the closing line names the store, redacted
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.strip()]
+
+
+def test_fetch_refuses_a_key_with_a_trailing_space_in_one_line_without_showing_it(
+    runner: CliRunner, server: FakeServer
+) -> None:
+    key = "cli-s3cret-key-0042 "
+    result = runner.invoke(app, ["fetch", "--base-url", server.base_url, "--api-key", key])
+    assert result.exit_code == 2
+    assert _error_lines(result.output) == [
+        "error: --api-key: key has leading or trailing whitespace, which a header cannot "
+        "carry: strip it"
+    ]
+    assert key.strip() not in result.output
+
+
+def test_fetch_refuses_a_base_url_with_a_path_saying_what_to_pass(runner: CliRunner) -> None:
+    url = "https://xyz.api.infobip.com/tts/3/logs"
+    result = runner.invoke(app, ["fetch", "--base-url", url, "--api-key", KEY])
+    assert result.exit_code == 2
+    assert _error_lines(result.output) == [
+        "error: --base-url must not carry a path: pass the account's address alone, "
+        "https://xyz.api.infobip.com"
+    ]
+
+
+def test_fetch_from_a_host_that_does_not_exist_is_one_try_and_one_line(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The resolver's answer for one name, injected where the OS gives it (no network needed).
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("gone.api.infobip.com", b"gone.api.infobip.com"):  # anyio passes IDNA bytes
+            lookups.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    result = runner.invoke(
+        app, ["fetch", "--base-url", "https://gone.api.infobip.com", "--api-key", KEY]
+    )
+    assert result.exit_code == 4
+    assert len(lookups) == 1  # one try
+    assert _error_lines(result.output) == [
+        "error: TransportError: no such host gone.api.infobip.com: ConnectError: "
+        "[Errno -2] Name or service not known"
+    ]

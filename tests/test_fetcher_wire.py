@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import traceback
 from collections.abc import Iterator
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 import respx
 from conftest import API_KEY, BASE, FakeThrottle, Sleeps, log_at, loopback_server, ms
 
-from infobip_voicelogs import DecodeError, LogsFetcher, ServerError, TransportError
+from infobip_voicelogs import ApiKeyAuth, DecodeError, LogsFetcher, ServerError, TransportError
 from infobip_voicelogs.codec import encode_error, encode_logs
 
 # -- a real socket: truncation as the wire does it -----------------------------------------
@@ -155,4 +157,79 @@ async def test_a_truncated_body_on_the_wire_is_a_retried_transport_error(
         with pytest.raises(TransportError, match="RemoteProtocolError"):
             await fetcher.fetch()
     assert fetcher.stats.requests == 3
+    assert len(sleeps) == 2
+
+
+# -- failures that would only repeat: one try ----------------------------------------------
+
+
+class _SpacedHeader(httpx.Auth):
+    """A user's own auth that sets a header h11 refuses (a trailing space)."""
+
+    def __init__(self, credential: str) -> None:
+        self.credential = credential
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:  # type: ignore[override]
+        request.headers["Authorization"] = f"App {self.credential} "
+        yield request
+
+
+async def test_a_header_the_http_layer_refuses_is_tried_once_and_never_shown(
+    sleeps: Sleeps,
+) -> None:
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.close()
+
+    registered = ApiKeyAuth(API_KEY)  # the key is configured, so it is scrubbed wherever it goes
+    async with loopback_server(serve) as url:
+        fetcher = LogsFetcher(url, _SpacedHeader(API_KEY), throttle=FakeThrottle(), sleep=sleeps)
+        async with fetcher:
+            with pytest.raises(TransportError, match="could not send the request") as caught:
+                await fetcher.fetch()
+    assert caught.value.retryable is False
+    assert fetcher.stats.requests == 1
+    assert sleeps == []  # no retry
+    assert API_KEY not in str(caught.value)
+    assert API_KEY not in "".join(traceback.format_exception(caught.value))
+    del registered
+
+
+def _resolver_failing(code: int, tries: list[httpx.Request]) -> httpx.MockTransport:
+    """A transport whose name lookup fails as the system resolver does, with ``code``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tries.append(request)
+        try:
+            raise socket.gaierror(code, "Name or service not known")
+        except socket.gaierror as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    return httpx.MockTransport(handler)
+
+
+async def test_a_host_name_that_does_not_exist_is_tried_once(sleeps: Sleeps) -> None:
+    tries: list[httpx.Request] = []
+    async with httpx.AsyncClient(transport=_resolver_failing(socket.EAI_NONAME, tries)) as client:
+        fetcher = LogsFetcher(BASE, API_KEY, throttle=FakeThrottle(), sleep=sleeps, client=client)
+        with pytest.raises(TransportError, match=r"no such host xyz\.api\.infobip\.com") as caught:
+            await fetcher.fetch()
+    assert caught.value.retryable is False
+    assert len(tries) == 1
+    assert sleeps == []
+
+
+async def test_a_temporary_resolver_failure_is_retried(sleeps: Sleeps) -> None:
+    tries: list[httpx.Request] = []
+    async with httpx.AsyncClient(transport=_resolver_failing(socket.EAI_AGAIN, tries)) as client:
+        fetcher = LogsFetcher(
+            BASE, API_KEY, throttle=FakeThrottle(), sleep=sleeps, client=client, max_attempts=3
+        )
+        with pytest.raises(TransportError, match="could not connect") as caught:
+            await fetcher.fetch()
+    assert caught.value.retryable is True
+    assert len(tries) == 3
     assert len(sleeps) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -29,6 +30,7 @@ from infobip_voicelogs import (
     SqliteStore,
     Status,
     TokenBucket,
+    TransportError,
     VoiceLog,
 )
 from infobip_voicelogs.poller import Handler, LeaseState, fingerprint
@@ -1078,3 +1080,34 @@ async def test_run_once_after_a_failed_claim_reports_every_account_it_could_not_
             report = await poller.run_once()  # the file free: polled as usual
         assert report["acme"].ok, report["acme"].error
         assert handler.ids("acme") == {log.message_id for log in acme.logs}
+
+
+async def test_a_host_that_does_not_exist_is_tried_once_a_cycle_and_again_next_cycle(
+    store: SqliteStore,
+) -> None:
+    tries: list[httpx.Request] = []
+
+    def no_such_host(request: httpx.Request) -> httpx.Response:
+        tries.append(request)
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except socket.gaierror as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    account = Account("gone", "https://gone.invalid", auth="k" * 32, throttle=TokenBucket(1e6, 10))
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(no_such_host)) as client,
+        LogsPoller(
+            [account],
+            store=store,
+            handler=Recorder(),
+            client=client,
+            fetcher_options={"sleep": no_sleep},
+        ) as poller,
+    ):
+        first = await poller.run_once()
+        second = await poller.run_once()
+    assert isinstance(first["gone"].error, TransportError)
+    assert isinstance(second["gone"].error, TransportError)
+    assert len(tries) == 2  # one try per cycle, and the next cycle tried again
+    assert poller.status()["gone"].consecutive_failures == 2

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .. import redaction
 from .._time import utc_now
 from ..errors import AuthenticationError, InfobipError, InvalidQueryError
 
@@ -58,9 +59,10 @@ def global_options(ctx: typer.Context) -> GlobalOptions:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print one clear error line on stderr and exit with `code`."""
+    """Print one clear error line on stderr and exit with `code`; no configured secret shows."""
     # soft_wrap: one line whatever the terminal's width, so that it greps and pastes whole.
-    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    line = escape(redaction.scrub(message))
+    stderr.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -75,6 +77,7 @@ def run(coro: Coroutine[Any, Any, T], ctx: typer.Context) -> T:
         stderr.print("interrupted")
         raise typer.Exit(130) from None
     except InfobipError as exc:
+        redaction.scrub_exception(exc)
         if global_options(ctx).debug:
             stderr.print_exception()
         if isinstance(exc, InvalidQueryError):

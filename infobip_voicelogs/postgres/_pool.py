@@ -30,6 +30,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import AsyncRowFactory
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .. import redaction
 from ..errors import StoreError
 from ._rows import Document, DocumentDumper
 from ._schema import migrate
@@ -145,6 +146,7 @@ class Connector:
             ) from None
         if params.get("password"):
             self._secrets.append(str(params["password"]))
+            redaction.register(self, *self._secrets)
         shown = ("host", "port", "dbname", "user")  # never the password
         return " ".join(f"{key}={params[key]}" for key in shown if key in params)
 

@@ -15,7 +15,7 @@ import weakref
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .. import telemetry
+from .. import redaction, telemetry
 
 __all__ = ["PROBE_INTERVAL", "UNAVAILABLE", "Link", "link_of", "now"]
 
@@ -84,6 +84,8 @@ def link_of(client: aioredis.Redis) -> Link:
         else:
             where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
         link = _LINKS[client] = Link(where)
+        if kwargs.get("password"):  # scrubbed from every message while the client lives
+            redaction.register(link, str(kwargs["password"]))
     return link
 
 

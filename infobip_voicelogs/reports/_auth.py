@@ -10,7 +10,13 @@ NoAuth()                                               # nothing: only when chos
 Every comparison is constant-time (`hmac.compare_digest` over bytes). A check that needs
 only the headers runs before the body is read; the HMAC runs on the bounded body before it
 is decoded. Each class keeps its secret private and shows `'****'` for it in its repr, so a
-secret never reaches a log line, a traceback or an error body through these objects.
+secret never reaches a log line, a traceback or an error body through these objects, and
+registers it with `redaction`, so it is scrubbed from the library's messages and log lines.
+
+A secret given as text with leading or trailing whitespace is refused when the object is
+made (a pasted secret that never matches would refuse every report): strip it, or pass
+bytes if the whitespace is meant. `HeaderSecret`'s text must also be printable ASCII, as
+the header that carries it is.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+
+from .. import redaction
 
 __all__ = [
     "ALGORITHMS",
@@ -39,21 +47,27 @@ _MASK = "'****'"
 Headers = Mapping[bytes, bytes]
 
 
-def _secret_bytes(what: str, value: object) -> bytes:
-    # The message names the parameter, never the value: it may be the secret itself.
+def _secret_bytes(what: str, value: object, *, in_header: bool = False) -> bytes:
+    """A secret as bytes; `ValueError` naming ``what``, never the value (it is the secret)."""
     if isinstance(value, str):
+        if value != value.strip():
+            raise ValueError(
+                f"{what} has leading or trailing whitespace: strip it (or pass bytes if meant)"
+            )
+        if in_header and not (value.isascii() and value.isprintable()):
+            raise ValueError(f"{what} must be printable ASCII, as the header carrying it is")
         value = value.encode()
     if not isinstance(value, bytes) or not value:
         raise ValueError(f"{what} must be a non-empty string or bytes")
     return value
 
 
-def _secrets(value: object) -> tuple[bytes, ...]:
+def _secrets(value: object, *, in_header: bool = False) -> tuple[bytes, ...]:
     """One secret, or several while one is rotated out: each non-empty."""
     many = value if isinstance(value, list | tuple) else (value,)
     if not many:
         raise ValueError("secret must name at least one secret")
-    return tuple(_secret_bytes("secret", one) for one in many)
+    return tuple(_secret_bytes("secret", one, in_header=in_header) for one in many)
 
 
 def _header_name(name: object) -> bytes:
@@ -69,7 +83,7 @@ class ReportsAuth:
     body before it is decoded; the request is refused with 401 unless both return true.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)  # the redaction registry holds its secrets while it lives
 
     #: The `WWW-Authenticate` value sent with a 401, if the scheme has one.
     challenge: str | None = None
@@ -117,6 +131,7 @@ class BasicCredentials(ReportsAuth):
         self.username = username
         self._username = username.encode()
         self._password = _secret_bytes("password", password)
+        redaction.register(self, self._password)
 
     def check_headers(self, headers: Headers) -> bool:
         """Whether `Authorization` carries this username and password."""
@@ -156,7 +171,8 @@ class HeaderSecret(ReportsAuth):
     def __init__(self, header: str, secret: Secrets) -> None:
         self._name = _header_name(header)
         self.header = header
-        self._secrets = _secrets(secret)
+        self._secrets = _secrets(secret, in_header=True)
+        redaction.register(self, *self._secrets)
 
     def check_headers(self, headers: Headers) -> bool:
         """Whether the header carries one of the secrets."""
@@ -194,6 +210,7 @@ class HmacSignature(ReportsAuth):
         self._prefix = f"{algorithm}=".encode()
         self._size = hashlib.new(algorithm).digest_size
         self._secrets = _secrets(secret)
+        redaction.register(self, *self._secrets)
 
     def check_headers(self, headers: Headers) -> bool:
         """Whether the signature header is there at all (its value is checked on the body)."""
