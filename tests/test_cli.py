@@ -373,7 +373,7 @@ def test_poll_once_reports_a_failing_account_with_exit_4(
 async def test_demo_checks_the_archive_against_the_ground_truth() -> None:
     report = await run_demo(3.0, interval=0.5)
     assert report.ok, report
-    assert report.logs > 400  # the backfill of three accounts, plus traffic
+    assert report.logs > 500  # the backfill of four accounts, plus traffic
     assert report.archived == report.logs
     assert report.deliveries >= report.logs
     assert report.new == report.logs  # each log once as new, then as changed
@@ -381,6 +381,11 @@ async def test_demo_checks_the_archive_against_the_ground_truth() -> None:
     # Both sources delivered final states, each once: the logs made up for the lost reports.
     assert report.final_by_report > 0
     assert report.final_by_report + report.final_by_log == report.logs
+    # The pulling account's reports were pulled, and delivered: each pulled report's
+    # final state reached the handler from that report, or earlier from the logs.
+    assert report.reports_pulled > 0
+    assert 0 < report.final_by_pull <= report.reports_pulled
+    assert report.final_by_report - report.final_by_pull > 0  # pushed ones too
     assert report.reported_calls > 0
     assert report.lost_found == report.reports_lost
     assert report.doubled == report.regressed == report.final_missing == 0
@@ -418,7 +423,33 @@ def test_the_live_table_keeps_every_header_whole_in_80_columns(runner: CliRunner
         *("account", "polled", "new", "changed", "requests", "retries", "429s"),
         *("reports", "state"),
     ]
-    assert max(len(line) for line in lines) <= 80
+    table = [line for line in lines if any(edge in line for edge in "│┃━")]
+    assert len(table) > 4
+    assert max(len(line) for line in table) <= 80
+
+
+def test_status_lines_stay_whole_when_stderr_is_a_file(tmp_path: Path) -> None:
+    """Rich wraps at 80 columns when its stream is no terminal: the CLI's status lines must
+    not, so that a log file or a CI log keeps each one on one line."""
+    command = [sys.executable, "-c", "from infobip_voicelogs.cli import main; main()"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            [*command, "demo", "--seconds", "1", "--interval", "0.5"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            timeout=120,
+        )
+    lines = log.read_text().splitlines()
+    assert done.returncode == 0, lines
+    [settled] = [line for line in lines if "calls settled while" in line]
+    assert len(settled) > 80
+    assert settled.endswith("of them."), lines
+    [verdict] = [line for line in lines if "check passed" in line]
+    assert verdict.endswith("every final state delivered once."), lines
 
 
 def test_demo_command(runner: CliRunner) -> None:
@@ -429,16 +460,20 @@ def test_demo_command(runner: CliRunner) -> None:
     assert re.search(r"\d+ deliveries: \d+ new logs and \d+ changes", result.output)
     assert re.search(r"The archive holds \d+ distinct logs", result.output)
     verdict = re.search(
-        r"check passed: (\d+) final states by report, (\d+) by the logs; missing 0, "
-        r"doubled 0, regressed 0, extra 0",
+        r"check passed: (\d+) final states by pushed report, (\d+) by pulled report, "
+        r"(\d+) by the logs; missing 0, doubled 0, regressed 0, extra 0",
         " ".join(result.output.split()),
     )
     assert verdict is not None, result.output
-    assert int(verdict[1]) > 0
-    assert int(verdict[2]) > 0
-    lost = re.search(r"lost (\d+) reports, and the logs found (\d+) of them", result.output)
+    assert all(int(count) > 0 for count in verdict.groups())
+    text = " ".join(result.output.split())
+    lost = re.search(r"lost (\d+) reports, and the logs found (\d+) of them", text)
     assert lost is not None
     assert lost[1] == lost[2]
+    # The table's per-account "lost" is an upper bound of what the way lost: it says so.
+    bound = re.search(r'The table\'s "lost" \((\d+) in all\) .* an upper bound', text)
+    assert bound is not None, result.output
+    assert int(bound[1]) >= int(lost[1])
 
 
 def test_simulate_serves_the_fake_over_http() -> None:

@@ -750,7 +750,7 @@ async def test_without_a_client_every_account_shares_one_pool_closed_by_aclose(
         assert client.is_closed
 
 
-# -- one delivery path: every store leases (issue 16, item 10) ------------------------------
+# -- one delivery path: every store leases ---------------------------------------------
 
 
 class DictStore:
@@ -820,7 +820,7 @@ async def test_two_pollers_on_one_store_object_never_deliver_one_log_twice(
         assert (await after.run_once())["acme"].delivered == 0
 
 
-# -- one cycle per account at a time (item 3) -----------------------------------------------
+# -- one cycle per account at a time -------------------------------------------------------
 
 
 async def test_run_once_during_run_waits_for_the_cycle_in_flight(
@@ -855,7 +855,7 @@ async def test_run_once_during_run_waits_for_the_cycle_in_flight(
     assert sorted(taken) == sorted({log.message_id for log in acme.logs})  # each once
 
 
-# -- a failing cycle's error pins nothing (item 2) ------------------------------------------
+# -- a failing cycle's error pins nothing --------------------------------------------------
 
 
 class _Big:
@@ -897,7 +897,7 @@ async def test_last_error_keeps_no_frames_and_a_success_clears_it(
         assert poller.status()["acme"].last_error is None
 
 
-# -- public names (item 11) -----------------------------------------------------------------
+# -- public names --------------------------------------------------------------------------
 
 
 async def test_durations_may_be_timedeltas(

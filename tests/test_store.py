@@ -663,7 +663,7 @@ def test_event_loops_in_several_threads_share_one_worker(tmp_path: Path) -> None
     assert asyncio.run(check()) == 80
 
 
-# -- SqliteStore leases, for one process (issue 16, item 10) -------------------------------
+# -- SqliteStore leases, for one process ----------------------------------------------
 
 
 async def test_sqlite_store_leases_every_account_to_its_one_live_owner(tmp_path: Path) -> None:

@@ -41,7 +41,23 @@ EXIT_API = 4
 
 T = TypeVar("T")
 
-stderr = Console(stderr=True)
+
+class _StatusConsole(Console):
+    """A console whose lines stay whole when it does not write to a terminal.
+
+    Rich wraps at 80 columns when the stream is a file or a pipe; a status line written to a
+    log file or a CI log is then cut in two, and no longer greps whole. On a terminal it
+    wraps to the terminal's width as usual; tables (the live table) keep their width.
+    """
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None, **kwargs: Any) -> None:
+        if soft_wrap is None and not self.is_terminal:
+            soft_wrap = True
+        super().print(*objects, soft_wrap=soft_wrap, **kwargs)
+
+
+#: Where status lines, warnings and errors go.
+stderr: Console = _StatusConsole(stderr=True)
 
 
 @attrs.frozen

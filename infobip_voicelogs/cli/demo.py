@@ -1,15 +1,18 @@
 """`infobip-voicelogs demo`: the whole library against the built-in fake provider, no account.
 
-Three fake accounts produce traffic whose logs settle from `PENDING` to a final status;
+Four fake accounts produce traffic whose logs settle from `PENDING` to a final status;
 one answers with 429s and 503s now and then, another drops connections and truncates
-bodies. Each call's delivery report is POSTed, HMAC-signed, to a `ReportsReceiver` that
-the demo serves with uvicorn on 127.0.0.1, with a share of the reports dropped and some
-duplicated or reordered on the way. A `LogsPoller` polls the logs into the same temporary
-archive, through the same handler: while an account's reports flow its logs are only
-reconciled, and they find the reports that never came. Then the demo proves what it
-promises against the fake's ground truth: every call in the archive in its last state,
-every final state delivered exactly once (by a report or by the logs), none missing, and
-no final state followed by an older one.
+bodies. Three push their delivery reports: each call's report is POSTed, HMAC-signed, to
+a `ReportsReceiver` that the demo serves with uvicorn on 127.0.0.1, with a share of the
+reports dropped and some duplicated or reordered on the way; the receiver records each
+batch in the store's inbox and the poller delivers it. The fourth sends its calls with no
+notify URL and the poller pulls its reports (`Account(..., pull_reports=True)`). A
+`LogsPoller` polls the logs into the same temporary archive, through the same handler:
+while an account's reports flow its logs are only reconciled, and they find the reports
+that never came. Then the demo proves what it promises against the fake's ground truth:
+every call in the archive in its last state, every final state delivered exactly once (by
+a pushed report, a pulled one or the logs), none missing, and no final state followed by
+an older one.
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ __all__ = ["REPORT_FAULTS", "DemoReport", "demo", "run_demo"]
 
 #: How long a demo log stays PENDING at most.
 SETTLE = timedelta(seconds=6)
-#: The demo's accounts: name, logs per second, faults by probability.
-_ACCOUNTS: tuple[tuple[str, float, dict[Fault, float]], ...] = (
-    ("eu-shop", 6.0, {}),
-    ("us-clinic", 3.0, {Fault.status(429): 0.15, Fault.status(503): 0.1}),
-    ("ap-bank", 4.0, {Fault.reset(): 0.1, Fault.truncate(): 0.1, Fault.status(502): 0.05}),
+#: The demo's accounts: name, logs per second, faults by probability, whether it pulls
+#: its reports (its calls have no notify URL) instead of having them pushed.
+_ACCOUNTS: tuple[tuple[str, float, dict[Fault, float], bool], ...] = (
+    ("eu-shop", 6.0, {}, False),
+    ("us-clinic", 3.0, {Fault.status(429): 0.15, Fault.status(503): 0.1}, False),
+    ("ap-bank", 4.0, {Fault.reset(): 0.1, Fault.truncate(): 0.1, Fault.status(502): 0.05}, False),
+    # Faults before the work only: a pull they hit took nothing, and is simply tried again.
+    ("sa-telco", 3.0, {Fault.status(503): 0.1}, True),
 )
 #: What happens to the reports on their way: a tenth lost, a few twice or late.
 REPORT_FAULTS = PushFaults(drop=0.1, duplicate=0.03, reorder=0.03, reorder_by=timedelta(seconds=3))
@@ -70,12 +76,20 @@ class DemoReport:
     changed: int  # deliveries of a log seen before, in a new state
     retries: int
     rate_limited: int
-    #: Final states the handler received from a report, and from the logs.
+    #: Final states the handler received from a report (pushed or pulled), and from the logs.
     final_by_report: int = 0
     final_by_log: int = 0
-    #: Calls settled while the reports were pushed, and the reports the way lost of them.
+    #: Of `final_by_report`, those whose report reached the poller by a pull.
+    final_by_pull: int = 0
+    #: Reports the fake handed out to the poller's pulls.
+    reports_pulled: int = 0
+    #: Calls settled while the reports were pushed, and the reports the way lost of them
+    #: (dropped or given up by the pusher, or taken by a pull whose answer was lost).
     reported_calls: int = 0
     reports_lost: int = 0
+    #: The sum of the live table's per-account "lost": final states the logs found before
+    #: any report brought them. An upper bound of `reports_lost`: a late report counts too.
+    logs_first: int = 0
     #: Of the lost reports, the calls whose final state reached the handler all the same
     #: (by the logs: a dropped report never came).
     lost_found: int = 0
@@ -121,13 +135,15 @@ async def run_demo(
     clock = FakeClock(ticking=True)
     fake = FakeInfobip(clock=clock, seed=seed)
     accounts = []
-    for name, rate, faults in _ACCOUNTS:
-        fake_account = fake.add_account(name, settle_after=SETTLE)
+    for name, rate, faults, pulls in _ACCOUNTS:
+        share = 1.0 if pulls else 0.0
+        fake_account = fake.add_account(name, settle_after=SETTLE, pull_share=share)
         fake_account.generate(150, within=timedelta(hours=2), settle_after=SETTLE)
         fake_account.traffic(rate, settle_after=SETTLE)
         if faults:
             fake_account.random_faults(faults, seed=seed)
-        accounts.append(Account(name, IN_PROCESS_URL, auth=fake_account.api_key))
+        key = fake_account.api_key
+        accounts.append(Account(name, IN_PROCESS_URL, auth=key, pull_reports=pulls))
     seen = _Seen()
     secret = secrets.token_hex(16)  # the demo's own: shown nowhere
     view = console or stderr
@@ -247,11 +263,18 @@ async def _check(
         for pusher in pushers
         for message_id in pusher.stats.dropped_ids | pusher.stats.given_up_ids
     }
+    lost |= {(name, i) for name, account in fake.accounts.items() for i in account.pull.lost_ids}
+    # The handler cannot tell a pulled report from a pushed one: the fake knows which
+    # calls' reports a pull handed out.
+    pulled = {
+        (name, i) for name, account in fake.accounts.items() for i in account.pull.returned_ids
+    }
     by_source: Counter[str] = Counter()
-    lost_found = regressed = 0
+    lost_found = regressed = by_pull = 0
     for key, states in seen.states.items():
         finals = [source for source, _, final in states if final]
         by_source.update(finals)
+        by_pull += finals.count("report") if key in pulled else 0
         # A report given up after its retries may still have been committed (an answer
         # that timed out): any source counts, though a dropped one can only be the logs.
         lost_found += key in lost and bool(finals)
@@ -274,11 +297,14 @@ async def _check(
         rate_limited=sum(s.rate_limited for s in totals),
         final_by_report=by_source["report"],
         final_by_log=by_source["log"],
+        final_by_pull=by_pull,
+        reports_pulled=len(pulled),
         reported_calls=sum(pusher.stats.settled for pusher in pushers),
         reports_lost=len(lost),
         lost_found=lost_found,
         regressed=regressed,
         final_missing=final_missing,
+        logs_first=sum(s.webhook_lost for s in totals),
     )
 
 
@@ -287,21 +313,26 @@ def demo(
     seconds: float = typer.Option(20.0, min=1.0, help="How long to poll."),
     interval: float = typer.Option(1.0, min=0.1, help="Seconds between an account's cycles."),
 ) -> None:
-    """Poll three fake accounts with faults and receive their lossy delivery reports over
-    HTTP, then check every delivered state against the ground truth."""
+    """Poll four fake accounts with faults, receive three's lossy delivery reports over
+    HTTP and pull the fourth's, then check every delivered state against the ground truth."""
     report = run(run_demo(seconds, interval=interval), ctx)
     stderr.print(
         f"\n{report.deliveries} deliveries: {report.new} new logs and {report.changed} "
         f"changes of a log already delivered (PENDING, then its final status); "
         f"{report.retries} retries, {report.rate_limited} 429s absorbed.\n"
-        f"{report.reported_calls} calls settled while their reports were pushed; the way "
-        f"lost {report.reports_lost} reports, and the logs found {report.lost_found} of them.\n"
+        f"{report.reported_calls} calls settled while their reports were pushed, and "
+        f"{report.reports_pulled} reports were pulled; the way lost {report.reports_lost} "
+        f"reports, and the logs found {report.lost_found} of them.\n"
+        f'The table\'s "lost" ({report.logs_first} in all) counts the final states the '
+        f"logs found before any report: an upper bound, as a late report counts too.\n"
         f"The archive holds {report.archived} distinct logs, each in its last state, "
         f"of {report.logs} in the fake.",
         highlight=False,
     )
+    pushed = report.final_by_report - report.final_by_pull
     verdict = (
-        f"{report.final_by_report} final states by report, {report.final_by_log} by the logs; "
+        f"{pushed} final states by pushed report, {report.final_by_pull} by pulled report, "
+        f"{report.final_by_log} by the logs; "
         f"missing {report.final_missing + report.missing}, doubled {report.doubled}, "
         f"regressed {report.regressed}, extra {report.extra}"
     )
