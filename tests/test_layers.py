@@ -41,6 +41,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "connections": frozenset(),
     "store": frozenset({"models"}),
     "postgres": frozenset({"store", "models"}),
+    # The archive as numbers: SQL over either store's archive (PostgreSQL's is `postgres`).
+    "analytics": frozenset({"store", "models", "postgres"}),
     "poller": BELOW_FETCHER | {"fetcher", "store", "state", "connections"},
     # The push side: reports decode on the codec, decide states and commit through the store.
     "reports": frozenset({"codec", "models", "state", "store", "telemetry"}),
