@@ -132,7 +132,7 @@ async def test_report_by_country_and_errors(store: str) -> None:
         row[0] += 1
         row[1] += log.status is not None and log.status.group.value == "DELIVERED"
         row[2] += cost(log) or 0
-        if log.error is not None and log.error.name is not None:
+        if log.error is not None and log.error.name not in (None, "NO_ERROR"):
             errors[(log.error.group_name, log.error.name)] += 1
     got = {
         (r["country"], r["currency"]): [r["calls"], r["delivered"], Decimal(r["spend"])]
@@ -337,3 +337,155 @@ def test_countries_come_from_the_itu_list() -> None:
     from infobip_voicelogs.store._countries import mcc_countries
 
     assert len(mcc_countries()) > 200
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> str:
+    target = str(tmp_path / "voicelogs.db")
+    async with SqliteStore(target, archive=True) as opened:
+        await archive(opened, LOGS)
+    return target
+
+
+def invoke(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from infobip_voicelogs.cli.app import app
+
+    runner = CliRunner(env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    return runner.invoke(app, list(args))
+
+
+def test_cli_report_json_is_the_api_report(sqlite_store: str) -> None:
+    result = invoke("report", "--store", sqlite_store, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout) == report(sqlite_store).to_dict()
+
+
+def test_cli_report_tables_and_html(sqlite_store: str, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    result = invoke("report", "--store", sqlite_store, "--format", "table", "--html", str(page))
+    assert result.exit_code == 0, result.output
+    assert "Spend and delivery per account and day" in result.stdout
+    assert "total spend:" in result.stdout
+    assert page.read_text().count('<svg class="chart"') == 5
+
+
+def test_cli_export_to_stdout_and_to_a_file(sqlite_store: str, tmp_path: Path) -> None:
+    result = invoke("export", "--store", sqlite_store, "--out", "-", "--account", "us-1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == ",".join(COLUMNS)
+    assert len(lines) == 1 + len(LOGS["us-1"])
+    out = tmp_path / "all.ndjson"
+    result = invoke("export", "--store", sqlite_store, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert len(out.read_bytes().splitlines()) == sum(map(len, LOGS.values()))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "2026-03-10T00:00Z", "--until", "2026-03-09T00:00Z"), "is after until"),
+        (("--account", "eu-1", "--account", "ghost"), "unknown account 'ghost'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "export"])
+def test_cli_bad_input_is_one_line_and_exit_2(
+    sqlite_store: str, tmp_path: Path, command: str, args: tuple[str, ...], message: str
+) -> None:
+    out = ("--out", str(tmp_path / "x.csv")) if command == "export" else ()
+    result = invoke(command, "--store", sqlite_store, *out, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["report", "export"])
+def test_cli_missing_store_is_exit_2_and_creates_nothing(tmp_path: Path, command: str) -> None:
+    missing = tmp_path / "missing.db"
+    out = ("--out", str(tmp_path / "x.csv")) if command == "export" else ()
+    result = invoke(command, "--store", str(missing), *out)
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not missing.exists()
+
+
+def test_cli_empty_window_is_exit_0_with_no_data(sqlite_store: str) -> None:
+    result = invoke("report", "--store", sqlite_store, "--since", "2030-01-01T00:00Z")
+    assert result.exit_code == 0
+    assert "no data" in result.stderr
+    result = invoke("export", "--store", sqlite_store, "--out", "-", "--since", "2030-01-01T00:00Z")
+    assert result.exit_code == 0
+    assert result.stdout == ",".join(COLUMNS) + "\n"
+    assert "no data" in result.stderr
+
+
+# -- the HTML page in a real browser -----------------------------------------------------------
+
+# Added to the page for the test only: it reports what the browser drew and fetched.
+CHECKER = """
+const charts = [...document.querySelectorAll("svg.chart")].map((svg) => {
+  const box = svg.getBoundingClientRect();
+  const marks = [...svg.querySelectorAll("rect, path, circle")].filter((m) => {
+    const b = m.getBBox(); return b.width > 0 || b.height > 0; }).length;
+  return {name: svg.dataset.chart, width: box.width, height: box.height, marks};
+});
+const fetched = performance.getEntriesByType("resource").map((entry) => entry.name);
+document.body.setAttribute("data-check", JSON.stringify({charts, fetched}));
+"""
+
+
+def chromium() -> str:
+    import os
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and no chromium to check the HTML report in (apt: chromium)")
+        pytest.skip("no chromium on PATH (Debian's package: chromium)")
+    return found
+
+
+def test_html_report_renders_every_chart_offline_in_a_real_browser(
+    sqlite_store: str, tmp_path: Path
+) -> None:
+    import base64
+    import hashlib
+    import html
+    import subprocess
+
+    browser = chromium()
+    page = report(sqlite_store).to_html()
+    assert "<script" not in page
+    assert "default-src 'none'" in page  # the page itself forbids every request
+    digest = base64.b64encode(hashlib.sha256(CHECKER.encode()).digest()).decode()
+    checked = page.replace(
+        "default-src 'none';", f"default-src 'none'; script-src 'sha256-{digest}';"
+    ).replace("</body>", f"<script>{CHECKER}</script></body>")
+    path = tmp_path / "report.html"
+    path.write_text(checked, encoding="utf-8")
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}",
+         "--dump-dom", path.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    consoled = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert consoled == []  # no console error, no blocked request
+    found = html.unescape(done.stdout.split('data-check="', 1)[1].split('"', 1)[0])
+    check = orjson.loads(found)
+    assert check["fetched"] == []
+    names = [chart["name"] for chart in check["charts"]]
+    assert names == ["spend", "delivery", "durations", "errors", "countries"]
+    for chart in check["charts"]:
+        assert chart["width"] > 300, chart
+        assert chart["height"] > 100, chart
+        assert chart["marks"] > 0, chart

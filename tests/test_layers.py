@@ -53,7 +53,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # The CLI serves the reports receiver beside the poller; the demo judges states by `state`.
     "cli": BELOW_FETCHER
     | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health", "connections"}
-    | {"reports", "state"},
+    | {"reports", "state", "analytics"},
     # The package's face re-exports the library, never the command line or the fake.
     "": BELOW_FETCHER | {"fetcher", "store", "poller", "redis", "postgres"},
 }

@@ -43,7 +43,7 @@ def render_html(report: Report, *, title: str = "Voice message analytics") -> st
     span = f"{window['since'] or 'the first message'} to {window['until'] or 'the last'}"
     who = ", ".join(report.accounts) if report.accounts else "all accounts"
     totals = ", ".join(
-        f"{_money(total)} {currency or '(no price)'}" for currency, total in report.spend().items()
+        f"{_money(total)} {currency}" for currency, total in report.spend().items() if currency
     )
     calls = sum(day.calls for day in report.by_day)
     parts = [
@@ -117,12 +117,16 @@ def _frame(bound: float, ticks: list[float], percent: bool = False) -> list[str]
 
 
 def _x_labels(labels: Sequence[str], xs: Sequence[float]) -> list[str]:
-    every = max(1, len(labels) // 8)  # at most about eight labels, evenly spread
-    return [
-        f'<text x="{x:.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle">{escape(label)}</text>'
-        for i, (label, x) in enumerate(zip(labels, xs, strict=True))
-        if i % every == 0 or i == len(labels) - 1
-    ]
+    every = max(1, math.ceil(len(labels) / 8))  # at most about eight labels, evenly spread
+    shown = []
+    for i, (label, x) in enumerate(zip(labels, xs, strict=True)):
+        if i % every and i != len(labels) - 1:
+            continue
+        # The outermost labels of a line chart end at the frame rather than run past it.
+        anchor = "end" if x >= _W - _RIGHT - 1 else "start" if x <= _LEFT + 1 else "middle"
+        y = _H - _BOTTOM + 16
+        shown.append(f'<text x="{x:.1f}" y="{y}" text-anchor="{anchor}">{escape(label)}</text>')
+    return shown
 
 
 def _lines(
@@ -162,21 +166,25 @@ def _bars(name: str, label: str, items: list[tuple[str, float, str]]) -> str:
     row = height / max(len(items), 1)
     left, width = 170, _W - 170 - 80
     body = []
-    for i, (text, value, shown) in enumerate(items):
-        y, w = _TOP + i * row, value / bound * width
-        middle = y + row / 2 + 4
-        body += [
-            f'<text x="{left - 6}" y="{middle:.1f}" text-anchor="end">{escape(text[:26])}</text>',
-            f'<rect x="{left}" y="{y + row * 0.15:.1f}" width="{w:.1f}" '
-            f'height="{row * 0.7:.1f}" fill="{_PALETTE[0]}"/>',
-            f'<text x="{left + w + 4:.1f}" y="{middle:.1f}">{escape(shown)}</text>',
-        ]
     for tick in ticks:
         x = left + tick / bound * width
         body.append(
             f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{_TOP}" y2="{_H - _BOTTOM}"/>'
         )
+    for i, (text, value, shown) in enumerate(items):
+        y, w = _TOP + i * row, value / bound * width
+        middle = y + row / 2 + 4
+        body += [
+            f'<text x="{left - 6}" y="{middle:.1f}" text-anchor="end">{escape(_clip(text))}</text>',
+            f'<rect x="{left}" y="{y + row * 0.15:.1f}" width="{w:.1f}" '
+            f'height="{row * 0.7:.1f}" fill="{_PALETTE[0]}"/>',
+            f'<text x="{left + w + 4:.1f}" y="{middle:.1f}">{escape(shown)}</text>',
+        ]
     return _svg(name, label, body)
+
+
+def _clip(text: str, width: int = 22) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def _spend_per_account(report: Report) -> list[str]:
@@ -216,10 +224,11 @@ def _durations(report: Report) -> list[str]:
             f'<rect x="{x + 2:.1f}" y="{_TOP + height - h:.1f}" width="{slot - 4:.1f}" '
             f'height="{h:.1f}" fill="{_PALETTE[3]}"><title>{b.count}</title></rect>'
         )
-        labels.append(f"{b.low}–{b.high}s" if b.high is not None else f"{b.low}s+")
+        labels.append(f"{b.low}–{b.high}" if b.high is not None else f"{b.low}+")
         xs.append(x + slot / 2)
     body += _x_labels(labels, xs)
-    return _section("durations", "Call durations", _svg("durations", "Call durations", body))
+    heading = "Call durations (seconds)"
+    return _section("durations", heading, _svg("durations", heading, body))
 
 
 def _errors(report: Report) -> list[str]:

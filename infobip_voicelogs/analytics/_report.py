@@ -85,7 +85,7 @@ class DayFigures:
 
 @attrs.frozen
 class ErrorCount:
-    """How many messages ended with one error."""
+    """How many messages ended with one error (the provider's `NO_ERROR` is none)."""
 
     error_group: str | None
     error_name: str | None
@@ -245,7 +245,8 @@ def report(
         failed = " AND " if where else " WHERE "
         errors = archive.fetch(
             f"SELECT error_group, error_name, count(*) FROM {view}{where}{failed}"
-            "error_name IS NOT NULL GROUP BY error_group, error_name "
+            # The provider's "no error" of a successful call is no error here either.
+            "error_name IS NOT NULL AND error_name <> 'NO_ERROR' GROUP BY error_group, error_name "
             "ORDER BY count(*) DESC, error_group, error_name",
             params,
         )
