@@ -8,6 +8,7 @@ with its store would); a missing store is an error, and nothing is created.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -66,11 +67,13 @@ class Archive:
         if self.kind == "sqlite":
             self._connection = _open_sqlite(text)
             self.view, self._mark = "voice_log_costs", "?"
+            self.table = "voice_logs"
         else:
             from ..postgres._schema import quote_ident
 
             self._connection = _open_postgres(text, schema)
             self.view, self._mark = f"{quote_ident(schema)}.voice_log_costs", "%s"
+            self.table = f"{quote_ident(schema)}.voice_logs"
             self._schema = quote_ident(schema)
 
     def __enter__(self) -> Archive:
@@ -142,7 +145,8 @@ class Archive:
                 while rows := cursor.fetchmany(chunk):
                     yield rows
             finally:
-                cursor.close()
+                with contextlib.suppress(Exception):  # a generator closed after its connection
+                    cursor.close()
 
 
 class _errors:
