@@ -117,7 +117,7 @@ def fill_postgres(dsn: str, data: list[tuple[Any, ...]]) -> None:
 
 # Each measurement runs in its own interpreter: its peak RSS is its own, imports included.
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from infobip_voicelogs.analytics import export, report
 task, store, out = sys.argv[1:4]
@@ -136,7 +136,9 @@ else:
         "count(*) FILTER (WHERE status_group = 'DELIVERED') AS delivered, sum(cost) AS spend "
         "FROM read_parquet(?) GROUP BY ALL", [out]).fetchall())
 elapsed = time.perf_counter() - start
-print(json.dumps({{"n": n, "s": elapsed, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forked parent.
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({{"n": n, "s": elapsed, "rss_mb": hwm / 1024}}))
 """
 
 
@@ -180,20 +182,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "archive.db"
         fill_sqlite(path, data)
-        lines += bench("SQLite", str(path), Path(tmp), n)
         reason = missing_reason()
         if reason is None:
             try:
                 import psycopg  # noqa: F401
             except ImportError:
                 reason = "psycopg is not installed"
-        if reason is None:
-            with PostgresCluster.start() as cluster:
+        cluster = PostgresCluster.start() if reason is None else None
+        try:
+            dsn = ""
+            if cluster is not None:
                 dsn = cluster.create_database("analytics")
                 fill_postgres(dsn, data)
+            del data  # the measurements run in fresh processes, beside an idle parent
+            lines += bench("SQLite", str(path), Path(tmp), n)
+            if cluster is not None:
                 lines += bench("PostgreSQL", dsn, Path(tmp), n)
-        else:
-            lines.append(f"PostgreSQL  skipped: {reason}")
+            else:
+                lines.append(f"PostgreSQL  skipped: {reason}")
+        finally:
+            if cluster is not None:
+                cluster.stop()
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; {n:,} archived messages"

@@ -489,3 +489,71 @@ def test_html_report_renders_every_chart_offline_in_a_real_browser(
         assert chart["width"] > 300, chart
         assert chart["height"] > 100, chart
         assert chart["marks"] > 0, chart
+
+
+# -- the docs' recipes -----------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "analytics.md"
+
+
+def recipes(language: str) -> list[str]:
+    """The fenced blocks of `language` in docs/analytics.md that run against a store."""
+    import re
+
+    blocks = re.findall(rf"```{language}\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    return [b for b in blocks if re.search(r"\b(STORE|DSN|PARQUET)\b|^-- (sqlite|postgresql)", b)]
+
+
+def run_recipes(store: str, tmp_path: Path) -> list[str]:
+    import warnings
+
+    kind = "sqlite" if "=" not in store and "://" not in store else "postgresql"
+    ran = []
+    for block in recipes("python"):
+        if ("DSN" in block) != (kind == "postgresql"):
+            continue
+        names: dict[str, Any] = {"PARQUET": str(tmp_path / "recipe.parquet")}
+        names["STORE" if kind == "sqlite" else "DSN"] = store
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "without a warning"
+            exec(compile(block, str(DOCS), "exec"), names)
+        ran.append(block)
+    return ran
+
+
+def sql_spend(store: str) -> dict[tuple[str, str], Decimal]:
+    for block in recipes("sql"):
+        if block.startswith("-- sqlite") and "://" not in store:
+            with sqlite3.connect(store) as db:
+                rows = db.execute(block).fetchall()
+        elif block.startswith("-- postgresql") and "://" in store:
+            import psycopg
+
+            with psycopg.connect(store) as db:
+                rows = db.execute(block).fetchall()
+        else:
+            continue
+        return {(str(day), currency): Decimal(spend) for day, currency, spend, _ in rows}
+    raise AssertionError("no SQL recipe for this store")
+
+
+async def test_the_docs_recipes_run_and_agree(store: str, tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    pytest.importorskip("duckdb")
+    ran = run_recipes(store, tmp_path)
+    assert len(ran) == (2 if "://" not in store else 1)
+    logs = LOGS
+    if "://" not in store:  # SQLite's nano-units leave out a price with more than 9 decimals
+        logs = {
+            account: [
+                log for log in account_logs
+                if log.price is None or -log.price.per_second.as_tuple().exponent <= 9  # type: ignore[operator]
+            ]
+            for account, account_logs in LOGS.items()
+        }  # fmt: skip
+    truth: dict[tuple[str, str], Decimal] = {}
+    for row in truth_by_account_day(logs):
+        if row["currency"] is not None:
+            key = (row["day"], row["currency"])
+            truth[key] = truth.get(key, Decimal(0)) + row["spend"]
+    assert sql_spend(store) == truth

@@ -232,28 +232,33 @@ def report(
             "sum(CASE WHEN status_group = 'DELIVERED' THEN 1 ELSE 0 END), "
             "sum(CASE WHEN price_per_second IS NOT NULL THEN billed_duration END)"
         )
-        days = archive.fetch(
-            f"SELECT account, day, currency, price_per_second, {counts} FROM {view}{where} "
-            "GROUP BY account, day, currency, price_per_second",
-            params,
-        )
-        countries = archive.fetch(
-            f"SELECT country, currency, price_per_second, {counts} FROM {view}{where} "
-            "GROUP BY country, currency, price_per_second",
-            params,
-        )
         failed = " AND " if where else " WHERE "
-        errors = archive.fetch(
-            f"SELECT error_group, error_name, count(*) FROM {view}{where}{failed}"
-            # The provider's "no error" of a successful call is no error here either.
-            "error_name IS NOT NULL AND error_name <> 'NO_ERROR' GROUP BY error_group, error_name "
-            "ORDER BY count(*) DESC, error_group, error_name",
-            params,
-        )
-        durations = archive.fetch(
-            f"SELECT duration, count(*) FROM {view}{where}{failed}duration IS NOT NULL "
-            "GROUP BY duration",
-            params,
+        days, countries, errors, durations = archive.fetch_each(
+            [
+                (
+                    f"SELECT account, day, currency, price_per_second, {counts} FROM {view}"
+                    f"{where} GROUP BY account, day, currency, price_per_second",
+                    params,
+                ),
+                (
+                    f"SELECT country, currency, price_per_second, {counts} FROM {view}{where} "
+                    "GROUP BY country, currency, price_per_second",
+                    params,
+                ),
+                (
+                    f"SELECT error_group, error_name, count(*) FROM {view}{where}{failed}"
+                    # The provider's "no error" of a successful call is no error here either.
+                    "error_name IS NOT NULL AND error_name <> 'NO_ERROR' "
+                    "GROUP BY error_group, error_name "
+                    "ORDER BY count(*) DESC, error_group, error_name",
+                    params,
+                ),
+                (
+                    f"SELECT duration, count(*) FROM {view}{where}{failed}duration IS NOT NULL "
+                    "GROUP BY duration",
+                    params,
+                ),
+            ]
         )
     return Report(
         since=since,
