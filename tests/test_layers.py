@@ -49,6 +49,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # The push side: reports decode on the codec, record in the store's inbox, and a
     # receiver given a handler delivers through the delivery core.
     "reports": frozenset({"codec", "models", "state", "store", "telemetry", "delivery"}),
+    # The archive as numbers: SQL over either store's archive (PostgreSQL's is `postgres`).
+    "analytics": frozenset({"store", "models", "postgres"}),
     # The fake pushes reports, so it encodes them with the reports' codec.
     "testing": frozenset({"codec", "models", "reports"}),
     # What serves a poller's health to a process manager: the CLI and applications use it.
@@ -56,7 +58,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # The CLI serves the reports receiver beside the poller; the demo judges states by `state`.
     "cli": BELOW_FETCHER
     | {"fetcher", "store", "poller", "testing", "redis", "postgres", "health", "connections"}
-    | {"reports", "state", "delivery"},
+    | {"reports", "state", "delivery", "analytics"},
     # The package's face re-exports the library, never the command line or the fake.
     "": BELOW_FETCHER | {"fetcher", "store", "poller", "redis", "postgres", "delivery"},
 }

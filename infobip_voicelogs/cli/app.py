@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from ..__about__ import __version__
 from ..errors import VoiceLogsWarning
-from . import demo, fetch, poll, simulate
+from . import demo, export, fetch, poll, report, simulate
 from .common import GlobalOptions, stderr
 
 __all__ = ["app"]
@@ -96,6 +96,6 @@ def _warning_line(
 
 _default_showwarning = warnings.showwarning
 
-for command in (demo.demo, fetch.fetch, simulate.simulate):
+for command in (demo.demo, fetch.fetch, simulate.simulate, export.export, report.report):
     app.command()(command)
 app.command(epilog=poll.EPILOG)(poll.poll)

@@ -2,7 +2,7 @@
 
 The archive has the same tables, columns and indexes as `SqliteStore`'s file, in native
 PostgreSQL types: timestamps are `timestamptz`, `error_permanent` is a `boolean`, prices
-stay exact decimal text. The layout is documented for users in `docs/archive.md`; keep the
+are exact `numeric`. The layout is documented for users in `docs/archive.md`; keep the
 two in step. A change of layout is a new entry in `_MIGRATIONS` and a new `SCHEMA_VERSION`,
 never an edit of an old entry.
 """
@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 
 from ..errors import StoreError
 from ..store._archive import ARCHIVE_STATE_COLUMNS
+from ..store._countries import mcc_countries_values
 
 __all__ = ["INBOX_CHANNEL", "SCHEMA_VERSION", "Statements", "migrate", "quote_ident"]
 
@@ -23,7 +24,7 @@ __all__ = ["INBOX_CHANNEL", "SCHEMA_VERSION", "Statements", "migrate", "quote_id
 INBOX_CHANNEL = "voicelogs_inbox"
 
 #: The layout of the tables this version writes (the row of `voicelogs_schema`).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each migration takes a schema from the version before it to its own number (index + 1).
 # `{s}` is the quoted schema name.
@@ -115,6 +116,28 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX report_inbox_by_account ON {s}.report_inbox (account, id)",
     ),
+    # 4: the archive as numbers. Prices become `numeric` (the text of every stored price
+    # reads back as the same value and scale); countries of MCCs (the ITU list); one row
+    # per message with its country and cost (`voice_log_costs`, see docs/analytics.md).
+    (
+        "ALTER TABLE {s}.voice_logs ALTER COLUMN price_per_second TYPE numeric "
+        "USING price_per_second::numeric",
+        "CREATE TABLE {s}.mcc_countries (mcc text PRIMARY KEY, country text NOT NULL)",
+        f"INSERT INTO {{s}}.mcc_countries (mcc, country) VALUES {mcc_countries_values()}",
+        """CREATE VIEW {s}.voice_log_costs AS
+        SELECT v.account, v.message_id, v.bulk_id, v.from_sender AS "from",
+            v.to_number AS "to", v.sent_at, v.done_at, v.duration, v.charged_duration,
+            v.mccmnc, c.country, v.price_per_second, v.currency,
+            v.price_per_second * COALESCE(v.charged_duration, v.duration) AS cost,
+            v.status_group, v.status_name, v.error_group_name AS error_group, v.error_name,
+            v.error_permanent, v.source, v.callback_data,
+            COALESCE(v.charged_duration, v.duration) AS billed_duration,
+            CASE WHEN scale(v.price_per_second) <= 9 THEN (v.price_per_second
+                * COALESCE(v.charged_duration, v.duration) * 1000000000)::bigint END
+                AS cost_nanos,
+            (v.sent_at AT TIME ZONE 'UTC')::date AS day
+        FROM {s}.voice_logs v LEFT JOIN {s}.mcc_countries c ON c.mcc = left(v.mccmnc, 3)""",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -200,7 +223,7 @@ ARCHIVE_FIELDS: tuple[tuple[str, str], ...] = (
     ("message_id", "text"), ("bulk_id", "text"), ("to_number", "text"),
     ("from_sender", "text"), ("text", "text"), ("sent_at", "timestamptz"),
     ("done_at", "timestamptz"), ("duration", "bigint"), ("mccmnc", "text"),
-    ("price_per_second", "text"), ("currency", "text"), ("status_group", "text"),
+    ("price_per_second", "numeric"), ("currency", "text"), ("status_group", "text"),
     ("status_group_name", "text"), ("status_group_id", "bigint"), ("status_id", "bigint"),
     ("status_name", "text"), ("status_description", "text"), ("status_action", "text"),
     ("error_group_id", "bigint"), ("error_group_name", "text"), ("error_id", "bigint"),

@@ -17,6 +17,7 @@ import orjson
 
 from ..errors import StoreError
 from ._archive import ARCHIVE_STATE_COLUMNS, ARCHIVE_VALUE_COLUMNS, archive_values
+from ._countries import mcc_countries_values
 from .base import Delivered, Item
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 #: The layout of the tables this version writes (`PRAGMA user_version`).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each migration takes a file from the version before it to its own number (index + 1).
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -119,6 +120,37 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             body        BLOB NOT NULL
         )""",
         "CREATE INDEX report_inbox_by_account ON report_inbox (account, id)",
+    ),
+    # 4: the archive as numbers. Countries of MCCs (the ITU list), and one row per message
+    # with its country and cost (`voice_log_costs`, documented in docs/analytics.md).
+    (
+        "CREATE TABLE mcc_countries (mcc TEXT PRIMARY KEY, country TEXT NOT NULL) WITHOUT ROWID",
+        f"INSERT INTO mcc_countries (mcc, country) VALUES {mcc_countries_values()}",
+        # SQLite has no decimal type: the cost is exact in nano-units of the currency
+        # (`cost_nanos`, an integer, summed exactly), NULL for a price with more than
+        # nine decimals; `cost` is the same as decimal text.
+        """CREATE VIEW voice_log_costs AS
+        SELECT account, message_id, bulk_id, "from", "to", sent_at, done_at, duration,
+            charged_duration, mccmnc, country, price_per_second, currency,
+            CASE WHEN cost_nanos IS NOT NULL THEN printf('%d.%09d',
+                cost_nanos / 1000000000, cost_nanos % 1000000000) END AS cost,
+            status_group, status_name, error_group, error_name, error_permanent, source,
+            callback_data, billed_duration, cost_nanos, substr(sent_at, 1, 10) AS day
+        FROM (SELECT v.*, v.from_sender AS "from", v.to_number AS "to", c.country,
+            v.error_group_name AS error_group,
+            COALESCE(v.charged_duration, v.duration) AS billed_duration,
+            COALESCE(v.charged_duration, v.duration) * (CASE
+                WHEN v.price_per_second GLOB '*[^0-9.]*' OR v.price_per_second GLOB '*.*.*'
+                    OR v.price_per_second NOT GLOB '*[0-9]*' THEN NULL
+                WHEN instr(v.price_per_second, '.') = 0
+                    THEN CAST(v.price_per_second AS INTEGER) * 1000000000
+                WHEN length(v.price_per_second) - instr(v.price_per_second, '.') > 9 THEN NULL
+                ELSE CAST(substr(v.price_per_second, 1, instr(v.price_per_second, '.') - 1)
+                        AS INTEGER) * 1000000000
+                    + CAST(substr(substr(v.price_per_second, instr(v.price_per_second, '.') + 1)
+                        || '000000000', 1, 9) AS INTEGER)
+            END) AS cost_nanos
+            FROM voice_logs v LEFT JOIN mcc_countries c ON c.mcc = substr(v.mccmnc, 1, 3))""",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION

@@ -1,0 +1,65 @@
+"""`infobip-voicelogs export`: every archived message, one row each, as CSV, NDJSON or Parquet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+
+from ..analytics import export as export_rows
+from ..analytics import format_of
+from ..errors import InvalidQueryError, StoreError
+from .backends import parse_store
+from .common import fail, parse_when, stderr
+
+__all__ = ["STORE_HELP", "export", "window"]
+
+STORE_HELP = "The store: a SQLite file, or a postgresql:// URL or libpq connection string."
+
+
+def window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """`--since` and `--until` read with fetch's syntax (ISO 8601, `now`, a span like 2h)."""
+    return (
+        parse_when(since, option="--since") if since else None,
+        parse_when(until, option="--until") if until else None,
+    )
+
+
+def export(
+    store_spec: str = typer.Option(..., "--store", help=STORE_HELP),
+    out: str = typer.Option(
+        ..., "--out", help="The file to write; - writes CSV or NDJSON to stdout."
+    ),
+    output: str | None = typer.Option(
+        None,
+        "--format",
+        metavar="<csv|ndjson|parquet>",
+        help="Default: from --out's extension (.csv, .ndjson, .parquet).",
+    ),
+    since: str | None = typer.Option(
+        None, help="Only messages sent since then: ISO 8601 with offset, 'now', or a span like 2d."
+    ),
+    until: str | None = typer.Option(None, help="Only messages sent until then (same forms)."),
+    account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
+) -> None:
+    """Export every archived message in its last state, one row each, with its cost and country."""
+    try:
+        store = parse_store(store_spec)
+    except ValueError as exc:
+        fail(str(exc))
+    start, end = window(since, until)
+    try:
+        written = export_rows(
+            store.target, out, format=format_of(out, output), since=start, until=end,
+            accounts=account,
+        )  # fmt: skip
+    except InvalidQueryError as exc:
+        fail(str(exc))
+    except StoreError as exc:
+        fail(str(exc).replace(store.target, store.shown))
+    except ImportError as exc:  # the parquet extra
+        fail(str(exc))
+    if written == 0:
+        stderr.print("no data: no archived message in this window (the file has the header only)")
+    elif out != "-":
+        stderr.print(f"{written} messages written to {out}", highlight=False)
