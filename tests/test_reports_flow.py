@@ -336,7 +336,7 @@ async def test_the_archive_keeps_what_each_source_brought(
     )
     assert row["answered_by"] == "HUMAN"
     assert row["call_started_at"] is not None
-    assert row["price_per_second"] == "0.0100"
+    assert str(row["price_per_second"]) == "0.0100"  # text in SQLite, numeric in PostgreSQL
     report = row["report"]
     report = report if isinstance(report, dict) else orjson.loads(report)  # jsonb / text
     assert report["callbackData"] == "order 17"
