@@ -213,7 +213,7 @@ def report(
     `schema`). Every figure is aggregated by the database.
 
     >>> figures = report("voicelogs.db", since=july, until=august)  # doctest: +SKIP
-    >>> figures.spend()
+    >>> figures.spend()  # doctest: +SKIP
     {'EUR': Decimal('1503.2250')}
 
     Raises:

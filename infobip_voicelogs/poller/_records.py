@@ -27,7 +27,7 @@ class Account:
     `auth` is an `httpx.Auth` or an API key string; it never appears in the repr.
 
     >>> Account("eu-1", "https://xyz.api.infobip.com", auth="secret")
-    Account(name='eu-1', base_url='https://xyz.api.infobip.com', format='json')
+    Account(name='eu-1', base_url='https://xyz.api.infobip.com', format='json', pull_reports=False)
     """
 
     name: str
