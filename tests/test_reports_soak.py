@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pg_server import free_port
 
@@ -221,3 +222,71 @@ def check(fake: FakeInfobip, lines: list[dict[str, str]]) -> dict[str, int]:
         "final by report": sources["report"],
         "final by log": sources["log"],
     }
+
+
+async def test_two_receiver_workers_with_handlers_share_the_accounts_and_deliver_once(
+    postgres_dsn: str, store: PostgresStore, tmp_path: Path
+) -> None:
+    """No poller: two receiver processes given a handler hold the accounts between them.
+    Every batch is POSTed to both at once, with the provider's faults: each accepted
+    state reaches one handler once, and none after a final one."""
+    import asyncio
+
+    import httpx
+
+    clock = FakeClock()
+    fake = FakeInfobip(clock=clock, rate_limit_per_minute=100_000, seed=59)
+    for name in ACCOUNTS:
+        fake.add_account(name).traffic(0.5, settle_after=timedelta(seconds=40))
+    record = tmp_path / "record.ndjson"  # both processes append, one write per batch
+    env = {
+        "VOICELOGS_STORE": postgres_dsn,
+        "VOICELOGS_ACCOUNTS": ",".join(ACCOUNTS),
+        "VOICELOGS_USER": USER,
+        "VOICELOGS_PASSWORD": PASSWORD,
+        "VOICELOGS_RECORD": str(record),
+        "VOICELOGS_LEASE_TTL": "3",
+    }
+    with (
+        receiver_process(free_port(), env, tmp_path / "a.log") as first,
+        receiver_process(free_port(), env, tmp_path / "b.log") as second,
+    ):
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            pushers = [
+                fake.accounts[name].push_reports(
+                    f"{worker.url}/{name}",
+                    auth=PushBasic(USER, PASSWORD),
+                    faults=FAULTS,
+                    client=client,
+                )
+                for name in ACCOUNTS
+                for worker in (first, second)
+            ]
+            for step in range(45):  # 15 minutes of the fake's time
+                clock.advance(STEP)
+                if step == 30:
+                    for name in ACCOUNTS:
+                        fake.accounts[name].stop_traffic()
+                # The same batch to both workers at once.
+                await asyncio.gather(*(pusher.step() for pusher in pushers))
+            async with asyncio.timeout(60):  # recorded and answered: then handed over
+                while await store.inbox_accounts(ACCOUNTS):  # noqa: ASYNC110 (other processes)
+                    await asyncio.sleep(0.05)
+            async with await psycopg.AsyncConnection.connect(postgres_dsn) as db:
+                cursor = await db.execute("SELECT DISTINCT owner FROM public.leases WHERE owner IS NOT NULL")
+                holders = await cursor.fetchall()
+            assert len(holders) == 2, "each worker holds one of the two accounts"
+
+    lines = read_record(record)
+    accepted = {
+        (name, message_id)
+        for pusher, name in zip(pushers, [n for n in ACCOUNTS for _ in (1, 2)], strict=True)
+        for message_id in pusher.stats.accepted_ids
+    }
+    assert len(accepted) > 300
+    assert sum(pusher.stats.dropped for pusher in pushers) > 10
+    verdict = check(fake, lines)
+    assert verdict["regressions"] == 0
+    assert verdict["duplicates"] == 0
+    delivered = {(line["account"], line["message_id"]) for line in lines}
+    assert accepted <= delivered

@@ -49,6 +49,11 @@ _CLAIM_TIMEOUT_SHARE = 1.0
 RELEASE_TIMEOUT = 2.0
 
 
+def _same_failure(before: Exception, now: Exception) -> bool:
+    """Whether a claim failed as the one before it did (the same outage, still on)."""
+    return type(before) is type(now) and str(before) == str(now)
+
+
 def new_owner_id() -> str:
     """A holder id unique to this process: host, pid and a random suffix (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -191,19 +196,27 @@ class LeaseKeeper:
 
     async def claim(self) -> None:
         """`refresh`, logged and counted; a failure (the store down) is logged, not raised:
-        the leases stay trusted until their local deadline, and the next claim tries again."""
+        the leases stay trusted until their local deadline, and the next claim tries again.
+
+        One warning per outage: the same failure again is logged at debug level only, and
+        the first claim that works after failures says so.
+        """
         try:
             gained, lost = await self.refresh()
         except Exception as exc:
+            again = self.last_error is not None and _same_failure(self.last_error, exc)
             self.last_error = detached(exc)
-            logger.warning(
-                "claiming accounts failed (%s: %s); trying again in %g s",
+            logger.log(
+                logging.DEBUG if again else logging.WARNING,
+                "claiming accounts failed (%s: %s); trying again every %g s",
                 type(exc).__name__,
                 exc,
                 self.claim_interval,
                 extra={"outcome": "claim_failed"},
             )
         else:
+            if self.last_error is not None:
+                logger.info("claiming accounts works again", extra={"outcome": "claim_ok"})
             self.last_error = None
             for name in lost:
                 telemetry.lease_lost(name)

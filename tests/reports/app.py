@@ -3,6 +3,7 @@ store, with a handler that records each state it is given to a file (the receive
 each batch in the store's inbox, answers, then delivers it as the accounts' holder).
 
 - ``VOICELOGS_NO_HANDLER``: ``1`` for a receiver that only records (a poller delivers).
+- ``VOICELOGS_LEASE_TTL``: the seconds the receiver's leases last (with a handler).
 
     python -m uvicorn --app-dir tests/reports --factory app:create --port 8000
 
@@ -112,6 +113,8 @@ class App:
         options: dict[str, Any] = {}
         if env.get("VOICELOGS_MAX_BODY"):
             options["max_body"] = int(env["VOICELOGS_MAX_BODY"])
+        if env.get("VOICELOGS_LEASE_TTL"):
+            options["lease_ttl"] = float(env["VOICELOGS_LEASE_TTL"])
         if env.get("VOICELOGS_NO_HANDLER") != "1":
             options["handler"] = Recorder(
                 env.get("VOICELOGS_RECORD"), env.get("VOICELOGS_BLOCK_FILE")
