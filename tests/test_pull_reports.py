@@ -331,3 +331,16 @@ async def test_over_http_each_report_once_and_a_dropped_answer_loses_its_reports
     assert empty == []
     assert account.pull.lost_ids == set(order[:10])
     assert account.pull.returned_ids == set(order[10:])
+
+
+async def test_calls_added_to_the_past_after_a_pull_keep_their_reports_for_the_next(
+    fake: FakeInfobip,
+) -> None:
+    account = fake.add_account("late", pull_share=1.0)
+    async with fake.in_process_client(account) as client:
+        first = await client.get(PULL)
+        added = account.generate(12, settle_after=timedelta(0))  # settled before that pull
+        second = await client.get(PULL, params={"limit": "100"})
+    assert decode_reports(first.content, first.headers["content-type"]) == []
+    pulled = decode_reports(second.content, second.headers["content-type"])
+    assert {r.message_id for r in pulled} == {log.message_id for log in added}

@@ -273,7 +273,9 @@ async def test_two_receiver_workers_with_handlers_share_the_accounts_and_deliver
                 while await store.inbox_accounts(ACCOUNTS):  # noqa: ASYNC110 (other processes)
                     await asyncio.sleep(0.05)
             async with await psycopg.AsyncConnection.connect(postgres_dsn) as db:
-                cursor = await db.execute("SELECT DISTINCT owner FROM public.leases WHERE owner IS NOT NULL")
+                cursor = await db.execute(
+                    "SELECT DISTINCT owner FROM public.leases WHERE owner IS NOT NULL"
+                )
                 holders = await cursor.fetchall()
             assert len(holders) == 2, "each worker holds one of the two accounts"
 

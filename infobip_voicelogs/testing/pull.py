@@ -103,7 +103,7 @@ class PullBox:
         self._account = account
         self._seed = f"{account.seed}:pull"
         self._kept: dict[str, VoiceReport] = {}  # in the order the calls settled
-        self._kept_until: datetime | None = None
+        self._collected: set[str] = set()  # every message whose report was ever kept
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -154,11 +154,12 @@ class PullBox:
         return taken
 
     def _collect(self) -> None:
-        """Keep the reports of the calls settled since the last look (none is pushed)."""
+        """Keep the reports of the calls settled by now and not kept before (none is
+        pushed), a call added to the past by `generate` included."""
         now = self._account.clock.now()
-        since = self._kept_until if self._kept_until is not None else _DAWN
-        for final in self._account.settling(since, now):
-            assert final.message_id is not None
-            if self.keeps(final.message_id):
-                self._kept[final.message_id] = report_of(final)
-        self._kept_until = now
+        for final in self._account.settling(_DAWN, now):
+            message_id = final.message_id
+            assert message_id is not None
+            if message_id not in self._collected and self.keeps(message_id):
+                self._kept[message_id] = report_of(final)
+                self._collected.add(message_id)
