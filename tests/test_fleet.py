@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from conftest import fake_in_a_thread
 
+from infobip_voicelogs._time import utc_now
 from infobip_voicelogs.testing import FakeInfobip, FakeServer
 
 pytestmark = pytest.mark.postgres
@@ -234,6 +235,67 @@ def test_a_paused_holder_s_commit_is_refused_after_takeover(
     assert archive_rows(postgres_dsn) == truth(fake, 1)
     # The batch reached a handler twice (a's, then b's): at least once, as promised.
     assert set(fleet.delivered()) == set(truth(fake, 1))
+
+
+def record_reports(dsn: str, account: str, reports: list[Any]) -> None:
+    """What a receiver process does with a batch: record it in the store's inbox."""
+    import asyncio
+
+    from infobip_voicelogs.postgres import PostgresStore
+    from infobip_voicelogs.reports import encode_inbox
+
+    async def record() -> None:
+        async with PostgresStore(dsn) as store:
+            await store.record_reports(
+                account, encode_inbox(reports), count=len(reports), received_at=utc_now()
+            )
+
+    asyncio.run(record())
+
+
+def inbox_waiting(dsn: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as connection:
+        [(count,)] = connection.execute("SELECT count(*) FROM report_inbox").fetchall()
+    return int(count)
+
+
+def test_a_paused_holder_s_report_batch_is_handed_over_by_the_next_and_never_committed_twice(
+    make_fleet: Callable[..., Fleet], fake: FakeInfobip, postgres_dsn: str
+) -> None:
+    # The holder is paused (SIGSTOP) inside its handler with a batch of reports from the
+    # inbox, past its lease; the other process takes the account over and hands the batch
+    # over; when the first wakes up, its commit (which would consume the entry) is refused.
+    from infobip_voicelogs import Status
+    from infobip_voicelogs.reports import VoiceReport
+
+    fleet = make_fleet(accounts=1, handler_delay=1.0)
+    name = sorted(fake.accounts)[0]
+    fleet.start("a")
+    fleet.wait_for("the logs delivered", lambda: set(fleet.delivered()) == set(truth(fake, 1)))
+    delivered = Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET", "Message delivered")
+    reports = [VoiceReport(message_id=f"report-only-{n}", status=delivered) for n in range(7)]
+    record_reports(postgres_dsn, name, reports)
+    fleet.wait_for(
+        "a handing the reports over",
+        lambda: any(e.get("size") == len(reports) for e in fleet.events("a")),
+    )
+    fleet.processes["a"].send_signal(signal.SIGSTOP)
+    fleet.start("b")
+    ids = {str(r.message_id) for r in reports}
+    fleet.wait_for(
+        "b handing the reports over",
+        lambda: any("batch" in e and set(e["ids"]) == ids for e in fleet.events("b")),
+    )
+    fleet.processes["a"].send_signal(signal.SIGCONT)
+    fleet.wait_for("a's refused commit", lambda: (fleet.last("a", "lost") or 0) >= 1)
+    assert inbox_waiting(postgres_dsn) == 0
+    assert fleet.stop("a") == fleet.stop("b") == 0
+    archived = archive_rows(postgres_dsn)
+    assert all(archived[(name, message_id)] == 1 for message_id in ids)
+    by_b = Counter(i for e in fleet.events("b") if "batch" in e for i in e["ids"] if i in ids)
+    assert by_b == Counter(ids)  # b handed each over once; a's was the batch in flight
 
 
 def test_a_joining_poller_takes_a_share_without_restarts(

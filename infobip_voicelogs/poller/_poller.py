@@ -440,10 +440,23 @@ class LogsPoller:
             self._status[name] = attrs.evolve(status, **counts)
 
     def _lost(self, name: str) -> None:
-        """A commit found the lease on `name` gone: hand it back to the keeper."""
+        """A delivery of `name`'s reports found its lease gone (fenced: nothing of it was
+        written): counted, logged, and the account handed back to the keeper."""
+        shed = self._leases.was_shed(name)
         self._leases.forget(name)
         self._checkpoints.forget(name)
+        status = self._status[name]
+        counted: dict[str, Any] = {"lost_leases": status.lost_leases + 1}
+        self._status[name] = attrs.evolve(status, **counted)
         self._mark_leases()
+        if not shed:
+            telemetry.batch_fenced(name)
+            logger.warning(
+                "account %s: its lease lapsed or passed to another poller while its reports"
+                " were handed over; the new holder delivers them",
+                name,
+                extra={"account": name, "outcome": "lease_lost"},
+            )
 
     def _unclaimed(self, held: list[str]) -> dict[str, AccountResult]:
         """After a failed claim, a result for each account nobody here knows the holder of."""

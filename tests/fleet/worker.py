@@ -22,6 +22,7 @@ from typing import Any
 from infobip_voicelogs import Account, LogsPoller, TokenBucket, VoiceLog
 from infobip_voicelogs.poller import LeaseState
 from infobip_voicelogs.postgres import PostgresStore
+from infobip_voicelogs.reports import VoiceReport
 
 
 async def main(config: dict[str, Any], owner: str, out_path: Path) -> None:
@@ -32,7 +33,7 @@ async def main(config: dict[str, Any], owner: str, out_path: Path) -> None:
 
     handler_delay = float(config.get("handler_delay", 0.0))
 
-    async def handler(account: str, logs: list[VoiceLog]) -> None:
+    async def handler(account: str, logs: list[VoiceLog | VoiceReport]) -> None:
         emit({"entered": account, "size": len(logs)})
         if handler_delay:
             await asyncio.sleep(handler_delay)
