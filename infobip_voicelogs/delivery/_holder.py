@@ -45,7 +45,7 @@ class InboxHolder:
         claim_interval: float = DEFAULT_CLAIM_INTERVAL,
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         max_batch: int = 5000,
-        look_every: float = DEFAULT_LOOK_EVERY,
+        look_every: float | None = None,
     ) -> None:
         if not isinstance(store, InboxStore) or not isinstance(store, CheckpointStore):
             raise TypeError(
@@ -76,10 +76,17 @@ class InboxHolder:
             self.core,
             self.leases,
             self.shutdown,
-            look_every=look_every,
+            look_every=look_every if look_every is not None else self._default_look(store),
             on_lost=self._lost,
         )
         self._task: asyncio.Task[None] | None = None
+
+    def _default_look(self, store: InboxStore) -> float:
+        """A look a second where only this process is woken; once a claim period where
+        the store's wake-ups cross processes (the look then only covers a lost one)."""
+        if store.inbox_wakes_other_processes:
+            return self.leases.claim_interval
+        return DEFAULT_LOOK_EVERY
 
     @property
     def running(self) -> bool:

@@ -131,8 +131,11 @@ class LogsPoller:
             (and `reports.lost`). An account whose reports stop goes back to `interval`.
             A store without reports: every account is polled every `interval`.
         inbox_look_every: Seconds (or a `timedelta`) between two looks at the store's inbox
-            of reports when no wake-up came (a receiver records each batch there and the
-            store wakes this process; the look only catches a wake-up lost on the way).
+            of reports, which only catch a wake-up lost on the way (a receiver records each
+            batch there and the store wakes the account's holder). Default: every second
+            for a store that wakes this process only (SQLite: a receiver in another process
+            is found by the look), every claim period for one whose wake-ups cross
+            processes (PostgreSQL's `NOTIFY`).
 
     Every store leases: `SqliteStore` grants every account to its one poller (and refuses
     a second poller on the same store object), a `CheckpointStore` without leases is
@@ -167,7 +170,7 @@ class LogsPoller:
         claim_interval: float | timedelta = DEFAULT_CLAIM_INTERVAL,
         owner: str | None = None,
         reconcile: float | timedelta = DEFAULT_RECONCILE,
-        inbox_look_every: float | timedelta = DEFAULT_LOOK_EVERY,
+        inbox_look_every: float | timedelta | None = None,
     ) -> None:
         self._accounts: dict[str, Account] = {}
         for account in accounts:
@@ -246,7 +249,7 @@ class LogsPoller:
                 self._core,
                 self._leases,
                 self._shutdown,
-                look_every=seconds(inbox_look_every),
+                look_every=self._look_every(store, inbox_look_every),
                 on_lost=self._lost,
                 on_result=self._reports_delivered,
             )
@@ -263,6 +266,13 @@ class LogsPoller:
             page_size=page_size,
             max_batch=max_batch,
         )
+
+    def _look_every(self, store: object, given: float | timedelta | None) -> float:
+        if given is not None:
+            return seconds(given)
+        if getattr(store, "inbox_wakes_other_processes", False):
+            return self._leases.claim_interval
+        return DEFAULT_LOOK_EVERY
 
     # -- life cycle ------------------------------------------------------------------------
 
