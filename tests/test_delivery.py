@@ -352,3 +352,81 @@ async def test_an_older_claims_late_answer_never_overwrites_a_newer_ones() -> No
     assert held_a is not None
     assert held_a.fence == 2
     assert keeper.held("b") is None
+
+
+async def test_a_handler_blocking_the_loop_past_the_ttl_on_postgres_costs_the_lease_once(
+    postgres_dsn: str,
+) -> None:
+    clock = FakeClock()
+    fake = FakeInfobip(clock=clock, seed=61)
+    fake.add_account("acme").generate(30, settle_after=timedelta(0))
+    calls: Counter[str] = Counter()
+    batches = 0
+
+    async def blocking(account: str, items: Sequence[Item]) -> None:
+        nonlocal batches
+        batches += 1
+        if not calls:
+            time.sleep(1.5)  # noqa: ASYNC251 (the first call blocks the loop: 3x the ttl)
+        calls.update(str(item.message_id) for item in items)
+
+    async with (
+        PostgresStore(postgres_dsn) as store,
+        fake.in_process_client() as client,
+        LogsPoller(
+            [account_of(fake, "acme")],
+            store=store,
+            handler=blocking,
+            client=client,
+            clock=clock.now,
+            interval=0.05,
+            lease_ttl=0.5,
+            claim_interval=0.1,
+        ) as poller,
+    ):
+        task = asyncio.create_task(poller.run())
+        async with asyncio.timeout(30):
+            while poller.status()["acme"].cycles < 10:  # noqa: ASYNC110 (no event to wait on)
+                await asyncio.sleep(0.02)
+        poller.stop()
+        await task
+        status = poller.status()["acme"]
+        stored = await store.fingerprints("acme", list(calls))
+
+    # The lease lapsed by the database's clock while the loop was blocked: unless the
+    # claim renewed it first, the commit was refused and the batch handed over once more.
+    # Either way it was committed, and never handed over again: no loop.
+    assert len(calls) == 30
+    assert batches == max(calls.values()) <= 2
+    assert status.lost_leases == batches - 1
+    assert set(stored) == set(calls)
+
+
+async def test_a_receiver_mounted_without_lifespan_events_delivers_through_its_handler(
+    tmp_path: Path,
+) -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from infobip_voicelogs import Status
+    from infobip_voicelogs.reports import NoAuth, ReportsReceiver, encode_reports
+
+    stream = Stream()
+    delivered = Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET", "Message delivered")
+    reports = [VoiceReport(message_id=f"m-{n}", status=delivered) for n in range(5)]
+    async with SqliteStore(tmp_path / "v.db") as store:
+        receiver = ReportsReceiver({"acme"}, store=store, auth=NoAuth(), handler=stream)
+        app = Starlette(routes=[Mount("/reports", app=receiver)])  # no lifespan reaches it
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            body = encode_reports(reports, "json")
+            headers = {"content-type": "application/json"}
+            answer = await client.post("/reports/acme", content=body, headers=headers)
+            assert answer.status_code == 200
+            async with asyncio.timeout(20):
+                while len(stream.items) < len(reports):  # noqa: ASYNC110 (the holder fills it)
+                    await asyncio.sleep(0.01)
+        await receiver.aclose()
+        assert await store.inbox_accounts(["acme"]) == set()
+    assert sorted(m for _, m, _ in stream.items) == sorted(f"m-{n}" for n in range(5))
