@@ -18,8 +18,6 @@ from ..errors import StoreError
 from ..store._archive import archive_values
 from ..store.base import Delivered
 
-__all__ = ["Document", "DocumentDumper", "batch_document", "latest_per_message", "utc"]
-
 
 class Document(str):
     """A JSON text of the store's own making (orjson's), sent to the server dollar-quoted.

@@ -17,8 +17,6 @@ from ..errors import StoreError
 from ..store._archive import ARCHIVE_STATE_COLUMNS
 from ..store._countries import mcc_countries_values
 
-__all__ = ["INBOX_CHANNEL", "SCHEMA_VERSION", "Statements", "migrate", "quote_ident"]
-
 #: The channel every recording notifies, with the payload `schema + "\n" + account`: one
 #: channel for every schema of a database, each listener keeping its own schema's.
 INBOX_CHANNEL = "voicelogs_inbox"

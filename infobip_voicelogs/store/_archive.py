@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from ..reports._model import VoiceReport
     from .base import Item
 
-__all__ = ["ARCHIVE_STATE_COLUMNS", "ARCHIVE_VALUE_COLUMNS", "archive_values", "log_from_row"]
-
 #: The columns of one state (status, error, price): written whole by the newer state, never
 #: merged with an older one's.
 ARCHIVE_STATE_COLUMNS = (

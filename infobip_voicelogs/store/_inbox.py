@@ -12,8 +12,6 @@ import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
-__all__ = ["Watchers", "check_batch"]
-
 
 class Watchers:
     """The callbacks of `watch_inbox`, each to be called on the loop it subscribed from."""

@@ -21,8 +21,6 @@ from .._time import utc_now
 from ..errors import LeaseLostError, StoreError
 from .base import CheckpointStore, Delivered, Lease, LeaseStore, lease_ttl_of
 
-__all__ = ["LocalLeases", "solo_leases"]
-
 
 class LocalLeases:
     """The one live owner of a store object, and the leases it was granted (fence 0)."""

@@ -20,24 +20,6 @@ from ._archive import ARCHIVE_STATE_COLUMNS, ARCHIVE_VALUE_COLUMNS, archive_valu
 from ._countries import mcc_countries_values
 from .base import Delivered, Item
 
-__all__ = [
-    "ADVANCE_CHECKPOINT",
-    "DELETE_INBOX",
-    "INSERT_INBOX",
-    "SCHEMA_VERSION",
-    "TOUCH_REPORT_ACTIVITY",
-    "UPSERT_ARCHIVE",
-    "UPSERT_CHECKPOINT",
-    "UPSERT_FINGERPRINT",
-    "archive_row",
-    "archive_rows",
-    "fingerprint_row",
-    "from_utc_text",
-    "migrate",
-    "transaction",
-    "utc_text",
-]
-
 #: The layout of the tables this version writes (`PRAGMA user_version`).
 SCHEMA_VERSION = 4
 
