@@ -15,8 +15,8 @@ import orjson
 from psycopg.adapt import Dumper
 
 from ..errors import StoreError
-from ..store._archive import archive_values
 from ..store.base import Delivered
+from ..store.kit import archive_values
 
 
 class Document(str):

@@ -19,9 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..errors import LeaseLostError
 from ..models import VoiceLog
-from ..store._archive import log_from_row
-from ..store._inbox import Watchers, check_batch
 from ..store.base import Delivered, InboxEntry, Lease, lease_ttl_of
+from ..store.kit import Watchers, check_batch, log_from_row
 from ._listener import Listener
 from ._pool import (
     DEFAULT_CONNECT_TIMEOUT,

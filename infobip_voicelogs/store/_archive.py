@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..models import ErrorInfo, Price, Status, VoiceLog
 
 if TYPE_CHECKING:
-    from ..reports._model import VoiceReport
+    from ..reports import VoiceReport
     from .base import Item
 
 #: The columns of one state (status, error, price): written whole by the newer state, never

@@ -31,7 +31,7 @@ import attrs
 from ..models import VoiceLog
 
 if TYPE_CHECKING:  # the store reads a report's fields; `reports` imports the store
-    from ..reports._model import VoiceReport
+    from ..reports import VoiceReport
 
 __all__ = [
     "CheckpointStore",
