@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .._time import require_aware
 from ..errors import StoreError
 from ._archive import ARCHIVE_STATE_COLUMNS, ARCHIVE_VALUE_COLUMNS, archive_values
 from ._countries import mcc_countries_values
@@ -233,8 +234,7 @@ def migrate(connection: sqlite3.Connection, path: str) -> None:
 
 def utc_text(value: datetime, *, timespec: str = "milliseconds") -> str:
     """ISO-8601 in UTC with a `Z`, fixed width, so text order is time order."""
-    if value.utcoffset() is None:
-        raise ValueError(f"{value!r} is naive; the store takes aware datetimes only")
+    require_aware(value, "the store takes aware datetimes only")
     return value.astimezone(UTC).isoformat(timespec=timespec).removesuffix("+00:00") + "Z"
 
 
