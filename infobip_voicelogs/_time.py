@@ -8,17 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-__all__ = [
-    "MILLISECOND",
-    "RETENTION",
-    "floor_ms",
-    "format_offset",
-    "format_wire_timestamp",
-    "require_aware",
-    "seconds",
-    "utc_now",
-]
-
 #: How long the provider keeps a log.
 RETENTION = timedelta(hours=48)
 #: The provider's precision, and the step a window walk moves by.

@@ -199,6 +199,14 @@ async def test_simulate_keeps_a_pull_shares_reports_for_the_pull_endpoint() -> N
             ],
             "--push-hmac-alg",
         ),
+        (
+            ["--push-reports", "http://127.0.0.1:1/r", "--push-user", "a:b"],
+            "--push-user must be a non-empty name without ':'",
+        ),
+        (
+            ["--push-reports", "http://127.0.0.1:1/r", "--push-hmac-header", "X Sig"],
+            "--push-hmac-header must be an HTTP header name",
+        ),
     ],
 )
 def test_bad_push_options_are_one_line_and_name_no_secret(args: list[str], message: str) -> None:

@@ -32,6 +32,7 @@ from infobip_voicelogs import (
     VoiceLog,
 )
 from infobip_voicelogs.store import SCHEMA_VERSION
+from infobip_voicelogs.store.base import latest_checkpoints, moves_forward
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "archive.md"
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -790,6 +791,38 @@ async def test_advance_moves_checkpoints_only_forward_in_one_call(store: SqliteS
     await store.release("me")
     assert await store.advance([(lease("us-1"), later + timedelta(hours=1))]) == {"us-1"}
     assert await store.accounts() == {"eu-1": later, "us-1": later}
+
+
+async def test_advance_takes_an_account_given_twice_to_its_latest_time_in_any_order(
+    store: SqliteStore,
+) -> None:
+    leases = await store.lease("me", ["eu-1"], lease_ttl=60.0)
+    later = NOON + timedelta(minutes=1)
+    assert await store.advance([(leases["eu-1"], later), (leases["eu-1"], NOON)]) == set()
+    assert await store.checkpoint("eu-1") == later
+    # The lease given last with the latest time decides: a stranger's earlier entry is dropped.
+    stranger = Lease("eu-1", "someone-else", 0, NOON + timedelta(minutes=1))
+    even_later = later + timedelta(minutes=1)
+    assert await store.advance([(stranger, later), (leases["eu-1"], even_later)]) == set()
+    assert await store.checkpoint("eu-1") == even_later
+    assert await store.advance([(leases["eu-1"], even_later), (stranger, even_later)]) == {"eu-1"}
+
+
+def test_latest_checkpoints_keeps_each_accounts_latest_time_under_its_last_lease() -> None:
+    first = Lease("eu-1", "a", 1, NOON)
+    second = Lease("eu-1", "b", 2, NOON)
+    other = Lease("us-1", "a", 1, NOON)
+    later = NOON + timedelta(seconds=1)
+    given = [(first, later), (other, NOON), (second, NOON), (second, later)]
+    assert latest_checkpoints(given) == {"eu-1": (second, later), "us-1": (other, NOON)}
+    assert latest_checkpoints(list(reversed(given)))["eu-1"] == (first, later)
+    assert latest_checkpoints([]) == {}
+    with pytest.raises(ValueError, match="naive; the store takes aware datetimes only"):
+        latest_checkpoints([(first, NOON), (first, datetime(2026, 1, 1))])
+    assert moves_forward(None, NOON)
+    assert moves_forward(NOON, later)
+    assert not moves_forward(later, NOON)
+    assert not moves_forward(NOON, NOON)
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")

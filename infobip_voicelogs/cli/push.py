@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import httpx
 
 from ..testing import PushBasic, PushHmac
-from .reports import PASSWORD_ENV, SECRET_ENV
+from .reports import PASSWORD_ENV, SECRET_ENV, env_secret, header_name, user_name
 
 __all__ = ["HMAC_ALGORITHMS", "check_push_base", "push_auth", "push_url"]
 
@@ -53,24 +53,10 @@ def push_auth(
     if user is not None and hmac_header is not None:
         raise ValueError("give at most one of --push-user and --push-hmac-header")
     if user is not None:
-        if not user or ":" in user:
-            raise ValueError("--push-user must be a non-empty name without ':'")
-        return PushBasic(user, _secret(environ, PASSWORD_ENV))
+        return PushBasic(user_name(user, "--push-user"), env_secret(environ, PASSWORD_ENV))
     if hmac_header is not None:
-        if (
-            not hmac_header
-            or not hmac_header.isascii()
-            or any(c in hmac_header for c in " :\t\r\n")
-        ):
-            raise ValueError("--push-hmac-header must be an HTTP header name like X-Signature")
+        header = header_name(hmac_header, "--push-hmac-header")
         if hmac_alg not in HMAC_ALGORITHMS or not hasattr(hashlib, hmac_alg):
             raise ValueError(f"--push-hmac-alg must be one of {', '.join(HMAC_ALGORITHMS)}")
-        return PushHmac(_secret(environ, SECRET_ENV), hmac_header, hmac_alg)
+        return PushHmac(env_secret(environ, SECRET_ENV), header, hmac_alg)
     return None
-
-
-def _secret(environ: Mapping[str, str], variable: str) -> str:
-    value = environ.get(variable, "")
-    if not value:
-        raise ValueError(f"the environment variable {variable} is not set (or is empty)")
-    return value

@@ -25,8 +25,11 @@ __all__ = [
     "SECRET_ENV",
     "Serving",
     "as_log",
+    "env_secret",
+    "header_name",
     "reports_auth",
     "serving",
+    "user_name",
 ]
 
 #: The environment variable holding the Basic password (`--reports-user`).
@@ -62,9 +65,12 @@ def reports_auth(
     if no_auth:
         return NoAuth()
     if user is not None:
-        return BasicCredentials(_name(user, "--reports-user"), _secret(environ, PASSWORD_ENV))
+        return BasicCredentials(
+            user_name(user, "--reports-user"), env_secret(environ, PASSWORD_ENV)
+        )
     assert hmac_header is not None
-    header, secret = _header(hmac_header), _secret(environ, SECRET_ENV)
+    header = header_name(hmac_header, "--reports-hmac-header")
+    secret = env_secret(environ, SECRET_ENV)
     try:
         return HmacSignature(header, secret, algorithm=hmac_alg)
     except ValueError as exc:  # the header and the secret are checked: it is the algorithm
@@ -79,22 +85,25 @@ def _schemes(user: str | None, header: str | None, no_auth: bool) -> list[tuple[
     ]
 
 
-def _secret(environ: Mapping[str, str], variable: str) -> str:
+def env_secret(environ: Mapping[str, str], variable: str) -> str:
+    """The secret in the environment variable `variable`; `ValueError` naming it if unset."""
     value = environ.get(variable, "")
     if not value:
         raise ValueError(f"the environment variable {variable} is not set (or is empty)")
     return value
 
 
-def _name(user: str, option: str) -> str:
+def user_name(user: str, option: str) -> str:
+    """`user` as a Basic user name; `ValueError` naming `option` if it is empty or has ':'."""
     if not user or ":" in user:
         raise ValueError(f"{option} must be a non-empty name without ':'")
     return user
 
 
-def _header(name: str) -> str:
+def header_name(name: str, option: str) -> str:
+    """`name` as an HTTP header's name; `ValueError` naming `option` if it cannot be one."""
     if not name or not name.isascii() or any(c in name for c in " :\t\r\n"):
-        raise ValueError("--reports-hmac-header must be an HTTP header name like X-Signature")
+        raise ValueError(f"{option} must be an HTTP header name like X-Signature")
     return name
 
 

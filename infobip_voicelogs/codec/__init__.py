@@ -26,11 +26,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable
 
+from .._time import format_wire_timestamp
 from ..models import VoiceLog
 from ._error_bodies import ErrorBody, decode_error, encode_error
 from ._json import decode_json, encode_json, encode_ndjson
 from ._media_types import Format, format_of, media_type
-from ._timestamps import format_wire_timestamp, parse_wire_timestamp
+from ._timestamps import parse_wire_timestamp
 from ._xml import decode_xml, encode_xml
 
 # In reading order, which the reference page follows (docs/codec.md: members_order).

@@ -46,8 +46,6 @@ from ._readers import TYPE_CHECKS, Reader, bad, optional_reader
 from ._timestamps import canonical_test, fromisoformat
 from ._wire import ALIASES, split_optional, wire_name
 
-__all__ = ["direct_setters", "fast_hook", "respeller"]
-
 T = TypeVar("T")
 
 # What a cached JSON value must be to be the same wire value as its key: a price is quoted

@@ -21,8 +21,6 @@ from ._codegen import fast_hook, respeller
 from ._readers import Reader, bad, optional_reader
 from ._wire import MODELS, excerpt, renames, wire_name
 
-__all__ = ["build_converter", "each_by", "structure_all"]
-
 T = TypeVar("T")
 
 

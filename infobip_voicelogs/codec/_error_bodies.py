@@ -14,8 +14,6 @@ from ..errors import DecodeError
 from ._media_types import Format, format_of
 from ._xml import parse_xml, xml_tree, xml_value
 
-__all__ = ["ErrorBody", "decode_error", "encode_error"]
-
 _ERROR_TEXT_CHARS = 200
 
 

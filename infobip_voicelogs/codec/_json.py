@@ -11,23 +11,12 @@ from typing import Any
 import orjson
 from cattrs.gen import make_dict_unstructure_fn
 
+from .._time import format_wire_timestamp
 from ..errors import DecodeError
 from ..models import VoiceLog
 from ._convert import build_converter, each_by, structure_all
 from ._readers import JSON_READERS
-from ._timestamps import format_wire_timestamp
 from ._wire import MODELS, amount_text, excerpt, renames
-
-__all__ = [
-    "JSON",
-    "JSON_PRECISE",
-    "amount_number",
-    "decode_json",
-    "encode_json",
-    "encode_ndjson",
-    "json_results",
-    "quote_prices",
-]
 
 # -- reading -------------------------------------------------------------------------------
 

@@ -6,8 +6,6 @@ from typing import Literal
 
 from ..errors import DecodeError
 
-__all__ = ["Format", "format_of", "media_type"]
-
 #: The two body formats the provider speaks.
 Format = Literal["json", "xml"]
 

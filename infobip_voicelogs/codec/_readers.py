@@ -14,8 +14,6 @@ from typing import Any
 
 from ._timestamps import parse_wire_timestamp
 
-__all__ = ["JSON_READERS", "TYPE_CHECKS", "XML_READERS", "Reader", "bad", "optional_reader"]
-
 Reader = Callable[[Any], Any]
 
 

@@ -5,11 +5,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-# Written in `_time`, which the models' `to_dict` shares; the codec's public name is here.
-from .._time import format_wire_timestamp
-
-__all__ = ["canonical_test", "format_wire_timestamp", "fromisoformat", "parse_wire_timestamp"]
-
 # The one grammar both decoding paths accept: full date, `T`, time with seconds, an
 # optional fraction of 1 to 9 digits, and an offset in whole minutes (`Z`, `+hhmm` or
 # `+hh:mm`, minutes 00-59), every digit ASCII. Field ranges (month 13, hour 24, an offset

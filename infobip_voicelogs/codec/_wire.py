@@ -15,17 +15,6 @@ from cattrs.gen import override
 from .. import models
 from ..models import ErrorInfo, Price, Status, VoiceLog
 
-__all__ = [
-    "ALIASES",
-    "MODELS",
-    "add_wire_names",
-    "amount_text",
-    "excerpt",
-    "renames",
-    "split_optional",
-    "wire_name",
-]
-
 #: The classes on the wire, inner ones first: a class's hooks look up those of its fields.
 MODELS: tuple[type, ...] = (Price, Status, ErrorInfo, VoiceLog)
 

@@ -11,25 +11,12 @@ from typing import Any
 import attrs
 from lxml import etree
 
+from .._time import format_wire_timestamp
 from ..errors import DecodeError
 from ..models import VoiceLog
 from ._convert import build_converter, each_by, structure_all
 from ._readers import XML_READERS
-from ._timestamps import format_wire_timestamp
 from ._wire import amount_text, excerpt, wire_name
-
-__all__ = [
-    "XML",
-    "XML_PRECISE",
-    "decode_xml",
-    "encode_xml",
-    "local_name",
-    "parse_xml",
-    "xml_dict",
-    "xml_results",
-    "xml_tree",
-    "xml_value",
-]
 
 #: Structures the logs of an XML page, once walked into dicts.
 XML = build_converter(XML_READERS, xml=True, precise=False)

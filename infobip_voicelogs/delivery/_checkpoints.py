@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from ..store import Lease, LeaseStore
+from ..store.base import moves_forward
 
 #: The fewest fingerprints kept for one account (about 200 bytes each); more with a larger
 #: `max_batch`, so that a batch's own fingerprints always fit.
@@ -74,8 +75,7 @@ class Checkpoints:
         known = self._known.get(account)
         if known is None or not _same(known[0], lease):
             return  # dropped meanwhile (a refusal): the next cycle reads the store
-        before = known[1]
-        if before is None or checkpoint > before:  # forward only, as `advance` moves it
+        if moves_forward(known[1], checkpoint):  # as `advance` moves it
             self._known[account] = (lease, checkpoint)
 
     def prints(self, lease: Lease) -> Mapping[str, str]:

@@ -23,8 +23,6 @@ import psycopg
 
 from ._schema import INBOX_CHANNEL
 
-__all__ = ["FIRST_RETRY", "LAST_RETRY", "Listener"]
-
 logger = logging.getLogger("infobip_voicelogs")
 
 #: Seconds before the first reconnection attempt after the listening connection failed.

@@ -35,21 +35,6 @@ from ..errors import StoreError
 from ._rows import Document, DocumentDumper
 from ._schema import migrate
 
-__all__ = [
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_IDLE_TIMEOUT",
-    "DEFAULT_MAX_SIZE",
-    "DEFAULT_POOL_TIMEOUT",
-    "DEFAULT_STARTUP_TIMEOUT",
-    "DEFAULT_TIMEOUT",
-    "LISTENER_NAME",
-    "ConnectFailures",
-    "Connector",
-    "Statement",
-    "connection_settings",
-    "make_pool",
-]
-
 T = TypeVar("T")
 
 #: One statement of a call and its parameters.

@@ -14,11 +14,10 @@ from typing import Any
 import orjson
 from psycopg.adapt import Dumper
 
+from .._time import floor_ms, require_aware
 from ..errors import StoreError
-from ..store._archive import archive_values
 from ..store.base import Delivered
-
-__all__ = ["Document", "DocumentDumper", "batch_document", "latest_per_message", "utc"]
+from ..store.kit import archive_values
 
 
 class Document(str):
@@ -50,18 +49,15 @@ class DocumentDumper(Dumper):
 
 def utc(value: datetime, *, milliseconds: bool = False) -> datetime:
     """`value` in UTC, refused if naive; `milliseconds` truncates to the archive's precision."""
-    if value.utcoffset() is None:
-        raise ValueError(f"{value!r} is naive; the store takes aware datetimes only")
+    require_aware(value, "the store takes aware datetimes only")
     value = value.astimezone(UTC)
-    if milliseconds:
-        value = value.replace(microsecond=value.microsecond // 1000 * 1000)
-    return value
+    return floor_ms(value) if milliseconds else value
 
 
 def _aware(value: datetime | None) -> datetime | None:
     # Sent as written, offset and all; the server truncates to milliseconds.
-    if value is not None and value.utcoffset() is None:
-        raise ValueError(f"{value!r} is naive; the store takes aware datetimes only")
+    if value is not None:
+        require_aware(value, "the store takes aware datetimes only")
     return value
 
 

@@ -14,10 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from ..errors import StoreError
-from ..store._archive import ARCHIVE_STATE_COLUMNS
-from ..store._countries import mcc_countries_values
-
-__all__ = ["INBOX_CHANNEL", "SCHEMA_VERSION", "Statements", "migrate", "quote_ident"]
+from ..store.kit import ARCHIVE_STATE_COLUMNS, mcc_countries_values
 
 #: The channel every recording notifies, with the payload `schema + "\n" + account`: one
 #: channel for every schema of a database, each listener keeping its own schema's.

@@ -19,9 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..errors import LeaseLostError
 from ..models import VoiceLog
-from ..store._archive import log_from_row
-from ..store._inbox import Watchers, check_batch
-from ..store.base import Delivered, InboxEntry, Lease, lease_ttl_of
+from ..store.base import Delivered, InboxEntry, Lease, latest_checkpoints, lease_ttl_of
+from ..store.kit import Watchers, check_batch, log_from_row
 from ._listener import Listener
 from ._pool import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -420,15 +419,11 @@ class PostgresStore:
         before anything is sent; a failure of the database raises `StoreError`, and then
         nothing moved.
         """
-        latest: dict[str, tuple[Lease, datetime]] = {}
-        for lease, at in checkpoints:
-            at = utc(at)
-            if lease.account not in latest or at >= latest[lease.account][1]:
-                latest[lease.account] = (lease, at)
+        latest = latest_checkpoints(checkpoints)
         if not latest:
             return set()
         rows = [
-            {"account": a, "owner": lease.owner, "fence": lease.fence, "at": at}
+            {"account": a, "owner": lease.owner, "fence": lease.fence, "at": utc(at)}
             for a, (lease, at) in sorted(latest.items())
         ]
         batch = Document(orjson.dumps(rows).decode())

@@ -27,11 +27,11 @@ from ._bucket import (
     DEFAULT_IDLE_TTL,
     DEFAULT_PREFIX,
     DEFAULT_TIMEOUT,
-    PROBE_INTERVAL,
     OutagePolicy,
     RedisBucket,
 )
 from ._key import bucket_key
+from ._link import PROBE_INTERVAL
 
 __all__ = [
     "DEFAULT_HEADROOM",

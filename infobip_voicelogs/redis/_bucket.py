@@ -19,18 +19,8 @@ from redis.exceptions import NoScriptError
 from .. import telemetry
 from ..errors import ThrottleUnavailableError
 from ..throttle import BucketSettings, TokenBucket, check_bucket
-from ._link import PROBE_INTERVAL, UNAVAILABLE, link_of, now
+from ._link import UNAVAILABLE, link_of, now
 from ._script import FAST_ACQUIRE, SCRIPT
-
-__all__ = [
-    "DEFAULT_HEADROOM",
-    "DEFAULT_IDLE_TTL",
-    "DEFAULT_PREFIX",
-    "DEFAULT_TIMEOUT",
-    "PROBE_INTERVAL",
-    "OutagePolicy",
-    "RedisBucket",
-]
 
 #: Every key the buckets write starts with this.
 DEFAULT_PREFIX = "infobip-voicelogs:"

@@ -11,8 +11,6 @@ from ..auth import BasicAuth, auth_from
 if TYPE_CHECKING:  # an annotation only: the credential is read through `auth`
     import httpx
 
-__all__ = ["bucket_key"]
-
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Changing how the key is derived would split every fleet mid-upgrade: versioned.
 _DOMAIN = b"infobip-voicelogs/bucket-key/v1\x00"

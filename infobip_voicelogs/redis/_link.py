@@ -17,8 +17,6 @@ from redis.exceptions import RedisError
 
 from .. import redaction, telemetry
 
-__all__ = ["PROBE_INTERVAL", "UNAVAILABLE", "Link", "link_of", "now"]
-
 #: While Redis is unavailable, one call per client tries it again at most this often (s).
 PROBE_INTERVAL = 1.0
 

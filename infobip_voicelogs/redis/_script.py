@@ -38,8 +38,6 @@ from __future__ import annotations
 
 from ..throttle import ADAPTIVE_BETA, ADAPTIVE_MIN_RECOVERY_SLOTS, ADAPTIVE_SCALE
 
-__all__ = ["FAST_ACQUIRE", "MAX_HOLES", "SCRIPT"]
-
 #: Holes kept per account; more cancelled slots than this at once are lost.
 MAX_HOLES = 32
 

@@ -29,15 +29,6 @@ from collections.abc import Mapping, Sequence
 
 from .. import redaction
 
-__all__ = [
-    "ALGORITHMS",
-    "BasicCredentials",
-    "HeaderSecret",
-    "HmacSignature",
-    "NoAuth",
-    "ReportsAuth",
-]
-
 #: The HMAC algorithms the provider offers for its webhook signatures.
 ALGORITHMS = frozenset({"md5", "sha1", "sha224", "sha256", "sha384", "sha512"})
 

@@ -42,8 +42,6 @@ from ..codec.kit import (
 from . import _model
 from ._model import FLAT_FIELDS, WIRE_NAMES, Ivr, ReportShape, VoiceCall, VoiceReport, wire_dict
 
-__all__ = ["decode_reports", "encode_reports", "encode_reports_ndjson"]
-
 for _cls in (Ivr, VoiceCall, VoiceReport):
     attrs.resolve_types(_cls, globalns=vars(_model))
     add_wire_names(_cls, WIRE_NAMES[_cls])

@@ -22,16 +22,6 @@ from ..codec import format_wire_timestamp
 from ..codec.kit import amount_text
 from ..models import ErrorInfo, GeneralStatus, Price, Status
 
-__all__ = [
-    "FLAT_FIELDS",
-    "WIRE_NAMES",
-    "Ivr",
-    "ReportShape",
-    "VoiceCall",
-    "VoiceReport",
-    "wire_dict",
-]
-
 #: The two shapes of a report: `"current"` (nested `voiceCall`) and `"flat"` (the older one).
 ReportShape = Literal["current", "flat"]
 

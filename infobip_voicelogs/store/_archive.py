@@ -17,10 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..models import ErrorInfo, Price, Status, VoiceLog
 
 if TYPE_CHECKING:
-    from ..reports._model import VoiceReport
+    from ..reports import VoiceReport
     from .base import Item
-
-__all__ = ["ARCHIVE_STATE_COLUMNS", "ARCHIVE_VALUE_COLUMNS", "archive_values", "log_from_row"]
 
 #: The columns of one state (status, error, price): written whole by the newer state, never
 #: merged with an older one's.

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from importlib.resources import files
 from types import MappingProxyType
 
-__all__ = ["country_of_mcc", "mcc_countries", "mcc_countries_values"]
-
 
 @functools.cache
 def mcc_countries() -> Mapping[str, str]:

@@ -33,8 +33,6 @@ try:
 except ImportError:  # pragma: no cover - not on Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_SUFFIX", "FileClaim"]
-
 logger = logging.getLogger("infobip_voicelogs.store")
 
 #: Appended to the database file's name to name its lock file.

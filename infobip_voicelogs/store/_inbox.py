@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
-__all__ = ["Watchers", "check_batch"]
+from .._time import require_aware
 
 
 class Watchers:
@@ -65,8 +65,7 @@ def check_batch(account: str, body: bytes, count: int, received_at: datetime) ->
         raise ValueError(f"an inbox entry needs a non-empty account name, not {account!r}")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"count must be a non-negative int, not {count!r}")
-    if received_at.utcoffset() is None:
-        raise ValueError(f"{received_at!r} is naive; the store takes aware datetimes only")
+    require_aware(received_at, "the store takes aware datetimes only")
     if not isinstance(body, bytes | bytearray | memoryview):
         raise TypeError(f"an inbox entry's body is bytes, not {type(body).__name__}")
     return bytes(body)

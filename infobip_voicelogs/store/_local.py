@@ -19,9 +19,15 @@ from datetime import datetime, timedelta
 
 from .._time import utc_now
 from ..errors import LeaseLostError, StoreError
-from .base import CheckpointStore, Delivered, Lease, LeaseStore, lease_ttl_of
-
-__all__ = ["LocalLeases", "solo_leases"]
+from .base import (
+    CheckpointStore,
+    Delivered,
+    Lease,
+    LeaseStore,
+    latest_checkpoints,
+    lease_ttl_of,
+    moves_forward,
+)
 
 
 class LocalLeases:
@@ -141,17 +147,12 @@ class _SoloLeases:
 
     async def advance(self, checkpoints: Sequence[tuple[Lease, datetime]]) -> set[str]:
         # A plain store knows no batched advance: one commit per account, forward only.
-        latest: dict[str, tuple[Lease, datetime]] = {}
-        for lease, at in checkpoints:
-            if lease.account not in latest or at > latest[lease.account][1]:
-                latest[lease.account] = (lease, at)
         refused = set()
-        for account, (lease, at) in latest.items():
+        for account, (lease, at) in latest_checkpoints(checkpoints).items():
             if not self._leases.holds(lease):
                 refused.add(account)
                 continue
-            stored = await self._store.checkpoint(account)
-            if stored is None or at > stored:
+            if moves_forward(await self._store.checkpoint(account), at):
                 await self._store.commit(account, checkpoint=at, delivered=())
         return refused
 

@@ -15,28 +15,11 @@ from typing import Any
 
 import orjson
 
+from .._time import require_aware
 from ..errors import StoreError
 from ._archive import ARCHIVE_STATE_COLUMNS, ARCHIVE_VALUE_COLUMNS, archive_values
 from ._countries import mcc_countries_values
 from .base import Delivered, Item
-
-__all__ = [
-    "ADVANCE_CHECKPOINT",
-    "DELETE_INBOX",
-    "INSERT_INBOX",
-    "SCHEMA_VERSION",
-    "TOUCH_REPORT_ACTIVITY",
-    "UPSERT_ARCHIVE",
-    "UPSERT_CHECKPOINT",
-    "UPSERT_FINGERPRINT",
-    "archive_row",
-    "archive_rows",
-    "fingerprint_row",
-    "from_utc_text",
-    "migrate",
-    "transaction",
-    "utc_text",
-]
 
 #: The layout of the tables this version writes (`PRAGMA user_version`).
 SCHEMA_VERSION = 4
@@ -251,8 +234,7 @@ def migrate(connection: sqlite3.Connection, path: str) -> None:
 
 def utc_text(value: datetime, *, timespec: str = "milliseconds") -> str:
     """ISO-8601 in UTC with a `Z`, fixed width, so text order is time order."""
-    if value.utcoffset() is None:
-        raise ValueError(f"{value!r} is naive; the store takes aware datetimes only")
+    require_aware(value, "the store takes aware datetimes only")
     return value.astimezone(UTC).isoformat(timespec=timespec).removesuffix("+00:00") + "Z"
 
 

@@ -22,16 +22,17 @@ fenced transaction as the states' fingerprints (`LeaseStore.commit_leased(inbox=
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
+from .._time import require_aware
 from ..models import VoiceLog
 
 if TYPE_CHECKING:  # the store reads a report's fields; `reports` imports the store
-    from ..reports._model import VoiceReport
+    from ..reports import VoiceReport
 
 __all__ = [
     "CheckpointStore",
@@ -42,7 +43,9 @@ __all__ = [
     "Lease",
     "LeaseStore",
     "ReportStore",
+    "latest_checkpoints",
     "lease_ttl_of",
+    "moves_forward",
 ]
 
 #: What a store keeps the state of: a log (the poller's) or a delivery report (the receiver's).
@@ -356,6 +359,39 @@ class InboxStore(Protocol):
         function that unsubscribes (calling it again does nothing).
         """
         ...
+
+
+def moves_forward(stored: datetime | None, at: datetime) -> bool:
+    """Whether a checkpoint at `stored` (`None`: none yet) moves to `at`: forward only.
+
+    >>> from datetime import UTC
+    >>> moves_forward(None, datetime(2024, 1, 1, tzinfo=UTC))
+    True
+    >>> moves_forward(datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC))
+    False
+    """
+    return stored is None or at > stored
+
+
+def latest_checkpoints(
+    checkpoints: Iterable[tuple[Lease, datetime]],
+) -> dict[str, tuple[Lease, datetime]]:
+    """What `LeaseStore.advance` writes: each account once, at its latest time, under the
+    lease given last with that time. `ValueError` for a naive datetime, before any write.
+
+    >>> from datetime import UTC
+    >>> early, late = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)
+    >>> lease = Lease("acme", owner="p1", fence=3, expires_at=late)
+    >>> latest_checkpoints([(lease, late), (lease, early)]) == {"acme": (lease, late)}
+    True
+    """
+    latest: dict[str, tuple[Lease, datetime]] = {}
+    for lease, at in checkpoints:
+        require_aware(at, "the store takes aware datetimes only")
+        given = latest.get(lease.account)
+        if given is None or at >= given[1]:
+            latest[lease.account] = (lease, at)
+    return latest
 
 
 def lease_ttl_of(lease_ttl: float | None, ttl: float | None) -> float:

@@ -46,7 +46,7 @@ from ._schema import (
     transaction,
     utc_text,
 )
-from .base import Delivered, InboxEntry, Lease, lease_ttl_of
+from .base import Delivered, InboxEntry, Lease, latest_checkpoints, lease_ttl_of
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -383,15 +383,19 @@ class SqliteStore:
 
         The `LeaseStore` method, for quiet cycles: an earlier time than the stored
         checkpoint leaves it (a checkpoint never moves back); an account given twice moves
-        to its latest time. The accounts of a lease that is not the store's live owner's
-        are refused (returned) and not written. Datetimes must be aware (`ValueError`).
+        to its latest time, under the lease given last with it. The accounts whose lease is
+        not the store's live owner's are refused (returned) and not written. Datetimes must
+        be aware (`ValueError`).
         """
         now = utc_text(self._clock())
-        refused = {lease.account for lease, _ in checkpoints if not self._leases.holds(lease)}
+        latest = latest_checkpoints(checkpoints)
+        refused = {
+            account for account, (lease, _) in latest.items() if not self._leases.holds(lease)
+        }
         rows = [
-            (lease.account, utc_text(at, timespec="microseconds"), now)
-            for lease, at in checkpoints
-            if lease.account not in refused
+            (account, utc_text(at, timespec="microseconds"), now)
+            for account, (_, at) in latest.items()
+            if account not in refused
         ]
 
         def write(connection: sqlite3.Connection) -> None:
