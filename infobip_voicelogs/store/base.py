@@ -244,10 +244,10 @@ class LeaseStore(CheckpointStore, Protocol):
 class ReportStore(Protocol):
     """The delivery reports' side of a store: the same fingerprints, reports' activity.
 
-    The reports receiver reads the stored fingerprints of a batch's messages, hands the
-    new and changed states to the handler, then calls `commit_reports`. The poller reads
-    `report_activity` to know which accounts' reports flow (and polls those more slowly).
-    Not fenced: any receiver process may commit any account's reports.
+    The delivery core commits reports through `LeaseStore.commit_leased` (fenced, with
+    the inbox entries they came from); `commit_reports` is the same write unfenced, for
+    code that delivers reports on its own. The poller reads `report_activity` to know
+    which accounts' reports flow (and polls those more slowly).
 
     ```python
     known = await store.fingerprints("eu-1", [r.message_id for r in batch])
