@@ -2,6 +2,7 @@
 
     python bench/reports.py           # a 1,000-report batch, best of 100 interleaved calls
     python bench/reports.py --quick   # a smoke run in a few seconds
+    python bench/reports.py --only receiver   # one section (or several: --only decode,receiver)
 
 Section "decode": `decode_reports` on a batch of the current shape (every field set, the
 IVR's JSON-in-strings too) and on the same reports in the flat shape (epoch-millisecond
@@ -657,10 +658,21 @@ def section_reconcile(accounts: int, hours: float) -> dict[str, float]:
     return figures
 
 
+SECTIONS = ("decode", "receiver", "freshness", "handover", "reconcile")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument(
+        "--only",
+        metavar="SECTIONS",
+        help=f"run only these sections, comma-separated: {', '.join(SECTIONS)}",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if only - set(SECTIONS):
+        parser.error(f"no section {', '.join(sorted(only - set(SECTIONS)))}")
     rounds, repeat = (3, 5) if args.quick else (10, 10)
     print(
         f"{platform.machine()}, Python {platform.python_version()}, "
@@ -684,6 +696,8 @@ def main() -> None:
             (section_reconcile, {"accounts": 5, "hours": 2}),
         ]
     for section, options in sections:
+        if section.__name__.removeprefix("section_") not in only:
+            continue
         started = time.perf_counter()
         section(**options)
         print(f"({section.__name__} took {time.perf_counter() - started:.1f} s)")
