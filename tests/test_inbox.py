@@ -22,7 +22,7 @@ from pg_server import PgBouncer, PostgresCluster
 from test_postgres import RoundTrips
 from test_store import NOON, Clock, delivered, voice_log
 
-from infobip_voicelogs import CheckpointStore, LeaseLostError, SqliteStore
+from infobip_voicelogs import CheckpointStore, LeaseLostError, SqliteStore, StoreError
 from infobip_voicelogs.postgres import PostgresStore
 from infobip_voicelogs.postgres._pool import LISTENER_NAME
 from infobip_voicelogs.reports import VoiceCall, VoiceReport
@@ -417,6 +417,36 @@ async def until_listening(dsn: str, count: int = 1, *, not_: Collection[int] = (
             return pids
         await asyncio.sleep(0.05)
     raise AssertionError(f"{count} listener(s) did not start within the bound")
+
+
+@pytest.mark.postgres
+async def test_a_recording_keeps_a_large_body_byte_for_byte(postgres_dsn: str) -> None:
+    body = bytes(range(256)) * 4096 + b"\x00'\\$$"  # every byte value, quotes, 1 MB
+    async with PostgresStore(postgres_dsn) as store:
+        entry = await store.record_reports("eu-1", body, count=1, received_at=AT)
+        [stored] = await store.inbox("eu-1")
+    assert (stored.id, stored.body, stored.received_at) == (entry, body, AT)
+
+
+@pytest.mark.postgres
+async def test_a_recording_blocked_on_a_lock_ends_at_its_timeout_and_leaks_nothing(
+    postgres_dsn: str,
+) -> None:
+    async with PostgresStore(postgres_dsn, timeout=1.0, max_size=1) as store:
+        await store.record_reports("eu-1", b"a", count=1, received_at=AT)  # migrated
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as other:
+            await other.execute("LOCK TABLE report_inbox IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(StoreError, match=r"record a batch.*within 1 s"):
+                await store.record_reports("eu-1", b"b", count=1, received_at=AT)
+            # Cancelled on the server: nothing waits there any more for the lock.
+            waiting = await other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            )
+            assert await waiting.fetchone() == (0,)
+            await other.rollback()
+        # The store's one connection is usable, and only the first batch was recorded.
+        await store.record_reports("eu-1", b"c", count=1, received_at=AT)
+        assert [e.body for e in await store.inbox("eu-1")] == [b"a", b"c"]
 
 
 @pytest.mark.postgres

@@ -218,8 +218,11 @@ def test_unknown_fields_are_ignored_and_mccmnc_is_read_in_either_spelling() -> N
 def test_a_malformed_json_batch_names_the_report_and_the_field(body: bytes, where: str) -> None:
     with pytest.raises(DecodeError) as caught:
         decode_reports(body, "application/json")
+    with pytest.raises(DecodeError) as checked:
+        _codec.check_json_reports(body)
 
     assert caught.value.path == where
+    assert (checked.value.path, str(checked.value)) == (where, str(caught.value))
 
 
 @pytest.mark.parametrize(
@@ -516,14 +519,37 @@ def test_arbitrary_bytes_raise_nothing_but_decode_error(body: bytes, content_typ
         decode_reports(body, content_type)
 
 
+def _verdict(decode: Any, body: bytes) -> object:
+    """How many reports `decode` finds in `body`, or where and why it refuses it."""
+    try:
+        found = decode(body)
+    except DecodeError as error:
+        return (error.path, str(error))
+    return found if isinstance(found, int) else len(found)
+
+
 @given(st.sampled_from([CURRENT_JSON, FLAT_JSON]), st.data())
 @settings(max_examples=300)
 def test_mutated_batches_raise_nothing_but_decode_error(body: bytes, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(body)))
     end = data.draw(st.integers(start, min(len(body), start + 20)))
     insert = data.draw(st.sampled_from([b'"', b"{", b"}", b"null", b"1", b"[]", b'""', b"-1e999"]))
-    with contextlib.suppress(DecodeError):
-        decode_reports(body[:start] + insert + body[end:], "application/json")
+    mutated = body[:start] + insert + body[end:]
+
+    decoded = _verdict(lambda b: decode_reports(b, "application/json"), mutated)
+
+    # Checking without building accepts and refuses exactly what decoding does.
+    assert _verdict(_codec.check_json_reports, mutated) == decoded
+
+
+@given(st.lists(reports, max_size=4), st.sampled_from([None, "current", "flat"]))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+def test_checking_a_json_batch_counts_what_decoding_finds(
+    original: list[VoiceReport], shape: str | None
+) -> None:
+    body = encode_reports(original, "json", shape=shape)  # type: ignore[arg-type]
+
+    assert _codec.check_json_reports(body) == len(original)
 
 
 wire_times = (
@@ -561,6 +587,8 @@ def test_the_fast_and_the_precise_path_agree_on_every_time(
 
     assert _through(fast, dict(item)) == _through(precise, dict(item))
     assert _through(_codec._JSON_FAST["mixed"], dict(item)) == _through(precise, dict(item))
+    checked = _through(_codec._JSON_CHECK[kind], dict(item))
+    assert (checked == "refused") == (_through(precise, dict(item)) == "refused")
 
 
 def test_a_report_with_fields_of_both_shapes_keeps_them_all() -> None:

@@ -8,7 +8,7 @@ takes them from; users take the codec's public names from `infobip_voicelogs.cod
 
 from __future__ import annotations
 
-from ._codegen import fast_hook
+from ._codegen import check_hook, fast_hook
 from ._convert import build_converter, structure_all
 from ._json import amount_number, json_results
 from ._readers import JSON_READERS, XML_READERS, Reader, bad
@@ -26,6 +26,7 @@ __all__ = [
     "amount_text",
     "bad",
     "build_converter",
+    "check_hook",
     "excerpt",
     "fast_hook",
     "json_results",

@@ -212,6 +212,54 @@ class Connector:
                 await pool.check()
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def run_one(self, operation: str, sql: str, params: Any) -> list[Any]:
+        """Run one statement on its own (its own transaction); return its rows.
+
+        For a call whose work is a single statement holding no row lock, such as an insert
+        into a table no one locks: the parameters are bound on the server (a large `bytes`
+        goes as it is, not quoted into the text of the query), so the statement costs
+        both sides less than `run`'s one message. No limits are set on the transaction:
+        the call is bounded on the client by `timeout` once it has a connection, and a
+        statement still running then is cancelled on the server. Errors, the closed
+        store and the retry on a broken connection are as `run`'s.
+        """
+        async with self._call(operation):
+            pool = await self._ready()
+            for attempt in range(2):
+                async with pool.connection(timeout=self._pool_timeout) as connection:
+                    try:
+                        return await self._send_one(connection, operation, sql, params)
+                    except psycopg.OperationalError:
+                        if attempt or not connection.closed:
+                            raise
+                await pool.check()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_one(
+        self, connection: AsyncConnection[Any], operation: str, sql: str, params: Any
+    ) -> list[Any]:
+        """One statement, bound on the server, committed before this returns."""
+        try:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    # Never prepared: a given pool may be eager to, and PgBouncer forbids it.
+                    cursor = await connection.execute(sql, params, prepare=False)
+                    rows = await cursor.fetchall() if cursor.description else []
+                    if not connection.autocommit:  # then psycopg began a transaction first
+                        await connection.commit()
+                    return rows
+            except TimeoutError:
+                # psycopg cancelled the statement on the server when the bound passed.
+                raise StoreError(
+                    f"{self._label()}: cannot {operation}: no answer within "
+                    f"{self._timeout:g} s (statement timeout)"
+                ) from None
+        except BaseException:
+            if not connection.closed and connection.info.transaction_status != IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    await connection.rollback()
+            raise
+
     async def _send(
         self,
         connection: AsyncConnection[Any],

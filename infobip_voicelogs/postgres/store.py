@@ -265,9 +265,12 @@ class PostgresStore:
     ) -> int:
         """Record a batch of reports in the inbox, committed when this returns; return its id.
 
-        One statement in one round trip, safe from many requests at once. Its transaction
-        also notifies every listening store on the database (`watch_inbox`, in this process
-        or any other); this store's own watchers are woken at once, without waiting for it.
+        One statement in one round trip, safe from many requests at once, the body sent as
+        it is (bound on the server, not quoted into the query). Its transaction also
+        notifies every listening store on the database (`watch_inbox`, in this process or
+        any other); this store's own watchers are woken at once, without waiting for it.
+        The call is bounded by ``timeout`` on the client, and a statement still running
+        then is cancelled on the server.
         """
         args = {
             "account": account,
@@ -276,7 +279,9 @@ class PostgresStore:
             "received_at": utc(received_at),
             "payload": f"{self._schema}\n{account}",
         }
-        [rows] = await self._run("record a batch of reports", [(self._sql.record_reports, args)])
+        rows = await self._connector.run_one(
+            "record a batch of reports", self._sql.record_reports, args
+        )
         self._watchers.wake(account)
         return int(rows[0][0])
 

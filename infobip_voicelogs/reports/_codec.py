@@ -32,6 +32,7 @@ from ..codec.kit import (
     amount_text,
     bad,
     build_converter,
+    check_hook,
     fast_hook,
     json_results,
     structure_all,
@@ -133,17 +134,23 @@ _SHAPE_FIELDS = {
 }
 
 
-def _fast_hooks(readers: Mapping[Any, Reader], *, xml: bool) -> dict[str, Structure]:
+def _fast_hooks(
+    readers: Mapping[Any, Reader], *, xml: bool, hook: Callable[..., Any] = fast_hook
+) -> dict[str, Any]:
     """The general hook (`"mixed"`) and one for each shape's fields alone: a report carries
     one shape's fields, about half of them, and its shape's hook skips the other half."""
-    hooks = {"mixed": fast_hook(VoiceReport, readers, xml=xml, utc=True)}
+    hooks = {"mixed": hook(VoiceReport, readers, xml=xml, utc=True)}
     for shape, names in _SHAPE_FIELDS.items():
-        hooks[shape] = fast_hook(VoiceReport, readers, xml=xml, only=names, utc=True)
+        hooks[shape] = hook(VoiceReport, readers, xml=xml, only=names, utc=True)
     return hooks
 
 
-_JSON_FAST = _fast_hooks(_JSON_READERS, xml=False)
-_XML_FAST = _fast_hooks(_XML_READERS, xml=True)
+_JSON_FAST: dict[str, Structure] = _fast_hooks(_JSON_READERS, xml=False)
+_XML_FAST: dict[str, Structure] = _fast_hooks(_XML_READERS, xml=True)
+# The same checks as `_JSON_FAST`, building nothing: `check_json_reports`.
+_JSON_CHECK: dict[str, Callable[[Any, Any], bool]] = _fast_hooks(
+    _JSON_READERS, xml=False, hook=check_hook
+)
 _JSON_PRECISE = _precise(_JSON_READERS, xml=False)
 _XML_PRECISE = _precise(_XML_READERS, xml=True)
 
@@ -170,12 +177,16 @@ def _mark_shapes(items: list[Any]) -> list[str]:
 
 
 def _structure(
-    items: list[Any], fast: dict[str, Structure], precise: cattrs.Converter, body: bytes
-) -> list[VoiceReport]:
-    """The reports of a batch; `DecodeError` naming the first wrong one and its field."""
+    items: list[Any],
+    fast: Mapping[str, Callable[[Any, Any], Any]],
+    precise: cattrs.Converter,
+    body: bytes,
+) -> list[Any]:
+    """The reports of a batch (or, with check hooks, `True` for each); `DecodeError`
+    naming the first wrong one and its field."""
     kinds = _mark_shapes(items)
 
-    def each(items: list[Any]) -> list[VoiceReport]:
+    def each(items: list[Any]) -> list[Any]:
         return [fast[kind](item, VoiceReport) for kind, item in zip(kinds, items, strict=True)]
 
     return structure_all(VoiceReport, items, each, precise, body)
@@ -200,6 +211,20 @@ def decode_reports(body: bytes, content_type: str) -> list[VoiceReport]:
     if format_of(content_type) == "json":
         return _decode_json(body)
     return _decode_xml(body)
+
+
+def check_json_reports(body: bytes) -> int:
+    """How many reports a JSON POST body holds, checked as `decode_reports` decodes it.
+
+    Every report is read and checked as `decode_reports(body, "application/json")` reads
+    it, and the same `DecodeError` is raised for the same body; only the `VoiceReport`
+    instances are not built. For a caller that keeps the body as it came and decodes it
+    later.
+
+    >>> check_json_reports(b'{"results":[{"messageId":"m1","startTime":1587521910000}]}')
+    1
+    """
+    return len(_structure(json_results(body), _JSON_CHECK, _JSON_PRECISE, body))
 
 
 def _decode_json(body: bytes) -> list[VoiceReport]:

@@ -44,7 +44,7 @@ from ..errors import DecodeError
 from ..store import InboxStore
 from . import _http
 from ._auth import ReportsAuth
-from ._codec import decode_reports
+from ._codec import check_json_reports, decode_reports
 from ._http import BodyRefused, Receive, Scope, Send
 from ._inbox import decode_inbox, encode_inbox
 from ._model import VoiceReport
@@ -74,8 +74,10 @@ _THREAD_THRESHOLD = 256 * 1024
 #: Takes ``(account, reports)``; returns once the reports are handed over and committed.
 Deliver = Callable[[str, Sequence[VoiceReport]], Awaitable[object]]
 
-# How a decoded batch is taken: the reports, and the raw body when it is JSON.
-_Take = Callable[[str, Sequence[VoiceReport], "bytes | None"], Awaitable[object]]
+# A batch that decoded: its reports, or only how many (a JSON body recorded as it came).
+_Batch = list[VoiceReport] | int
+# How a decoded batch is taken: the account, the batch and the body as it came.
+_Take = Callable[[str, _Batch, bytes], Awaitable[object]]
 
 _ALLOW = [(b"allow", b"POST")]
 _CLOSE = [(b"connection", b"close")]
@@ -197,6 +199,8 @@ class ReportsReceiver:
                 claim_interval=ttl / 3,
             )
         self._deliver = _deliverer(store, deliver, clock)
+        # Recording keeps a JSON body as it came: checking that it decodes is enough.
+        self._count_only = store is not None
 
     def __repr__(self) -> str:
         return f"ReportsReceiver(accounts={len(self.accounts)}, auth={self.auth!r})"
@@ -296,7 +300,9 @@ class ReportsReceiver:
         fmt: Format,
     ) -> None:
         """Verify, decode and deliver one whole body, and answer."""
-        verdict = await _off_loop(body, _verify_and_decode, auth, headers, body, fmt)
+        verdict = await _off_loop(
+            body, _verify_and_decode, auth, headers, body, fmt, self._count_only
+        )
         if verdict is None:
             return await self._unauthorized(send, auth, account)
         if isinstance(verdict, DecodeError):
@@ -305,22 +311,23 @@ class ReportsReceiver:
             logger.info("reports: a batch for %s does not decode at %s", account, where)
             message = f"does not decode at {where}"
             return await _refuse(send, account, 400, "malformed", message)
-        if verdict:
+        count = verdict if isinstance(verdict, int) else len(verdict)
+        if count:
             try:
                 async with asyncio.timeout(self.deliver_timeout):
-                    await self._deliver(account, verdict, body if fmt == "json" else None)
+                    await self._deliver(account, verdict, body)
             except Exception as error:
                 logger.warning(
                     "reports: delivering %d reports for %s failed (%s); answered 503",
-                    len(verdict),
+                    count,
                     account,
                     type(error).__name__,
                     exc_info=not isinstance(error, TimeoutError),
                 )
                 retry = [(b"retry-after", str(self.retry_after).encode())]
                 return await _refuse(send, account, 503, "delivery_failed", "retry later", retry)
-        telemetry.reports_received(account, len(verdict))
-        await _http.respond(send, 200, {"received": len(verdict)})
+        telemetry.reports_received(account, count)
+        await _http.respond(send, 200, {"received": count})
         return None
 
     async def _unauthorized(
@@ -362,8 +369,9 @@ def _deliverer(
             raise TypeError("give either deliver= or store=, not both")
         given = deliver
 
-        async def hand(account: str, reports: Sequence[VoiceReport], raw: bytes | None) -> None:
-            await given(account, reports)
+        async def hand(account: str, batch: _Batch, raw: bytes) -> None:
+            assert not isinstance(batch, int)  # without a store, every batch is decoded
+            await given(account, batch)
 
         return hand
     if store is None:
@@ -375,11 +383,14 @@ def _deliverer(
         )
     inbox = store
 
-    async def record(account: str, reports: Sequence[VoiceReport], raw: bytes | None) -> None:
-        # A JSON body that decoded is kept as it came (the holder decodes it the same way);
-        # an XML one as the reports' JSON.
-        body = raw if raw is not None else encode_inbox(reports)
-        await inbox.record_reports(account, body, count=len(reports), received_at=clock())
+    async def record(account: str, batch: _Batch, raw: bytes) -> None:
+        # A JSON body that decodes is kept as it came, checked but not decoded (the holder
+        # decodes it the same way); an XML one is decoded and kept as the reports' JSON.
+        if isinstance(batch, int):
+            body, count = raw, batch
+        else:
+            body, count = encode_inbox(batch), len(batch)
+        await inbox.record_reports(account, body, count=count, received_at=clock())
 
     return record
 
@@ -455,12 +466,18 @@ def _format_of(headers: dict[bytes, bytes]) -> Format | None:
 
 
 def _verify_and_decode(
-    auth: ReportsAuth, headers: dict[bytes, bytes], body: bytes, fmt: Format
-) -> list[VoiceReport] | DecodeError | None:
-    """The batch, its `DecodeError`, or `None` when the body fails authentication."""
+    auth: ReportsAuth, headers: dict[bytes, bytes], body: bytes, fmt: Format, count_only: bool
+) -> _Batch | DecodeError | None:
+    """The batch, its `DecodeError`, or `None` when the body fails authentication.
+
+    With `count_only`, a JSON batch is checked as it would decode (every report, every
+    field) and only its count comes back: the body is kept as it came.
+    """
     if not auth.check_body(headers, body):
         return None
     try:
+        if count_only and fmt == "json":
+            return check_json_reports(body)
         return _decode(body, fmt)
     except DecodeError as error:
         return error
