@@ -238,11 +238,10 @@ PENDING_PRIVATE_IMPORTS = frozenset({
     ("analytics._parquet", "store._countries"),
     ("analytics._source", "store._schema"),
     ("analytics._source", "postgres._schema"),
-    ("reports._receiver", "codec._media_types"),
 })  # fmt: skip
 PENDING_PRIVATE_ALL = frozenset({
     "analytics._export", "analytics._html", "analytics._parquet", "analytics._report",
-    "analytics._source", "reports._http",
+    "analytics._source",
 })  # fmt: skip
 
 

@@ -11,18 +11,6 @@ from typing import Any
 
 import orjson
 
-__all__ = [
-    "BodyRefused",
-    "Receive",
-    "Scope",
-    "Send",
-    "declared_length",
-    "headers_of",
-    "lifespan",
-    "read_body",
-    "respond",
-]
-
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
 from .._time import seconds, utc_now
-from ..codec._media_types import Format, format_of, media_type
+from ..codec import Format, format_of, media_type
 from ..delivery import DEFAULT_LEASE_TTL, InboxHolder
 from ..errors import DecodeError
 from ..store import InboxStore
