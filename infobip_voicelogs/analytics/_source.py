@@ -132,25 +132,39 @@ class Archive:
             finally:
                 cursor.close()
 
-    def fetch_each(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+    def fetch_each(self, jobs: Sequence[Sequence[tuple[str, Sequence[Any]]]]) -> list[list[Any]]:
         """The rows of several small queries (aggregates), in order.
 
-        On SQLite each runs on its own read connection in its own thread: the aggregation
-        runs in SQLite's C code without the GIL, so they share the cores.
+        Each job is a list of statements run in order on one connection; its rows are those
+        of its last `SELECT`. On SQLite each job runs on its own read connection in its own
+        thread: the aggregation runs in SQLite's C code without the GIL, so they share the
+        cores.
         """
         if self.kind != "sqlite":
-            return [self.fetch(sql, params) for sql, params in queries]
+            return [self._run(self._connection, job) for job in jobs]
 
-        def one(query: tuple[str, Sequence[Any]]) -> list[Any]:
+        def one(job: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
             connection = sqlite3.connect(f"file:{quote(self._path)}?mode=ro", uri=True)
             try:
-                with _errors(self.kind):
-                    return list(connection.execute(*query).fetchall())
+                return self._run(connection, job)
             finally:
                 connection.close()
 
-        with ThreadPoolExecutor(max_workers=len(queries)) as pool:
-            return list(pool.map(one, queries))
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            return list(pool.map(one, jobs))
+
+    def _run(self, connection: Any, job: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        rows: list[Any] = []
+        with _errors(self.kind):
+            cursor = connection.cursor()
+            try:
+                for sql, params in job:
+                    cursor.execute(sql, params)
+                    if cursor.description is not None:
+                        rows = list(cursor.fetchall())
+                return rows
+            finally:
+                cursor.close()
 
     def stream(
         self, sql: str, params: Sequence[Any] = (), *, chunk: int = 50_000
