@@ -1,8 +1,9 @@
 """`report`: spend, delivery rates, durations, errors and countries, computed in the database.
 
-Each figure is one `GROUP BY` over the `voice_log_costs` view. Spend is grouped by price
-too, and each group's seconds times its price is summed here with `Decimal`: a handful of
-rows, exact on both stores (SQLite has no decimal type to sum in).
+Each figure is grouped and summed by the database, with the `voice_log_costs` view's
+definitions. Spend is grouped by price too, and each group's seconds times its price is
+summed here with `Decimal`: a handful of rows, exact on both stores (SQLite has no decimal
+type to sum in).
 """
 
 from __future__ import annotations
