@@ -1,8 +1,8 @@
 """The archive as numbers: `export` (CSV, NDJSON, Parquet) and `report` (figures, JSON, HTML).
 
-Both read a store's archive (a `SqliteStore` file or a `PostgresStore` schema) through its
-`voice_log_costs` view, one row per message with its cost and country, and compute in the
-database; money stays exact (`Decimal`) from the store to the output.
+Both read a store's archive (a `SqliteStore` file or a `PostgresStore` schema) with the
+definitions of its `voice_log_costs` view, one row per message with its cost and country,
+and compute in the database; money stays exact (`Decimal`) from the store to the output.
 
     from infobip_voicelogs.analytics import export, report
 

@@ -19,32 +19,13 @@ import orjson
 
 from ..errors import InvalidQueryError
 from ..store._countries import mcc_countries
+from ._columns import COLUMNS, READ
 from ._source import Archive, Window
 
 __all__ = ["COLUMNS", "ExportFormat", "export", "format_of"]
 
 ExportFormat = Literal["csv", "ndjson", "parquet"]
 
-#: The columns of an export, in order (CSV header, Parquet schema, NDJSON keys).
-COLUMNS = (
-    "account", "message_id", "bulk_id", "from", "to", "sent_at", "done_at", "duration",
-    "charged_duration", "mccmnc", "country", "price_per_second", "currency", "cost",
-    "status_group", "status_name", "error_group", "error_name", "error_permanent", "source",
-    "callback_data",
-)  # fmt: skip
-# What is read from the archive's table, in COLUMNS' order: the same definitions as the
-# `voice_log_costs` view, with the country (a look-up in the MCC list) and the cost (price
-# x seconds, exact: SQLite has no decimal type) computed here, column by column.
-_READ = tuple(
-    {
-        "from": "from_sender",
-        "to": "to_number",
-        "country": "NULL",
-        "cost": "COALESCE(charged_duration, duration)",
-        "error_group": "error_group_name",
-    }.get(c, c)
-    for c in COLUMNS
-)
 _MCC, _COUNTRY = COLUMNS.index("mccmnc"), COLUMNS.index("country")
 _SENT, _DONE, _PRICE, _COST, _PERMANENT = (
     COLUMNS.index(c) for c in ("sent_at", "done_at", "price_per_second", "cost", "error_permanent")
@@ -105,14 +86,13 @@ def export(
     if fmt == "parquet":
         if stream is not None or os.fspath(out) == "-":  # type: ignore[arg-type]
             raise InvalidQueryError("format", "Parquet is written to a file, not to a stream")
-        from ._parquet import parquet_writer  # fails early, naming the extra, without pyarrow
+        from ._parquet import parquet_writer, read_tables  # fails early, naming the extra
     with Archive(store, schema=schema) as archive:
         archive.check_accounts(window)
         where, params = archive.where(window)
         # In storage order: a sort would cost more than the rest of the export.
-        sql = f"SELECT {', '.join(_READ)} FROM {archive.table}{where}"
-        batches = archive.stream(sql, params, chunk=chunk)
-        chunks = (_rows(batch, archive.kind) for batch in batches)
+        sql = f"SELECT {', '.join(READ)} FROM {archive.table}{where}"
+        chunks = (_rows(batch, archive.kind) for batch in archive.stream(sql, params, chunk=chunk))
         if stream is not None:
             return _write_text(fmt, chunks, stream)
         if os.fspath(out) == "-":  # type: ignore[arg-type]
@@ -121,7 +101,7 @@ def export(
         part = path.with_name(path.name + ".part")
         try:
             if fmt == "parquet":
-                written = parquet_writer(part, batches, archive.kind)
+                written = parquet_writer(part, read_tables(archive, where, params, chunk=chunk))
             else:
                 with part.open("w", encoding="utf-8", newline="") as file:
                     written = _write_text(fmt, chunks, file)
@@ -212,7 +192,7 @@ def iter_rows(
     with Archive(store, schema=schema) as archive:
         archive.check_accounts(window)
         where, params = archive.where(window)
-        sql = f"SELECT {', '.join(_READ)} FROM {archive.table}{where}"
+        sql = f"SELECT {', '.join(READ)} FROM {archive.table}{where}"
         for batch in archive.stream(sql, params):
             for row in _rows(batch, archive.kind):
                 yield dict(zip(COLUMNS, row, strict=True))

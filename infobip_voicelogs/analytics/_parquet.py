@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 try:
     import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+    import pyarrow.json as pj
     import pyarrow.parquet as pq
 except ImportError:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -18,8 +20,10 @@ except ImportError:  # pragma: no cover - depends on the install
 
 from ..errors import StoreError
 from ..store._countries import mcc_countries
+from ._columns import COLUMNS, READ
+from ._source import Archive
 
-__all__ = ["SCHEMA", "parquet_writer"]
+__all__ = ["SCHEMA", "parquet_writer", "read_tables"]
 
 _TIME = pa.timestamp("ms", tz="UTC")
 #: Prices are exact to 12 decimals, costs to the same scale (a price with more decimals is
@@ -35,49 +39,101 @@ _FIELDS: list[tuple[str, pa.DataType]] = [
         ("error_permanent", pa.bool_()), ("source", pa.string()), ("callback_data", pa.string()),
 ]  # fmt: skip
 SCHEMA = pa.schema(_FIELDS)
-_PRICE = pa.decimal128(28, 12)
 # The product of a price and a count of seconds, before it is cast (exactly) to the cost's
 # type: Arrow sizes a product's precision as the sum of both, so the price goes narrower.
 _WIDE = pa.decimal128(18, 12)
 
 
-def parquet_writer(path: Path, batches: Iterable[list[tuple[Any, ...]]], kind: str) -> int:
-    """Write the archive's rows (`_export._READ`'s columns) to `path`; the number of rows.
-
-    Column by column: Arrow parses the SQLite file's timestamp and price text, and computes
-    each cost as a `decimal128` product, so no Python object is made per value.
-    """
+def parquet_writer(path: Path, tables: Iterable[pa.Table]) -> int:
+    """Write `tables` (of `read_tables`) to `path`, one row group each; the number of rows."""
     written = 0
-    countries = mcc_countries()
     with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
-        for batch in batches:
-            columns = list(zip(*batch, strict=True))
-            try:
-                writer.write_table(_table(columns, kind, countries))
-            except (pa.ArrowInvalid, decimal.InvalidOperation) as exc:
-                raise StoreError(f"a value does not fit the Parquet schema: {exc}") from None
-            written += len(batch)
+        for table in tables:
+            writer.write_table(table)
+            written += table.num_rows
         if written == 0:  # the header alone: the schema, no row group
             writer.write_table(SCHEMA.empty_table())
     return written
 
 
-def _table(columns: list[tuple[Any, ...]], kind: str, countries: Mapping[str, str]) -> pa.Table:
-    arrays: list[pa.Array[Any]] = []
-    price = _PRICE
-    for index, field in enumerate(SCHEMA):
-        values = columns[index]
+def read_tables(
+    archive: Archive, where: str, params: Sequence[Any], *, chunk: int
+) -> Iterator[pa.Table]:
+    """The archive's rows in the window as tables of `SCHEMA`, of about `chunk` rows each.
+
+    No Python object is made per value: SQLite writes each chunk as JSON text and
+    PostgreSQL streams CSV (`COPY`), which Arrow parses in C++, on threads, while the
+    database prepares the next chunk. Arrow then parses the timestamps and prices and
+    computes each cost as a `decimal128` product, and looks the countries up, column by
+    column.
+    """
+    try:
+        if archive.kind == "sqlite":
+            schema = pa.schema(
+                [(f"c{i}", _SQLITE_RAW.get(c, pa.string())) for i, c in enumerate(_RAW)]
+            )
+            options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+            for text in archive.json_chunks(_RAW_SQL, where, params, chunk=chunk):
+                yield _table(pj.read_json(_buffer(text), parse_options=options))
+            return
+        read = pcsv.ReadOptions(column_names=[f"c{i}" for i in range(len(_RAW))])
+        convert = pcsv.ConvertOptions(
+            column_types={f"c{i}": _POSTGRES_RAW.get(c, pa.string()) for i, c in enumerate(_RAW)},
+            null_values=[""],  # COPY's NULL; an empty text is quoted ("")
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        )
+        parse = pcsv.ParseOptions(newlines_in_values=True)
+        for text in archive.csv_copy(_RAW_SQL, where, params, chunk=chunk):
+            yield _table(
+                pcsv.read_csv(
+                    _buffer(text),
+                    read_options=read,
+                    parse_options=parse,
+                    convert_options=convert,
+                )
+            )
+    except (pa.ArrowInvalid, decimal.InvalidOperation) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise StoreError(f"a value does not fit the Parquet schema: {first}") from None
+
+
+# The columns read: those of an export but the country (looked up here), the cost read as
+# the seconds it is the price of.
+_RAW = tuple(name for name in COLUMNS if name != "country")
+_RAW_SQL = tuple(READ[COLUMNS.index(name)] for name in _RAW)
+_SECONDS = ("duration", "charged_duration", "cost")
+_SQLITE_RAW = {**dict.fromkeys(_SECONDS, pa.int64()), "error_permanent": pa.int64()}
+_POSTGRES_RAW = {**dict.fromkeys(_SECONDS, pa.int64()), "error_permanent": pa.bool_()}
+
+
+def _buffer(data: bytes) -> Any:
+    """`data` for Arrow's readers to parse in place (their stubs name files only)."""
+    return pa.py_buffer(data)
+
+
+def _table(raw: pa.Table) -> pa.Table:
+    """Raw columns (`_RAW`, as read) as a table of `SCHEMA`."""
+    columns = dict(zip(_RAW, raw.columns, strict=True))
+    arrays: list[Any] = []
+    for field in SCHEMA:
         if field.name == "country":
-            mccs = columns[SCHEMA.get_field_index("mccmnc")]
-            arrays.append(pa.array([None if m is None else countries.get(m[:3]) for m in mccs]))
+            mcc = pc.utf8_slice_codeunits(columns["mccmnc"], 0, 3)
+            arrays.append(_COUNTRY_NAMES.take(pc.index_in(mcc, value_set=_COUNTRY_MCCS)))
         elif field.name == "cost":
             prices = arrays[SCHEMA.get_field_index("price_per_second")].cast(_WIDE)
-            seconds = pa.array(values, pa.int64()).cast(pa.decimal128(19, 0))
+            seconds = columns["cost"].cast(pa.decimal128(19, 0))
             arrays.append(pc.multiply(prices, seconds).cast(field.type))
-        elif kind == "sqlite" and field.name == "error_permanent":
-            arrays.append(pa.array(values, pa.int8()).cast(field.type))
-        elif kind == "sqlite" and field.type in (_TIME, price):
-            arrays.append(pa.array(values, pa.string()).cast(field.type))
+        elif field.type == _TIME:
+            # via microseconds: a finer time is cut to the millisecond, never refused
+            arrays.append(columns[field.name].cast(_MICROS).cast(_TIME, safe=False))
         else:
-            arrays.append(pa.array(values, field.type))
+            arrays.append(columns[field.name].cast(field.type))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+_MICROS = pa.timestamp("us", tz="UTC")
+_COUNTRY_MCCS = pa.array(list(mcc_countries()), pa.string())
+_COUNTRY_NAMES = pa.array(list(mcc_countries().values()), pa.string())

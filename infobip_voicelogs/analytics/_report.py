@@ -1,8 +1,9 @@
 """`report`: spend, delivery rates, durations, errors and countries, computed in the database.
 
-Each figure is one `GROUP BY` over the `voice_log_costs` view. Spend is grouped by price
-too, and each group's seconds times its price is summed here with `Decimal`: a handful of
-rows, exact on both stores (SQLite has no decimal type to sum in).
+Each figure is grouped and summed by the database, with the `voice_log_costs` view's
+definitions. Spend is grouped by price too, and each group's seconds times its price is
+summed here with `Decimal`: a handful of rows, exact on both stores (SQLite has no decimal
+type to sum in).
 """
 
 from __future__ import annotations
@@ -224,40 +225,28 @@ def report(
     with Archive(store, schema=schema) as archive:
         archive.check_accounts(window)
         where, params = archive.where(window)
-        view = archive.view
-        final = ", ".join(f"'{group}'" for group in FINAL_GROUPS)
-        counts = (
-            "count(*), "
-            f"sum(CASE WHEN status_group IN ({final}) THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN status_group = 'DELIVERED' THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN price_per_second IS NOT NULL THEN billed_duration END)"
-        )
+        table = archive.table
         failed = " AND " if where else " WHERE "
-        days, countries, errors, durations = archive.fetch_each(
+        groups, errors, durations = archive.fetch_each(
             [
-                (
-                    f"SELECT account, day, currency, price_per_second, {counts} FROM {view}"
-                    f"{where} GROUP BY account, day, currency, price_per_second",
-                    params,
-                ),
-                (
-                    f"SELECT country, currency, price_per_second, {counts} FROM {view}{where} "
-                    "GROUP BY country, currency, price_per_second",
-                    params,
-                ),
-                (
-                    f"SELECT error_group, error_name, count(*) FROM {view}{where}{failed}"
-                    # The provider's "no error" of a successful call is no error here either.
-                    "error_name IS NOT NULL AND error_name <> 'NO_ERROR' "
-                    "GROUP BY error_group, error_name "
-                    "ORDER BY count(*) DESC, error_group, error_name",
-                    params,
-                ),
-                (
-                    f"SELECT duration, count(*) FROM {view}{where}{failed}duration IS NOT NULL "
-                    "GROUP BY duration",
-                    params,
-                ),
+                _groups(archive, where, params),
+                [
+                    (
+                        f"SELECT error_group_name, error_name, count(*) FROM {table}{where}"
+                        # The provider's "no error" of a successful call is no error here either.
+                        f"{failed}error_name IS NOT NULL AND error_name <> 'NO_ERROR' "
+                        "GROUP BY error_group_name, error_name "
+                        "ORDER BY count(*) DESC, error_group_name, error_name",
+                        params,
+                    )
+                ],
+                [
+                    (
+                        f"SELECT duration, count(*) FROM {table}{where}{failed}"
+                        "duration IS NOT NULL GROUP BY duration",
+                        params,
+                    )
+                ],
             ]
         )
     return Report(
@@ -266,28 +255,93 @@ def report(
         accounts=window.accounts,
         by_account_day=tuple(
             AccountDay(account, day, currency, *sums)
-            for (account, day, currency), sums in _fold(days, 3, day=1)
+            for (account, day, currency), sums in _fold(groups, (0, 1, 2), day=1)
         ),
         by_country=tuple(
             CountryFigures(country, currency, calls, delivered, spend)
-            for (country, currency), (calls, _, delivered, spend) in _fold(countries, 2)
+            for (country, currency), (calls, _, delivered, spend) in _fold(groups, (4, 2))
         ),
         errors=tuple(ErrorCount(*row) for row in errors),
         durations=_histogram(durations),
     )
 
 
+_FINAL = ", ".join(f"'{group}'" for group in FINAL_GROUPS)
+# What each group sums: messages, final ones, delivered ones, and the seconds billed at
+# its price (none without a price).
+_FINAL_CASE = f"CASE WHEN status_group IN ({_FINAL}) THEN 1 ELSE 0 END"
+_DELIVERED_CASE = "CASE WHEN status_group = 'DELIVERED' THEN 1 ELSE 0 END"
+_SECONDS_CASE = (
+    "CASE WHEN price_per_second IS NOT NULL THEN COALESCE(charged_duration, duration) END"
+)
+
+
+def _groups(archive: Archive, where: str, params: list[Any]) -> list[tuple[str, Sequence[Any]]]:
+    """The statements whose last one reads the messages' groups: rows of (account, day,
+    currency, price, country, calls, final, delivered, seconds), by_account_day and
+    by_country both summed from them.
+
+    PostgreSQL hashes the groups. SQLite's `GROUP BY` would sort every message; its groups
+    are summed instead into a temporary table keyed by the group (an upsert per message
+    into a table of a few thousand rows, in memory), and the countries are looked up once
+    per group. NULL keys are stored as an empty BLOB, a value no archive's text equals
+    (a table's key cannot hold NULL and match it again).
+    """
+    if archive.kind != "sqlite":
+        return [
+            (
+                f"SELECT account, day, currency, price_per_second, country, count(*), "
+                f"sum({_FINAL_CASE}), sum({_DELIVERED_CASE}), "
+                "sum(CASE WHEN price_per_second IS NOT NULL THEN billed_duration END) "
+                f"FROM {archive.view}{where} "
+                "GROUP BY account, day, currency, price_per_second, country",
+                params,
+            )
+        ]
+    keys = ("account", "substr(sent_at, 1, 10)", "currency", "price_per_second")
+    nulled = ", ".join(f"IFNULL({key}, X'')" for key in (*keys, "substr(mccmnc, 1, 3)"))
+    return [
+        ("PRAGMA temp_store = MEMORY", ()),
+        ("DROP TABLE IF EXISTS temp.voicelogs_report_groups", ()),
+        (
+            "CREATE TABLE temp.voicelogs_report_groups (account, day, currency, price, mcc, "
+            "calls, final, delivered, seconds, "
+            "PRIMARY KEY (account, day, currency, price, mcc)) WITHOUT ROWID",
+            (),
+        ),
+        (
+            f"INSERT INTO temp.voicelogs_report_groups SELECT {nulled}, 1, {_FINAL_CASE}, "
+            f"{_DELIVERED_CASE}, {_SECONDS_CASE} FROM {archive.table}"
+            f"{where or ' WHERE true'} "  # an upsert's SELECT needs its WHERE
+            "ON CONFLICT DO UPDATE SET calls = calls + 1, final = final + excluded.final, "
+            "delivered = delivered + excluded.delivered, seconds = CASE "
+            "WHEN excluded.seconds IS NULL THEN seconds "
+            "ELSE IFNULL(seconds, 0) + excluded.seconds END",
+            params,
+        ),
+        (
+            "SELECT NULLIF(g.account, X''), NULLIF(g.day, X''), NULLIF(g.currency, X''), "
+            "NULLIF(g.price, X''), c.country, g.calls, g.final, g.delivered, g.seconds "
+            "FROM temp.voicelogs_report_groups g "
+            "LEFT JOIN main.mcc_countries c ON c.mcc = NULLIF(g.mcc, X'')",
+            (),
+        ),
+        ("DROP TABLE temp.voicelogs_report_groups", ()),
+    ]
+
+
 def _fold(
-    rows: Iterable[tuple[Any, ...]], width: int, *, day: int | None = None
+    rows: Iterable[tuple[Any, ...]], keys: Sequence[int], *, day: int | None = None
 ) -> list[tuple[tuple[Any, ...], tuple[int, int, int, Decimal]]]:
-    """Rows of (key..., price, calls, final, delivered, seconds) summed over the prices.
+    """`_groups`' rows summed by the columns at `keys`, over the prices (and the rest).
 
     The key's item at `day` (SQLite's text, PostgreSQL's date) becomes a `date`; the
     result is sorted by key, None last.
     """
     folded: dict[tuple[Any, ...], list[Any]] = {}
     for row in rows:
-        key, price, (calls, final, delivered, seconds) = row[:width], row[width], row[width + 1 :]
+        key = tuple(row[i] for i in keys)
+        price, (calls, final, delivered, seconds) = row[3], row[5:]
         if day is not None and isinstance(key[day], str):
             key = (*key[:day], date.fromisoformat(key[day]), *key[day + 1 :])
         sums = folded.setdefault(key, [0, 0, 0, Decimal(0)])

@@ -1,23 +1,25 @@
 """The archive read for numbers: one connection to a SQLite file or a PostgreSQL schema.
 
-Analytics reads the `voice_log_costs` view (one row per message, its cost and country) with
-plain SQL, streamed in chunks. A store of an older layout is migrated first (as opening it
-with its store would); a missing store is an error, and nothing is created.
+Analytics reads the archive (the `voice_logs` table, or the `voice_log_costs` view: one row
+per message, its cost and country) with plain SQL, streamed in chunks. A store of an older
+layout is migrated first (as opening it with its store would); a missing store is an
+error, and nothing is created.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from ..errors import InvalidQueryError, StoreError
@@ -26,6 +28,7 @@ from ..store._schema import SCHEMA_VERSION, migrate, utc_text
 __all__ = ["Archive", "Window"]
 
 Kind = Literal["sqlite", "postgres"]
+_Chunk = TypeVar("_Chunk", list[tuple[Any, ...]], bytes)
 
 
 class Window:
@@ -132,25 +135,39 @@ class Archive:
             finally:
                 cursor.close()
 
-    def fetch_each(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+    def fetch_each(self, jobs: Sequence[Sequence[tuple[str, Sequence[Any]]]]) -> list[list[Any]]:
         """The rows of several small queries (aggregates), in order.
 
-        On SQLite each runs on its own read connection in its own thread: the aggregation
-        runs in SQLite's C code without the GIL, so they share the cores.
+        Each job is a list of statements run in order on one connection; its rows are those
+        of its last `SELECT`. On SQLite each job runs on its own read connection in its own
+        thread: the aggregation runs in SQLite's C code without the GIL, so they share the
+        cores.
         """
         if self.kind != "sqlite":
-            return [self.fetch(sql, params) for sql, params in queries]
+            return [self._run(self._connection, job) for job in jobs]
 
-        def one(query: tuple[str, Sequence[Any]]) -> list[Any]:
+        def one(job: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
             connection = sqlite3.connect(f"file:{quote(self._path)}?mode=ro", uri=True)
             try:
-                with _errors(self.kind):
-                    return list(connection.execute(*query).fetchall())
+                return self._run(connection, job)
             finally:
                 connection.close()
 
-        with ThreadPoolExecutor(max_workers=len(queries)) as pool:
-            return list(pool.map(one, queries))
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            return list(pool.map(one, jobs))
+
+    def _run(self, connection: Any, job: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        rows: list[Any] = []
+        with _errors(self.kind):
+            cursor = connection.cursor()
+            try:
+                for sql, params in job:
+                    cursor.execute(sql, params)
+                    if cursor.description is not None:
+                        rows = list(cursor.fetchall())
+                return rows
+            finally:
+                cursor.close()
 
     def stream(
         self, sql: str, params: Sequence[Any] = (), *, chunk: int = 50_000
@@ -168,6 +185,66 @@ class Archive:
                 yield from _read_ahead(lambda: cursor.fetchmany(chunk))
             finally:
                 with contextlib.suppress(Exception):  # a generator closed after its connection
+                    cursor.close()
+
+    def json_chunks(
+        self, columns: Sequence[str], where: str, params: Sequence[Any], *, chunk: int
+    ) -> Iterator[bytes]:
+        """SQLite: the rows of `columns` over the table, as newline-delimited JSON objects
+        keyed `c0`, `c1`, ..., one `bytes` of at most `chunk` rows at a time.
+
+        SQLite writes each chunk whole in its C code (`json_object`, `group_concat`) without
+        the GIL: no Python object per value. The chunks follow the table's storage order
+        (its rowid, never an index), all in one read transaction (one snapshot).
+        """
+        line = ", ".join(f"'c{i}', {column}" for i, column in enumerate(columns))
+        condition = where.replace(" WHERE ", " AND ", 1)
+        sql = (
+            "SELECT CAST(group_concat(line, char(10)) AS BLOB), max(id) FROM ("
+            f"SELECT rowid AS id, json_object({line}) AS line FROM {self.table} NOT INDEXED "
+            f"WHERE rowid > ?{condition} ORDER BY rowid LIMIT ?)"
+        )
+        connection = self._connection
+        last: list[Any] = [None]
+
+        def read() -> bytes:
+            start = -(2**63) if last[0] is None else last[0]
+            text, last[0] = connection.execute(sql, (start, *params, chunk)).fetchone()
+            return b"" if text is None else bytes(text)
+
+        with _errors(self.kind):
+            connection.execute("BEGIN")
+            try:
+                yield from _read_ahead(read)
+            finally:
+                with contextlib.suppress(Exception):  # a generator closed after its connection
+                    connection.execute("COMMIT")
+
+    def csv_copy(
+        self, columns: Sequence[str], where: str, params: Sequence[Any], *, chunk: int
+    ) -> Iterator[bytes]:
+        """PostgreSQL: the rows of `columns` over the table as CSV (`COPY ... TO STDOUT`),
+        one `bytes` of at most `chunk` rows at a time; timestamps in ISO style, UTC.
+
+        The server sends each row in a message of its own, so a chunk ends with a row.
+        """
+        with _errors(self.kind):
+            self._connection.execute("SET DateStyle = 'ISO, YMD'")
+            cursor = self._connection.cursor()
+            try:
+                with cursor.copy(
+                    f"COPY (SELECT {', '.join(columns)} FROM {self.table}{where}) "
+                    "TO STDOUT (FORMAT csv)",
+                    params,
+                ) as copy:
+                    rows = iter(copy)
+
+                    def read() -> bytes:
+                        return b"".join(itertools.islice(rows, chunk))
+
+                    yield from _read_ahead(read)
+            finally:
+                with contextlib.suppress(Exception):
                     cursor.close()
 
 
@@ -188,7 +265,7 @@ class _errors:
             raise StoreError(f"cannot read the archive ({self.kind}): {first}") from exc
 
 
-def _read_ahead(read: Any) -> Iterator[list[tuple[Any, ...]]]:
+def _read_ahead(read: Callable[[], _Chunk]) -> Iterator[_Chunk]:
     """The chunks `read()` returns until an empty one, the next read while this is used.
 
     A reader thread fetches chunk n+1 while the caller converts and writes chunk n (Arrow,
