@@ -232,17 +232,8 @@ def test_models_import_no_parsing_code() -> None:
 
 # Where a part's own branch still has to move off another part's private modules
 # (`store.kit`, `postgres.kit` and `codec` offer every name these take).
-PENDING_PRIVATE_IMPORTS = frozenset({
-    ("analytics", "store._countries"),
-    ("analytics._export", "store._countries"),
-    ("analytics._parquet", "store._countries"),
-    ("analytics._source", "store._schema"),
-    ("analytics._source", "postgres._schema"),
-})  # fmt: skip
-PENDING_PRIVATE_ALL = frozenset({
-    "analytics._export", "analytics._html", "analytics._parquet", "analytics._report",
-    "analytics._source",
-})  # fmt: skip
+PENDING_PRIVATE_IMPORTS: frozenset[tuple[str, str]] = frozenset()
+PENDING_PRIVATE_ALL: frozenset[str] = frozenset()
 
 
 def is_private(module: str) -> bool:

@@ -12,8 +12,9 @@ and compute in the database; money stays exact (`Decimal`) from the store to the
     Path("report.html").write_text(figures.to_html())     # a page that opens offline
 """
 
-from ..store._countries import country_of_mcc
-from ._export import COLUMNS, ExportFormat, export, format_of, iter_rows
+from ..store.kit import country_of_mcc
+from ._columns import COLUMNS
+from ._export import ExportFormat, export, format_of, iter_rows
 from ._report import (
     AccountDay,
     CountryFigures,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-__all__ = ["COLUMNS", "READ"]
-
 #: The columns of an export, in order (CSV header, Parquet schema, NDJSON keys).
 COLUMNS = (
     "account", "message_id", "bulk_id", "from", "to", "sent_at", "done_at", "duration",

@@ -18,11 +18,9 @@ from typing import IO, Any, Literal
 import orjson
 
 from ..errors import InvalidQueryError
-from ..store._countries import mcc_countries
+from ..store.kit import mcc_countries
 from ._columns import COLUMNS, READ
 from ._source import Archive, Window
-
-__all__ = ["COLUMNS", "ExportFormat", "export", "format_of"]
 
 ExportFormat = Literal["csv", "ndjson", "parquet"]
 

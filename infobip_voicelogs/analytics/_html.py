@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._report import Report
 
-__all__ = ["render_html"]
 
 _W, _H = 720, 260  # a chart's drawing size (the viewBox; the page scales it)
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 16, 40

@@ -19,11 +19,9 @@ except ImportError:  # pragma: no cover - depends on the install
     ) from None
 
 from ..errors import StoreError
-from ..store._countries import mcc_countries
+from ..store.kit import mcc_countries
 from ._columns import COLUMNS, READ
 from ._source import Archive
-
-__all__ = ["SCHEMA", "parquet_writer", "read_tables"]
 
 _TIME = pa.timestamp("ms", tz="UTC")
 #: Prices are exact to 12 decimals, costs to the same scale (a price with more decimals is

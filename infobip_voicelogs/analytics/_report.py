@@ -19,16 +19,6 @@ import attrs
 
 from ._source import Archive, Window
 
-__all__ = [
-    "AccountDay",
-    "CountryFigures",
-    "DayFigures",
-    "DurationBin",
-    "ErrorCount",
-    "Report",
-    "report",
-]
-
 #: The status groups of a message whose outcome is settled.
 FINAL_GROUPS = ("DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED")
 # Histogram bins of call durations, in seconds: [low, high).

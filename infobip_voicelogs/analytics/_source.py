@@ -23,9 +23,8 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from ..errors import InvalidQueryError, StoreError
-from ..store._schema import SCHEMA_VERSION, migrate, utc_text
-
-__all__ = ["Archive", "Window"]
+from ..store import SCHEMA_VERSION
+from ..store.kit import migrate, utc_text
 
 Kind = Literal["sqlite", "postgres"]
 _Chunk = TypeVar("_Chunk", list[tuple[Any, ...]], bytes)
@@ -75,7 +74,7 @@ class Archive:
             self.view, self._mark = "voice_log_costs", "?"
             self.table = "voice_logs"
         else:
-            from ..postgres._schema import quote_ident
+            from ..postgres.kit import quote_ident
 
             self._connection = _open_postgres(text, schema)
             self.view, self._mark = f"{quote_ident(schema)}.voice_log_costs", "%s"
@@ -333,8 +332,8 @@ def _open_postgres(dsn: str, schema: str) -> Any:
     try:
         import psycopg
 
-        from ..postgres._schema import SCHEMA_VERSION as PG_VERSION
-        from ..postgres._schema import migrate as pg_migrate
+        from ..postgres import SCHEMA_VERSION as PG_VERSION
+        from ..postgres.kit import migrate as pg_migrate
     except ImportError:
         raise StoreError(
             "a PostgreSQL store needs the postgres extra: pip install 'infobip-voicelogs[postgres]'"
@@ -365,7 +364,7 @@ def _open_postgres(dsn: str, schema: str) -> Any:
 
 
 def _quote(schema: str) -> str:
-    from ..postgres._schema import quote_ident
+    from ..postgres.kit import quote_ident
 
     return quote_ident(schema)
 
