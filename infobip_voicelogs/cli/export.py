@@ -12,9 +12,19 @@ from ..errors import InvalidQueryError, StoreError
 from .backends import parse_store
 from .common import fail, parse_when, stderr
 
-__all__ = ["STORE_HELP", "export", "window"]
+__all__ = ["ACCOUNTS", "SINCE", "STORE", "UNTIL", "export", "window"]
 
-STORE_HELP = "The store: a SQLite file, or a postgresql:// URL or libpq connection string."
+# The options `export` and `report` share: which archive, which messages of it.
+STORE = typer.Option(
+    ...,
+    "--store",
+    help="The store: a SQLite file, or a postgresql:// URL or libpq connection string.",
+)
+SINCE = typer.Option(
+    None, help="Only messages sent since then: ISO 8601 with offset, 'now', or a span like 2d."
+)
+UNTIL = typer.Option(None, help="Only messages sent until then (same forms).")
+ACCOUNTS = typer.Option([], "--account", help="Only this account (repeatable).")
 
 
 def window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
@@ -26,7 +36,7 @@ def window(since: str | None, until: str | None) -> tuple[datetime | None, datet
 
 
 def export(
-    store_spec: str = typer.Option(..., "--store", help=STORE_HELP),
+    store_spec: str = STORE,
     out: str = typer.Option(
         ..., "--out", help="The file to write; - writes CSV or NDJSON to stdout."
     ),
@@ -36,11 +46,9 @@ def export(
         metavar="<csv|ndjson|parquet>",
         help="Default: from --out's extension (.csv, .ndjson, .parquet).",
     ),
-    since: str | None = typer.Option(
-        None, help="Only messages sent since then: ISO 8601 with offset, 'now', or a span like 2d."
-    ),
-    until: str | None = typer.Option(None, help="Only messages sent until then (same forms)."),
-    account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
+    since: str | None = SINCE,
+    until: str | None = UNTIL,
+    account: list[str] = ACCOUNTS,
 ) -> None:
     """Export every archived message in its last state, one row each, with its cost and country."""
     try:

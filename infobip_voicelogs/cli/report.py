@@ -16,18 +16,16 @@ from ..analytics import report as compute_report
 from ..errors import InvalidQueryError, StoreError
 from .backends import parse_store
 from .common import fail, stderr
-from .export import STORE_HELP, window
+from .export import ACCOUNTS, SINCE, STORE, UNTIL, window
 
 __all__ = ["report"]
 
 
 def report(
-    store_spec: str = typer.Option(..., "--store", help=STORE_HELP),
-    since: str | None = typer.Option(
-        None, help="Only messages sent since then: ISO 8601 with offset, 'now', or a span like 2d."
-    ),
-    until: str | None = typer.Option(None, help="Only messages sent until then (same forms)."),
-    account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
+    store_spec: str = STORE,
+    since: str | None = SINCE,
+    until: str | None = UNTIL,
+    account: list[str] = ACCOUNTS,
     output: str | None = typer.Option(
         None,
         "--format",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from ..errors import LeaseLostError
 from ..store import InboxStore
@@ -71,6 +71,15 @@ class InboxWatch:
         self._look_now = True
         self._wake.set()
 
+    async def deliver_now(self, accounts: Collection[str]) -> None:
+        """Deliver what waits in these accounts' inboxes, those held here, and return when
+        done (a poller's start, a `run_once`): the drains `run` would start, awaited."""
+        for name in await self._waiting({a for a in accounts if self._leases.held(a)}):
+            self._start(name)
+        drains = set(self._draining.values())
+        if drains:
+            await asyncio.wait(drains)
+
     async def run(self) -> None:
         """Until the shutdown: drain what wake-ups and looks find; then let the drains end."""
         loop = asyncio.get_running_loop()
@@ -105,9 +114,10 @@ class InboxWatch:
             woken.cancel()
             stopped.cancel()
 
-    async def _waiting(self) -> set[str]:
-        """The held accounts with entries waiting (a failure is logged: the next look retries)."""
-        held = self._leases.holding()
+    async def _waiting(self, held: Collection[str] | None = None) -> set[str]:
+        """The held accounts (or these) with entries waiting (a failure is logged: the next
+        look retries)."""
+        held = self._leases.holding() if held is None else held
         if not held:
             return set()
         try:

@@ -406,37 +406,10 @@ class LogsPoller:
         return {name: report[name] for name in self._accounts if name in report}
 
     async def _deliver_inboxes(self, names: list[str]) -> None:
-        """Deliver the reports waiting in these accounts' inboxes (failures are logged)."""
-        if self._store_inbox is None or not self._core.has_inbox:
-            return
-        held = {name for name in names if self._leases.held(name) is not None}
-        try:
-            waiting = await self._store_inbox.inbox_accounts(held) if held else set()
-        except Exception as exc:
-            logger.warning("looking at the inbox failed (%s: %s)", type(exc).__name__, exc)
-            return
-        await asyncio.gather(*(self._deliver_inbox(name) for name in sorted(waiting)))
-
-    async def _deliver_inbox(self, name: str) -> None:
-        lease = self._leases.held(name)
-        if lease is None:
-            return
-        try:
-            result = await self._core.inbox(lease)
-        except LeaseLostError:
-            self._lost(name)
-        except Exception as exc:
-            logger.warning(
-                "account %s: delivering its reports failed (%s: %s); they stay in the inbox",
-                name,
-                type(exc).__name__,
-                exc,
-                extra={"account": name, "outcome": type(exc).__name__},
-            )
-
-        else:
-            if result.reports:
-                self._reports_delivered(name, result)
+        """Deliver the reports waiting in these accounts' inboxes now (failures are logged
+        and tried again by the inbox watch)."""
+        if self._inbox is not None and self._core.has_inbox:
+            await self._inbox.deliver_now(names)
 
     def _reports_delivered(self, name: str, result: AccountResult) -> None:
         """Reports of `name` came through the inbox: its reports flow, as of now."""
