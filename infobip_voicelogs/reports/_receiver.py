@@ -317,12 +317,14 @@ class ReportsReceiver:
                 async with asyncio.timeout(self.deliver_timeout):
                     await self._deliver(account, verdict, body)
             except Exception as error:
+                # One line a failure; the traceback only where debug records are shown.
                 logger.warning(
-                    "reports: delivering %d reports for %s failed (%s); answered 503",
+                    "reports: %d reports for %s were not taken (%s: %s); answered 503",
                     count,
                     account,
                     type(error).__name__,
-                    exc_info=not isinstance(error, TimeoutError),
+                    error,
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
                 retry = [(b"retry-after", str(self.retry_after).encode())]
                 return await _refuse(send, account, 503, "delivery_failed", "retry later", retry)
