@@ -1,17 +1,19 @@
 """Thirty minutes of the provider's time, both channels at once, against the ground truth.
 
 The fake provider (on a fake clock) places calls on two accounts and pushes each call's
-report to a receiver that runs as a real uvicorn process (`tests/reports/app.py`) on a
-real PostgreSQL, losing 10% of the reports, doubling 2%, holding 2% back so that later
-ones overtake them, its logs lagging 30 s behind its reports. The receiver only records;
-a `LogsPoller` on the same database delivers the recorded reports and reconciles the logs
-every 10 minutes of the fake's time, and every state its handler is given is one line of
-the record file. Compared with the fake's own logs at the end: no call's final state is
-missing, none is followed by another state, and none is repeated.
+report, at once, to two receivers that run as real uvicorn processes (`tests/reports/app.py`)
+on a real PostgreSQL, losing 10% of the reports, doubling 5%, holding 5% back so that
+later ones overtake them, its logs lagging 30 s behind its reports. The receivers only
+record; two `LogsPoller`s on the same database share the accounts out, deliver the
+recorded reports and reconcile the logs every 10 minutes of the fake's time, and every
+state a handler is given is one line of the record file. Compared with the fake's own
+logs at the end: no call's final state is missing, none is followed by another state,
+and none is repeated. Then the same without a poller: two receivers given a handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -41,8 +43,8 @@ STEP = timedelta(seconds=20)  # the pusher's step: reports settle and go between
 RECONCILE = timedelta(minutes=10)
 FAULTS = PushFaults(
     drop=0.10,
-    duplicate=0.02,
-    reorder=0.02,
+    duplicate=0.05,
+    reorder=0.05,
     log_lag=timedelta(seconds=30),
     max_retries=3,
     retry_backoff=timedelta(seconds=5),
@@ -98,20 +100,30 @@ async def test_thirty_minutes_of_lossy_reports_and_lagging_logs_lose_and_regress
         for name in ACCOUNTS
     ]
 
-    with receiver_process(free_port(), env, tmp_path / "receiver.log") as receiver:
+    def poller(owner: str) -> LogsPoller:
+        return LogsPoller(
+            accounts,
+            store=store,
+            handler=Appender(record),
+            client=to_fake,
+            clock=clock.now,
+            reconcile=RECONCILE,
+            owner=owner,
+            fetcher_options={"sleep": no_sleep},
+        )
+
+    with (
+        receiver_process(free_port(), env, tmp_path / "receiver-1.log") as first,
+        receiver_process(free_port(), env, tmp_path / "receiver-2.log") as second,
+    ):
         async with (
             httpx.AsyncClient(timeout=30.0) as to_receiver,
             fake.in_process_client() as to_fake,
-            LogsPoller(
-                accounts,
-                store=store,
-                handler=Appender(record),
-                client=to_fake,
-                clock=clock.now,
-                reconcile=RECONCILE,
-                fetcher_options={"sleep": no_sleep},
-            ) as poller,
+            poller("poller-1") as one,
+            poller("poller-2") as other,
         ):
+            pollers = (one, other)
+            # Every batch to both receivers at once: the provider's retries, two workers.
             pushers = [
                 fake.accounts[name].push_reports(
                     f"{receiver.url}/{name}",
@@ -120,18 +132,22 @@ async def test_thirty_minutes_of_lossy_reports_and_lagging_logs_lose_and_regress
                     client=to_receiver,
                 )
                 for name in ACCOUNTS
+                for receiver in (first, second)
             ]
 
             async def tick() -> None:
                 clock.advance(STEP)
                 clock_file.write_text(clock.now().isoformat())
-                for pusher in pushers:
-                    await pusher.step()
+                await asyncio.gather(*(pusher.step() for pusher in pushers))
+
+            async def reconcile() -> None:
+                for each in pollers:  # the accounts are shared out between the two
+                    await each.run_once()
 
             elapsed = timedelta(0)
             while elapsed < RUN:
                 if elapsed % RECONCILE == timedelta(0):
-                    await poller.run_once()
+                    await reconcile()
                 await tick()
                 elapsed += STEP
             for name in ACCOUNTS:
@@ -141,8 +157,8 @@ async def test_thirty_minutes_of_lossy_reports_and_lagging_logs_lose_and_regress
                 await tick()
                 elapsed += STEP
             assert all(pusher.pending == 0 for pusher in pushers)
-            await poller.run_once()  # the last reconciliation
-            status = poller.status()
+            await reconcile()  # the last reconciliation
+            statuses = [each.status() for each in pollers]
 
     lines = read_record(record)
     verdict = check(fake, lines)
@@ -153,9 +169,9 @@ async def test_thirty_minutes_of_lossy_reports_and_lagging_logs_lose_and_regress
     assert sum(s.reordered for s in stats) > 20
     assert verdict["finals"] > 1500
     assert verdict["final by report"] > 0.8 * verdict["finals"]
-    assert verdict["final by log"] >= sum(len(s.dropped_ids) for s in stats)
-    assert all(status[name].reports_flowing for name in ACCOUNTS)
-    assert sum(status[name].webhook_lost for name in ACCOUNTS) > 0
+    assert verdict["final by log"] > 0  # what both receivers' copies lost
+    assert all(any(st[name].reports_flowing for st in statuses) for name in ACCOUNTS)
+    assert sum(st[name].webhook_lost for st in statuses for name in ACCOUNTS) > 0
     # The contract.
     assert verdict["lost"] == 0
     assert verdict["regressions"] == 0
