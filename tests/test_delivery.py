@@ -430,3 +430,51 @@ async def test_a_receiver_mounted_without_lifespan_events_delivers_through_its_h
         await receiver.aclose()
         assert await store.inbox_accounts(["acme"]) == set()
     assert sorted(m for _, m, _ in stream.items) == sorted(f"m-{n}" for n in range(5))
+
+
+async def test_a_burst_over_many_accounts_is_delivered_a_bounded_number_at_a_time(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from infobip_voicelogs import Status
+    from infobip_voicelogs.delivery import DEFAULT_MAX_DRAINS
+    from infobip_voicelogs.reports import NoAuth, ReportsReceiver, encode_reports
+
+    names = [f"acct-{n:02d}" for n in range(40)]
+    delivered = Status(3, "DELIVERED", 5, "DELIVERED_TO_HANDSET", "Message delivered")
+    running = most = 0
+    handed: Counter[str] = Counter()
+
+    async def slow(account: str, items: Sequence[Item]) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        handed[account] += len(items)
+
+    async with SqliteStore(tmp_path / "v.db") as store:
+        receiver = ReportsReceiver(names, store=store, auth=NoAuth(), handler=slow)
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+
+            async def post(name: str) -> int:
+                reports = [
+                    VoiceReport(message_id=f"{name}-{n}", status=delivered) for n in range(3)
+                ]
+                body = encode_reports(reports, "json")
+                headers = {"content-type": "application/json"}
+                return (await client.post(f"/{name}", content=body, headers=headers)).status_code
+
+            # Every account's batch at once (in two waves: the receiver admits 32 requests
+            # at a time); the first request starts the holder.
+            for wave in (names[:20], names[20:]):
+                assert set(await asyncio.gather(*(post(name) for name in wave))) == {200}
+            async with asyncio.timeout(30):
+                while sum(handed.values()) < 3 * len(names):  # noqa: ASYNC110 (the holder fills it)
+                    await asyncio.sleep(0.01)
+        await receiver.aclose()
+
+    assert handed == Counter(dict.fromkeys(names, 3))
+    assert 1 < most <= DEFAULT_MAX_DRAINS

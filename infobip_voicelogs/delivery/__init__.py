@@ -38,7 +38,7 @@ is cached per lease: checkpoints, recent fingerprints, quiet advances), `Deliver
 from ._checkpoints import MAX_REMEMBERED, Checkpoints
 from ._core import AnyHandler, DecodeInbox, DeliveryCore
 from ._holder import InboxHolder
-from ._inbox import DEFAULT_LOOK_EVERY, InboxWatch
+from ._inbox import DEFAULT_LOOK_EVERY, DEFAULT_MAX_DRAINS, InboxWatch
 from ._leases import (
     DEFAULT_CLAIM_INTERVAL,
     DEFAULT_LEASE_TTL,
@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_CLAIM_INTERVAL",
     "DEFAULT_LEASE_TTL",
     "DEFAULT_LOOK_EVERY",
+    "DEFAULT_MAX_DRAINS",
     "DEFAULT_SHUTDOWN_GRACE",
     "MAX_REMEMBERED",
     "RELEASE_TIMEOUT",

@@ -26,6 +26,8 @@ logger = logging.getLogger("infobip_voicelogs")
 
 #: Seconds between two looks at the inbox when no wake-up came (the fallback).
 DEFAULT_LOOK_EVERY = 1.0
+#: The most accounts whose inboxes are delivered at the same moment.
+DEFAULT_MAX_DRAINS = 16
 # The longest a failing account's inbox is left before it is tried again.
 _MAX_BACKOFF = 60.0
 
@@ -44,6 +46,7 @@ class InboxWatch:
         shutdown: Shutdown,
         *,
         look_every: float = DEFAULT_LOOK_EVERY,
+        max_concurrency: int = DEFAULT_MAX_DRAINS,
         on_lost: Callable[[str], None] | None = None,
         on_result: Callable[[str, AccountResult], None] | None = None,
     ) -> None:
@@ -60,6 +63,9 @@ class InboxWatch:
         self._draining: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._failures: dict[str, tuple[int, float]] = {}  # account: (in a row, retry at)
+        # Drains in flight at once: a burst over many accounts waits here, not in the
+        # store's pool.
+        self._slots = asyncio.Semaphore(max_concurrency)
 
     def woken(self, account: str) -> None:
         """A batch was recorded for `account` (the store's wake-up; any thread's loop call)."""
@@ -160,7 +166,8 @@ class InboxWatch:
             if lease is None:
                 return
             try:
-                result = await self._core.inbox(lease)
+                async with self._slots:
+                    result = await self._core.inbox(lease)
             except asyncio.CancelledError:
                 if self._shutdown.was_cut(task):
                     return  # the entries stay: the next holder delivers them

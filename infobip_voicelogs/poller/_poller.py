@@ -29,6 +29,7 @@ from ..delivery import (
     DEFAULT_CLAIM_INTERVAL,
     DEFAULT_LEASE_TTL,
     DEFAULT_LOOK_EVERY,
+    DEFAULT_MAX_DRAINS,
     DEFAULT_SHUTDOWN_GRACE,
     MAX_REMEMBERED,
     RELEASE_TIMEOUT,
@@ -250,6 +251,7 @@ class LogsPoller:
                 self._leases,
                 self._shutdown,
                 look_every=self._look_every(store, inbox_look_every),
+                max_concurrency=min(max_concurrency, DEFAULT_MAX_DRAINS),
                 on_lost=self._lost,
                 on_result=self._reports_delivered,
             )
