@@ -64,6 +64,9 @@ class DeliveryCore:
         self._leases = leases
         self._checkpoints = checkpoints
         self._max_batch = max_batch
+        # Entries read at once: enough for a hand-over of batches of 100 (the provider's
+        # usual size), few enough that memory follows `max_batch` whatever their size.
+        self._entries_read = max(1, min(100, max_batch // 100))
         self._decode = decode
         self._turns: dict[str, asyncio.Lock] = {}
 
@@ -166,7 +169,8 @@ class DeliveryCore:
         while True:
             async with self._turn(lease.account):
                 self._leases.check(lease)
-                entries = self._take(await self._inbox.inbox(lease.account, limit=100))
+                waiting = await self._inbox.inbox(lease.account, limit=self._entries_read)
+                entries = self._take(waiting)
                 if not entries:
                     return total
                 result = await self._deliver_entries(lease, entries)
