@@ -326,7 +326,11 @@ def section_receiver(rounds: int, per_round: int, workers: int) -> dict[str, flo
                         used_cpu[name] += used
 
         asyncio.run(race())
-        per_cpu = {name: sent[name] / used_cpu[name] for name in processes}
+        # A quick run can stay below the CPU clock's resolution: no figure then.
+        per_cpu = {
+            name: sent[name] / used_cpu[name] if used_cpu[name] > 0 else float("nan")
+            for name in processes
+        }
     finally:
         for process in processes.values():
             process.stop()
@@ -339,7 +343,9 @@ def section_receiver(rounds: int, per_round: int, workers: int) -> dict[str, flo
     )
     print(f"{'receiver':<16} {'reports/s':>10} {'per CPU s':>10}")
     for name, rate in rates.items():
-        print(f"{name:<16} {rate:>10,.0f} {per_cpu[name]:>10,.0f}")
+        cpu = per_cpu[name]
+        shown = f"{cpu:>10,.0f}" if cpu == cpu else f"{'-':>10}"  # nan: not measurable
+        print(f"{name:<16} {rate:>10,.0f} {shown}")
     print(
         "(per CPU s: of the receiver's own process over all its rounds; PostgreSQL's work"
         " is not in it)"
