@@ -68,7 +68,7 @@ class InboxWatch:
         self._slots = asyncio.Semaphore(max_concurrency)
 
     def woken(self, account: str) -> None:
-        """A batch was recorded for `account` (the store's wake-up; any thread's loop call)."""
+        """A batch was recorded for `account` (the store's wake-up, called on the loop)."""
         self._woken.add(account)
         self._wake.set()
 
