@@ -17,9 +17,10 @@ The fingerprints of the account's recent logs are kept the same way, as a filter
 whose fingerprint is the one this process last read from the store or committed for it
 has nothing new to deliver (under one lease, only this process's delivery core commits
 the account's states). Only the other logs of a window are looked up, so a quiet cycle
-over logs already delivered makes no store call at all. At most `limit` fingerprints are
-kept per account, the most recently remembered: memory stays bounded by the batch size,
-whatever a window holds; a window larger than that looks up what fell out.
+over logs already delivered makes no store call at all. At most `max(MAX_REMEMBERED,
+max_batch)` fingerprints are kept per account, the most recently remembered: memory stays
+bounded by the batch size, whatever a window holds; a window larger than that looks up
+what fell out.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def _same(a: Lease, b: Lease) -> bool:
 class Checkpoints:
     """Checkpoints cached per lease, and the quiet advances waiting for the next flush."""
 
-    def __init__(self, store: LeaseStore, *, limit: int = MAX_REMEMBERED) -> None:
+    def __init__(self, store: LeaseStore, *, max_batch: int = 1) -> None:
         self._store = store
-        self._limit = max(limit, 1)
+        # A batch's own fingerprints always fit, and never fewer than MAX_REMEMBERED.
+        self._limit = max(MAX_REMEMBERED, max_batch)
         self._known: dict[str, tuple[Lease, datetime | None]] = {}
         self._pending: dict[str, tuple[Lease, datetime]] = {}
         self._prints: dict[str, tuple[Lease, dict[str, str]]] = {}
@@ -86,7 +88,7 @@ class Checkpoints:
     def remember(self, lease: Lease, prints: Mapping[str, str]) -> None:
         """These fingerprints are the store's now (read back, or committed) under `lease`.
 
-        The most recently remembered `limit` are kept; the oldest fall out.
+        The most recently remembered are kept, up to the limit; the oldest fall out.
         """
         known = self._prints.get(lease.account)
         if known is None or not _same(known[0], lease):

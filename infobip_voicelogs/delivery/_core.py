@@ -70,11 +70,6 @@ class DeliveryCore:
         self._decode = decode
         self._turns: dict[str, asyncio.Lock] = {}
 
-    @property
-    def has_inbox(self) -> bool:
-        """Whether the store keeps an inbox of reports that this core can deliver."""
-        return self._inbox is not None and self._decode is not None
-
     def _turn(self, account: str) -> asyncio.Lock:
         turn = self._turns.get(account)
         if turn is None:

@@ -61,7 +61,7 @@ class InboxHolder:
             lease_ttl=lease_ttl,
             claim_interval=claim_interval,
         )
-        self._checkpoints = Checkpoints(leasing, limit=max_batch)
+        self._checkpoints = Checkpoints(leasing, max_batch=max_batch)
         self.core = DeliveryCore(
             leasing,
             handler,

@@ -31,7 +31,6 @@ from ..delivery import (
     DEFAULT_LOOK_EVERY,
     DEFAULT_MAX_DRAINS,
     DEFAULT_SHUTDOWN_GRACE,
-    MAX_REMEMBERED,
     RELEASE_TIMEOUT,
     AccountResult,
     Checkpoints,
@@ -232,7 +231,7 @@ class LogsPoller:
         # Checkpoints read once per lease; quiet cycles' advances flushed together once a
         # claim period (one store call for every quiet account). Not once an `interval`:
         # with cycles back to back that would be a flush per cycle again.
-        self._checkpoints = Checkpoints(leasing, limit=max(MAX_REMEMBERED, max_batch))
+        self._checkpoints = Checkpoints(leasing, max_batch=max_batch)
         self._flush_interval = self._leases.claim_interval
         # The one way to the handler, for the logs and for the reports in the store's inbox.
         self._core = DeliveryCore(
@@ -410,7 +409,7 @@ class LogsPoller:
     async def _deliver_inboxes(self, names: list[str]) -> None:
         """Deliver the reports waiting in these accounts' inboxes now (failures are logged
         and tried again by the inbox watch)."""
-        if self._inbox is not None and self._core.has_inbox:
+        if self._inbox is not None:
             await self._inbox.deliver_now(names)
 
     def _reports_delivered(self, name: str, result: AccountResult) -> None:
