@@ -119,8 +119,8 @@ class InboxHolder:
 
     async def _claim_loop(self) -> None:
         while not self.shutdown.stopping.is_set():
-            await self.leases.claim()
-            self._watch.look()  # gained accounts may have batches waiting
+            if await self.leases.claim():
+                self._watch.look()  # the accounts gained may have batches waiting
             await self.shutdown.sleep(self.leases.claim_interval)
 
     def _lost(self, account: str) -> None:

@@ -194,9 +194,11 @@ class LeaseKeeper:
             self._notify()
         return gained, lost
 
-    async def claim(self) -> None:
-        """`refresh`, logged and counted; a failure (the store down) is logged, not raised:
-        the leases stay trusted until their local deadline, and the next claim tries again.
+    async def claim(self) -> set[str]:
+        """`refresh`, logged and counted; return the accounts it gained (none if it failed).
+
+        A failure (the store down) is logged, not raised: the leases stay trusted until
+        their local deadline, and the next claim tries again.
 
         One warning per outage: the same failure again is logged at debug level only, and
         the first claim that works after failures says so.
@@ -214,6 +216,7 @@ class LeaseKeeper:
                 self.claim_interval,
                 extra={"outcome": "claim_failed"},
             )
+            gained = set()
         else:
             if self.last_error is not None:
                 logger.info("claiming accounts works again", extra={"outcome": "claim_ok"})
@@ -229,6 +232,7 @@ class LeaseKeeper:
                     extra={"outcome": "leases_changed"},
                 )
         telemetry.leases_held(len(self.holding()))
+        return gained
 
     def check(self, lease: Lease) -> None:
         """Refuse (`LeaseLostError`) a batch on a lease this process can no longer trust.

@@ -549,10 +549,10 @@ class LogsPoller:
 
         Then whose reports flow, for every account in one store call (see `_flowing`).
         """
-        await self._leases.claim()
+        gained = await self._leases.claim()
         self._mark_leases()
-        if self._inbox is not None:
-            self._inbox.look()  # accounts gained may have reports waiting
+        if gained and self._inbox is not None:
+            self._inbox.look()  # the accounts gained may have reports waiting
         await self._read_report_activity()
 
     async def _read_report_activity(self) -> None:
