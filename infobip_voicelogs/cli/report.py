@@ -13,10 +13,8 @@ from rich.table import Table
 
 from ..analytics import Report
 from ..analytics import report as compute_report
-from ..errors import InvalidQueryError, StoreError
-from .backends import parse_store
 from .common import fail, stderr
-from .export import ACCOUNTS, SINCE, STORE, UNTIL, window
+from .export import ACCOUNTS, SINCE, STORE, UNTIL, refusals, window
 
 __all__ = ["report"]
 
@@ -39,17 +37,9 @@ def report(
     """Report spend, delivery rates, durations, errors and countries, computed in the database."""
     if output not in (None, "table", "json"):
         fail(f"--format: {output!r} is not one of table, json")
-    try:
-        store = parse_store(store_spec)
-    except ValueError as exc:
-        fail(str(exc))
-    start, end = window(since, until)
-    try:
+    store, start, end = window(store_spec, since, until)
+    with refusals(store):
         figures = compute_report(store.target, since=start, until=end, accounts=account)
-    except InvalidQueryError as exc:
-        fail(str(exc))
-    except StoreError as exc:
-        fail(str(exc).replace(store.target, store.shown))
     if html is not None:
         try:
             html.write_text(figures.to_html(), encoding="utf-8")
