@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -369,13 +369,28 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn in this process on a free loopback port: its base URL."""
+    import uvicorn
+    from pg_server import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
 async def freshness_by_report(seconds: float) -> list[float]:
     """Real time, real HTTP: the fake (on a ticking clock) pushes each report as its call
     settles (`ReportPusher.run`, a step every 50 ms) to a receiver served by uvicorn in this
     process, on SQLite; the handler notes how long ago each call ended, on that clock."""
-    import uvicorn
-    from pg_server import free_port
-
     clock = FakeClock(ticking=True)
     fake = FakeInfobip(clock=clock, seed=19)
     account = fake.add_account("acme")
@@ -391,21 +406,13 @@ async def freshness_by_report(seconds: float) -> list[float]:
     root = Path(tempfile.mkdtemp(prefix="voicelogs-fresh-"))
     async with SqliteStore(root / "fresh.db") as store:
         receiver = ReportsReceiver({"acme"}, store=store, handler=handler, auth=NoAuth())
-        port = free_port()
-        config = uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning")
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-            await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            pusher = account.push_reports(f"http://127.0.0.1:{port}/acme", client=client)
+        async with served(receiver) as url, httpx.AsyncClient(timeout=10.0) as client:
+            pusher = account.push_reports(f"{url}/acme", client=client)
             pushing = asyncio.create_task(pusher.run(every=0.05))
             await asyncio.sleep(seconds)
             pushing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pushing
-        server.should_exit = True
-        await serving
     shutil.rmtree(root, ignore_errors=True)
     return ages
 
@@ -474,7 +481,6 @@ async def handover_latency(deployment: str, batches_sent: int) -> list[float]:
     two receiver processes that record into PostgreSQL, and a poller in this process that
     delivers, woken by ``NOTIFY``. Batches of 10 reports, every 20 ms.
     """
-    import uvicorn
     from pg_server import PostgresCluster, free_port
     from process import ReceiverProcess
 
@@ -492,18 +498,12 @@ async def handover_latency(deployment: str, batches_sent: int) -> list[float]:
     root = Path(tempfile.mkdtemp(prefix="voicelogs-handover-"))
     cluster = PostgresCluster.start() if deployment == "workers + poller" else None
     workers: list[ReceiverProcess] = []
-    server = serving = None
+    serving = contextlib.AsyncExitStack()
     try:
         if cluster is None:
             store: Any = SqliteStore(root / "handover.db")
             receiver = ReportsReceiver({"acme"}, store=store, auth=NoAuth())
-            port = free_port()
-            config = uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning")
-            server = uvicorn.Server(config)
-            serving = asyncio.create_task(server.serve())
-            while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-                await asyncio.sleep(0.01)
-            urls = [f"http://127.0.0.1:{port}/acme"]
+            urls = [f"{await serving.enter_async_context(served(receiver))}/acme"]
         else:
             dsn = cluster.create_database("handover")
             store = PostgresStore(dsn)
@@ -540,9 +540,7 @@ async def handover_latency(deployment: str, batches_sent: int) -> list[float]:
             poller.stop()
             await polling
     finally:
-        if server is not None and serving is not None:
-            server.should_exit = True
-            await serving
+        await serving.aclose()
         for worker in workers:
             worker.stop()
         if cluster is not None:
