@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from infobip_voicelogs import Account, LogsPoller, SqliteStore, TokenBucket, VoiceLog
+from infobip_voicelogs import (
+    Account,
+    AccountStatus,
+    LogsPoller,
+    SqliteStore,
+    TokenBucket,
+    VoiceLog,
+)
 from infobip_voicelogs.delivery import LeaseKeeper
 from infobip_voicelogs.postgres import PostgresStore
 from infobip_voicelogs.reports import VoiceReport
@@ -213,11 +220,42 @@ async def test_pulls_and_log_requests_share_the_accounts_limit(tmp_path: Path) -
 # -- the SQLite lease and a blocked loop ---------------------------------------------------
 
 
+async def poll_with_a_blocking_handler(
+    store: Store, fake: FakeInfobip, handler: Any, *, lease_ttl: float, cycles: int
+) -> tuple[AccountStatus, dict[str, str]]:
+    """`run()` until the account has had `cycles` cycles; its status and stored prints."""
+    seen: list[str] = []
+
+    async def recording(account: str, items: Sequence[Item]) -> None:
+        await handler(account, items)
+        seen.extend(str(item.message_id) for item in items)
+
+    async with (
+        fake.in_process_client() as client,
+        LogsPoller(
+            [account_of(fake, "acme")],
+            store=store,
+            handler=recording,
+            client=client,
+            clock=fake.clock.now,
+            interval=0.05,
+            lease_ttl=lease_ttl,
+            claim_interval=0.1,
+        ) as poller,
+    ):
+        task = asyncio.create_task(poller.run())
+        async with asyncio.timeout(30):
+            while poller.status()["acme"].cycles < cycles:  # noqa: ASYNC110 (no event)
+                await asyncio.sleep(0.02)
+        poller.stop()
+        await task
+        return poller.status()["acme"], await store.fingerprints("acme", seen)
+
+
 async def test_a_handler_blocking_the_loop_past_the_ttl_on_sqlite_costs_no_lease(
     tmp_path: Path,
 ) -> None:
-    clock = FakeClock()
-    fake = FakeInfobip(clock=clock, seed=47)
+    fake = FakeInfobip(clock=FakeClock(), seed=47)
     fake.add_account("acme").generate(30, settle_after=timedelta(0))
     calls: Counter[str] = Counter()
 
@@ -225,28 +263,10 @@ async def test_a_handler_blocking_the_loop_past_the_ttl_on_sqlite_costs_no_lease
         time.sleep(0.5)  # noqa: ASYNC251 (a synchronous write downstream: twice the ttl)
         calls.update(str(item.message_id) for item in items)
 
-    async with (
-        SqliteStore(tmp_path / "v.db") as store,
-        fake.in_process_client() as client,
-        LogsPoller(
-            [account_of(fake, "acme")],
-            store=store,
-            handler=blocking,
-            client=client,
-            clock=clock.now,
-            interval=0.05,
-            lease_ttl=0.25,
-            claim_interval=0.1,
-        ) as poller,
-    ):
-        task = asyncio.create_task(poller.run())
-        async with asyncio.timeout(30):
-            while poller.status()["acme"].cycles < 4:  # noqa: ASYNC110 (no event to wait on)
-                await asyncio.sleep(0.02)
-        poller.stop()
-        await task
-        status = poller.status()["acme"]
-        stored = await store.fingerprints("acme", list(calls))
+    async with SqliteStore(tmp_path / "v.db") as store:
+        status, stored = await poll_with_a_blocking_handler(
+            store, fake, blocking, lease_ttl=0.25, cycles=4
+        )
 
     assert len(calls) == 30
     assert set(calls.values()) == {1}
@@ -357,8 +377,7 @@ async def test_an_older_claims_late_answer_never_overwrites_a_newer_ones() -> No
 async def test_a_handler_blocking_the_loop_past_the_ttl_on_postgres_costs_the_lease_once(
     postgres_dsn: str,
 ) -> None:
-    clock = FakeClock()
-    fake = FakeInfobip(clock=clock, seed=61)
+    fake = FakeInfobip(clock=FakeClock(), seed=61)
     fake.add_account("acme").generate(30, settle_after=timedelta(0))
     calls: Counter[str] = Counter()
     batches = 0
@@ -370,28 +389,10 @@ async def test_a_handler_blocking_the_loop_past_the_ttl_on_postgres_costs_the_le
             time.sleep(1.5)  # noqa: ASYNC251 (the first call blocks the loop: 3x the ttl)
         calls.update(str(item.message_id) for item in items)
 
-    async with (
-        PostgresStore(postgres_dsn) as store,
-        fake.in_process_client() as client,
-        LogsPoller(
-            [account_of(fake, "acme")],
-            store=store,
-            handler=blocking,
-            client=client,
-            clock=clock.now,
-            interval=0.05,
-            lease_ttl=0.5,
-            claim_interval=0.1,
-        ) as poller,
-    ):
-        task = asyncio.create_task(poller.run())
-        async with asyncio.timeout(30):
-            while poller.status()["acme"].cycles < 10:  # noqa: ASYNC110 (no event to wait on)
-                await asyncio.sleep(0.02)
-        poller.stop()
-        await task
-        status = poller.status()["acme"]
-        stored = await store.fingerprints("acme", list(calls))
+    async with PostgresStore(postgres_dsn) as store:
+        status, stored = await poll_with_a_blocking_handler(
+            store, fake, blocking, lease_ttl=0.5, cycles=10
+        )
 
     # The lease lapsed by the database's clock while the loop was blocked: unless the
     # claim renewed it first, the commit was refused and the batch handed over once more.
