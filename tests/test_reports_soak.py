@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from pg_server import free_port
@@ -28,12 +29,18 @@ from pg_server import free_port
 sys.path.insert(0, str(Path(__file__).parent / "reports"))
 
 from app import Item, record_line, state_of
-from process import read_record, receiver_process
+from process import ReceiverProcess, read_record, receiver_process
 
 from infobip_voicelogs import Account, LogsPoller, TokenBucket
 from infobip_voicelogs.postgres import PostgresStore
 from infobip_voicelogs.state import is_final
-from infobip_voicelogs.testing import FakeClock, FakeInfobip, PushBasic, PushFaults
+from infobip_voicelogs.testing import (
+    FakeClock,
+    FakeInfobip,
+    PushBasic,
+    PushFaults,
+    ReportPusher,
+)
 from infobip_voicelogs.testing.fake import IN_PROCESS_URL
 
 ACCOUNTS = ("acme", "globex")
@@ -49,6 +56,31 @@ FAULTS = PushFaults(
     max_retries=3,
     retry_backoff=timedelta(seconds=5),
 )
+
+
+def receiver_env(dsn: str, record: Path, **more: str) -> dict[str, str]:
+    """A receiver process's settings: the store, the accounts, Basic auth, the record."""
+    return {
+        "VOICELOGS_STORE": dsn,
+        "VOICELOGS_ACCOUNTS": ",".join(ACCOUNTS),
+        "VOICELOGS_USER": USER,
+        "VOICELOGS_PASSWORD": PASSWORD,
+        "VOICELOGS_RECORD": str(record),
+        **more,
+    }
+
+
+def pushing_to(
+    fake: FakeInfobip, workers: Sequence[ReceiverProcess], client: httpx.AsyncClient
+) -> list[ReportPusher]:
+    """A pusher per account and worker: every batch goes to each worker, with the faults."""
+    return [
+        fake.accounts[name].push_reports(
+            f"{worker.url}/{name}", auth=PushBasic(USER, PASSWORD), faults=FAULTS, client=client
+        )
+        for name in ACCOUNTS
+        for worker in workers
+    ]
 
 
 async def no_sleep(seconds: float) -> None:
@@ -75,8 +107,6 @@ async def store(postgres_dsn: str) -> AsyncIterator[PostgresStore]:
 async def test_thirty_minutes_of_lossy_reports_and_lagging_logs_lose_and_regress_nothing(
     postgres_dsn: str, store: PostgresStore, tmp_path: Path
 ) -> None:
-    import httpx
-
     clock = FakeClock()
     clock_file = tmp_path / "now"
     clock_file.write_text(clock.now().isoformat())
@@ -84,15 +114,12 @@ async def test_thirty_minutes_of_lossy_reports_and_lagging_logs_lose_and_regress
     for name in ACCOUNTS:
         fake.add_account(name).traffic(0.5, settle_after=timedelta(seconds=40))
     record = tmp_path / "record.ndjson"
-    env = {
-        "VOICELOGS_STORE": postgres_dsn,
-        "VOICELOGS_ACCOUNTS": ",".join(ACCOUNTS),
-        "VOICELOGS_USER": USER,
-        "VOICELOGS_PASSWORD": PASSWORD,
-        "VOICELOGS_RECORD": str(record),
-        "VOICELOGS_CLOCK_FILE": str(clock_file),
-        "VOICELOGS_NO_HANDLER": "1",  # the poller holds the accounts and delivers
-    }
+    env = receiver_env(
+        postgres_dsn,
+        record,
+        VOICELOGS_CLOCK_FILE=str(clock_file),
+        VOICELOGS_NO_HANDLER="1",  # the pollers hold the accounts and deliver
+    )
     accounts = [
         Account(
             name, IN_PROCESS_URL, auth=fake.accounts[name].api_key, throttle=TokenBucket(1e6, 1000)
@@ -124,16 +151,7 @@ async def test_thirty_minutes_of_lossy_reports_and_lagging_logs_lose_and_regress
         ):
             pollers = (one, other)
             # Every batch to both receivers at once: the provider's retries, two workers.
-            pushers = [
-                fake.accounts[name].push_reports(
-                    f"{receiver.url}/{name}",
-                    auth=PushBasic(USER, PASSWORD),
-                    faults=FAULTS,
-                    client=to_receiver,
-                )
-                for name in ACCOUNTS
-                for receiver in (first, second)
-            ]
+            pushers = pushing_to(fake, (first, second), to_receiver)
 
             async def tick() -> None:
                 clock.advance(STEP)
@@ -246,38 +264,18 @@ async def test_two_receiver_workers_with_handlers_share_the_accounts_and_deliver
     """No poller: two receiver processes given a handler hold the accounts between them.
     Every batch is POSTed to both at once, with the provider's faults: each accepted
     state reaches one handler once, and none after a final one."""
-    import asyncio
-
-    import httpx
-
     clock = FakeClock()
     fake = FakeInfobip(clock=clock, rate_limit_per_minute=100_000, seed=59)
     for name in ACCOUNTS:
         fake.add_account(name).traffic(0.5, settle_after=timedelta(seconds=40))
     record = tmp_path / "record.ndjson"  # both processes append, one write per batch
-    env = {
-        "VOICELOGS_STORE": postgres_dsn,
-        "VOICELOGS_ACCOUNTS": ",".join(ACCOUNTS),
-        "VOICELOGS_USER": USER,
-        "VOICELOGS_PASSWORD": PASSWORD,
-        "VOICELOGS_RECORD": str(record),
-        "VOICELOGS_LEASE_TTL": "3",
-    }
+    env = receiver_env(postgres_dsn, record, VOICELOGS_LEASE_TTL="3")
     with (
         receiver_process(free_port(), env, tmp_path / "a.log") as first,
         receiver_process(free_port(), env, tmp_path / "b.log") as second,
     ):
         async with httpx.AsyncClient(timeout=30.0) as client:
-            pushers = [
-                fake.accounts[name].push_reports(
-                    f"{worker.url}/{name}",
-                    auth=PushBasic(USER, PASSWORD),
-                    faults=FAULTS,
-                    client=client,
-                )
-                for name in ACCOUNTS
-                for worker in (first, second)
-            ]
+            pushers = pushing_to(fake, (first, second), client)
             for step in range(45):  # 15 minutes of the fake's time
                 clock.advance(STEP)
                 if step == 30:
