@@ -16,16 +16,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 from pg_server import PgBouncer, PostgresCluster
 from test_postgres import RoundTrips
+from test_reports_flow import report_of as report_of_call
 from test_store import NOON, Clock, delivered, voice_log
 
 from infobip_voicelogs import CheckpointStore, LeaseLostError, SqliteStore, StoreError
 from infobip_voicelogs.postgres import PostgresStore
 from infobip_voicelogs.postgres._pool import LISTENER_NAME
-from infobip_voicelogs.reports import VoiceCall, VoiceReport
+from infobip_voicelogs.reports import VoiceReport
 from infobip_voicelogs.store import Delivered, InboxEntry, InboxStore, Lease, LeaseStore
 from infobip_voicelogs.store._local import solo_leases
 
@@ -89,27 +91,8 @@ class Wakes:
 
 
 def report_of(message_id: str) -> VoiceReport:
-    """A delivered call's report, with the fields only a report has."""
-    log = voice_log(message_id)
-    assert log.sent_at is not None
-    return VoiceReport(
-        bulk_id=log.bulk_id,
-        message_id=message_id,
-        from_=log.from_,
-        to=log.to,
-        sent_at=log.sent_at,
-        mcc_mnc=log.mccmnc,
-        callback_data="order 17",
-        voice_call=VoiceCall(
-            start_time=log.sent_at + timedelta(seconds=1),
-            end_time=log.sent_at + timedelta(seconds=11),
-            duration=10,
-            charged_duration=12,
-            answered_by="HUMAN",
-        ),
-        status=log.status,
-        error=log.error,
-    )
+    """A delivered call's report, with the fields only a report has (and no price)."""
+    return attrs.evolve(report_of_call(voice_log(message_id)), price=None)
 
 
 # -- recording and reading -----------------------------------------------------------------
